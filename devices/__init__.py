@@ -1,0 +1,32 @@
+"""devices: places and arrays. Turns a device string into a place that holds arrays.
+
+"/cpu:0" is numpy, "/gpu:N" is cupy (when a card exists), "/job:ps/task:N"
+is a parameter-server task (when a cluster is connected). A place this
+machine cannot serve falls back to the CPU under soft placement, so GPU
+code runs in CPU-only CI.
+
+>>> import devices
+>>> with devices.device("/gpu:0"):
+...     spec = devices.current_device()
+>>> spec.to_string()
+'/device:GPU:0'
+"""
+from . import errors
+from .backends.base import Device
+from .dtypes import as_dtype, bfloat16
+from .errors import (DataLossError, FailedPreconditionError, InvalidArgumentError, NotFoundError,
+                     OpError, UnavailableError)
+from .manager import (PlacementWarning, get_device, list_devices, memory_summary, set_soft_placement,
+                      soft_placement)
+from .scope import OpDescription, current_device, device, resolve
+from .shapes import as_shape
+from .spec import DeviceSpec
+from .transfer import device_of, gather, host_chunks, to_host
+
+__all__ = [
+    "DeviceSpec", "device", "current_device", "get_device", "list_devices", "set_soft_placement",
+    "soft_placement", "to_host", "gather", "host_chunks", "device_of", "memory_summary",
+    "PlacementWarning", "OpDescription", "resolve", "Device", "as_dtype", "as_shape", "bfloat16",
+    "errors", "OpError", "InvalidArgumentError", "FailedPreconditionError", "NotFoundError",
+    "DataLossError", "UnavailableError",
+]

@@ -1,0 +1,101 @@
+"""The Device interface every backend implements, and its memory accounting."""
+from __future__ import annotations
+
+import contextlib
+import threading
+import weakref
+from typing import Any, ContextManager, Iterator
+
+import numpy as np
+
+from ..spec import DeviceSpec
+
+DEFAULT_CHUNK_BYTES = 64 << 20  # staging size for device->host gathers
+
+
+class Device:
+    """A place that holds arrays. Subclasses are small: they name the array
+    module and the few operations that differ between places.
+
+    >>> from devices import get_device
+    >>> d = get_device("/cpu:0")
+    >>> d.zeros((2, 3), "float32").shape
+    (2, 3)
+    """
+
+    kind: str = "abstract"
+
+    def __init__(self, spec: DeviceSpec):
+        self.spec = spec
+        self.name = spec.to_string()
+        self._lock = threading.Lock()
+        self._bytes_in_use = 0
+        self._peak_bytes = 0
+
+    # -- what each backend provides ------------------------------------------
+    @property
+    def xp(self) -> Any:
+        """The array module (numpy, cupy) for code that runs on this device."""
+        raise NotImplementedError
+
+    def empty(self, shape: tuple[int, ...], dtype: np.dtype) -> Any:
+        raise NotImplementedError
+
+    def asarray(self, value: Any, dtype: Any = None, copy: bool = False) -> Any:
+        """``value`` (from any place or library) as an array on this device."""
+        raise NotImplementedError
+
+    def to_host(self, array: Any, out: np.ndarray | None = None) -> np.ndarray:
+        """A host (numpy) copy of ``array``, written into ``out`` when given."""
+        raise NotImplementedError
+
+    def holds(self, array: Any) -> bool:
+        """True when ``array`` already lives on this device."""
+        raise NotImplementedError
+
+    def host_chunks(self, array: Any, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[memoryview]:
+        """Yield the array's raw C-order bytes as host memoryviews of at most
+        ``chunk_bytes``. Each view is valid until the next one is requested."""
+        raise NotImplementedError
+
+    def rng(self, seed: int | None) -> Any:
+        """A random generator that draws on this device (numpy/cupy Generator API)."""
+        raise NotImplementedError
+
+    def synchronize(self) -> None:
+        """Wait for queued work on this device (a no-op where work is synchronous)."""
+
+    def activate(self) -> ContextManager:
+        """Make this device current for code that allocates implicitly (cupy)."""
+        return contextlib.nullcontext(self)
+
+    # -- shared ---------------------------------------------------------------
+    def zeros(self, shape: tuple[int, ...], dtype: np.dtype) -> Any:
+        a = self.empty(shape, dtype)
+        a[...] = 0
+        return a
+
+    @property
+    def memory_in_use(self) -> int:
+        """Bytes held by live arrays this device allocated."""
+        return self._bytes_in_use
+
+    @property
+    def peak_memory(self) -> int:
+        return self._peak_bytes
+
+    def _track(self, owner: Any, nbytes: int) -> None:
+        """Count ``nbytes`` until ``owner`` (the allocation) is collected."""
+        if nbytes <= 0:
+            return
+        with self._lock:
+            self._bytes_in_use += nbytes
+            self._peak_bytes = max(self._peak_bytes, self._bytes_in_use)
+        weakref.finalize(owner, self._release, nbytes)
+
+    def _release(self, nbytes: int) -> None:
+        with self._lock:
+            self._bytes_in_use -= nbytes
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"

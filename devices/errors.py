@@ -1,0 +1,49 @@
+"""The error hierarchy shared by every layer (re-exported by ``varstore.errors``).
+
+Each class is an :class:`OpError` (TensorFlow's names) and also the builtin a
+Python user would reach for first, so ``except ValueError`` still catches a
+bad shape and ``except LookupError`` a missing checkpoint key.
+
+>>> from devices.errors import InvalidArgumentError
+>>> issubclass(InvalidArgumentError, ValueError)
+True
+"""
+from __future__ import annotations
+
+
+class OpError(Exception):
+    """Base class of every error varstore raises on purpose."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgumentError(OpError, ValueError):
+    """A malformed device string, or a shape or dtype that does not fit."""
+
+
+class FailedPreconditionError(OpError, RuntimeError):
+    """An operation needs state that is not there yet (an uninitialized variable)."""
+
+
+class NotFoundError(OpError, LookupError):
+    """A missing checkpoint, file or tensor key."""
+
+
+class DataLossError(OpError, ValueError):
+    """A corrupt, truncated or hostile checkpoint: checksum, bounds or format."""
+
+
+class UnavailableError(OpError, RuntimeError):
+    """A device or parameter-server task that is gone or cannot be reached."""
+
+
+__all__ = [
+    "OpError",
+    "InvalidArgumentError",
+    "FailedPreconditionError",
+    "NotFoundError",
+    "DataLossError",
+    "UnavailableError",
+]
