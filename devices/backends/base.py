@@ -69,7 +69,15 @@ class Device:
         """Make this device current for code that allocates implicitly (cupy)."""
         return contextlib.nullcontext(self)
 
-    # -- shared ---------------------------------------------------------------
+    # -- shared (numpy and cupy share this API; a remote backend overrides) -----
+    def copy_into(self, dst: Any, src: Any) -> None:
+        """``dst[...] = src`` in place; both already on this device."""
+        self.xp.copyto(dst, src)
+
+    def add_into(self, dst: Any, src: Any, sign: int = 1) -> None:
+        """``dst += src`` (or ``-=`` with sign -1) in place; both already on this device."""
+        (self.xp.add if sign > 0 else self.xp.subtract)(dst, src, out=dst)
+
     def zeros(self, shape: tuple[int, ...], dtype: np.dtype) -> Any:
         a = self.empty(shape, dtype)
         a[...] = 0

@@ -1,0 +1,182 @@
+"""The registry: variables, collections, name scopes, unique names, the default graph.
+
+>>> import varstore as tf
+>>> g = tf.Graph()
+>>> with g.as_default(), tf.name_scope("layer1"):
+...     g.unique_name("weights"), g.unique_name("weights")
+('layer1/weights', 'layer1/weights_1')
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Any, Iterator, Optional
+
+from devices.errors import InvalidArgumentError
+
+
+class GraphKeys:
+    """Standard collection names (TF 1.x's)."""
+
+    GLOBAL_VARIABLES = "variables"
+    TRAINABLE_VARIABLES = "trainable_variables"
+    LOCAL_VARIABLES = "local_variables"
+    MODEL_VARIABLES = "model_variables"
+    GLOBAL_STEP = "global_step"
+    SAVERS = "savers"
+
+
+class Graph:
+    """Holds variables by collection and hands out unique, scoped names."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._collections: dict[str, list] = {}
+        self._used: dict[str, int] = {}
+        self._local = threading.local()  # name-scope stack is per thread, as in TF
+        self.seed: Optional[int] = None
+        self._op_counter = 0
+
+    # -- names ---------------------------------------------------------------
+    def _scope(self) -> str:
+        return getattr(self._local, "scope", "")
+
+    def unique_name(self, name: str, mark_as_used: bool = True) -> str:
+        """``name`` under the current scope, suffixed ``_1``, ``_2``... if already taken."""
+        if not isinstance(name, str) or not name or name.startswith("/") or name.endswith("/"):
+            raise InvalidArgumentError(f"name: expected a non-empty name without leading or trailing '/', "
+                                       f"received {name!r}")
+        full = f"{self._scope()}/{name}" if self._scope() else name
+        with self._lock:
+            key = full.lower()  # TF compares names case-insensitively for uniqueness
+            n = self._used.get(key, 0)
+            unique = full
+            if n:
+                while True:
+                    unique = f"{full}_{n}"
+                    if unique.lower() not in self._used:
+                        break
+                    n += 1
+            if mark_as_used:
+                self._used[key] = n + 1
+                self._used.setdefault(unique.lower(), 1)
+            return unique
+
+    @contextlib.contextmanager
+    def name_scope(self, name: Optional[str]) -> Iterator[str]:
+        """Prefix names created inside with ``name/`` (made unique); None or "" resets to the root.
+
+        A name ending in "/" re-enters that exact scope, as in TF.
+        """
+        old = self._scope()
+        if not name:
+            new = ""
+        elif name.endswith("/"):
+            new = name[:-1]
+        else:
+            new = self.unique_name(name)
+        self._local.scope = new
+        try:
+            yield new + "/" if new else ""
+        finally:
+            self._local.scope = old
+
+    def next_op_id(self) -> int:
+        with self._lock:
+            self._op_counter += 1
+            return self._op_counter
+
+    # -- collections ---------------------------------------------------------
+    def add_to_collection(self, name: str, value: Any) -> None:
+        with self._lock:
+            self._collections.setdefault(name, []).append(value)
+
+    def add_to_collections(self, names, value: Any) -> None:
+        for n in ([names] if isinstance(names, str) else set(names)):
+            self.add_to_collection(n, value)
+
+    def get_collection(self, name: str, scope: Optional[str] = None) -> list:
+        """A copy of the collection; with ``scope``, only items whose name starts with it."""
+        with self._lock:
+            items = list(self._collections.get(name, ()))
+        if scope is None:
+            return items
+        return [v for v in items if getattr(v, "name", "").startswith(scope)]
+
+    def get_collection_ref(self, name: str) -> list:
+        with self._lock:
+            return self._collections.setdefault(name, [])
+
+    def get_all_collection_keys(self) -> list[str]:
+        with self._lock:
+            return sorted(self._collections)
+
+    def clear_collection(self, name: str) -> None:
+        with self._lock:
+            self._collections.pop(name, None)
+
+    # -- default -------------------------------------------------------------
+    @contextlib.contextmanager
+    def as_default(self) -> Iterator["Graph"]:
+        """Make this the default graph of the current thread inside the block."""
+        stack = _default_stack()
+        stack.append(self)
+        try:
+            yield self
+        finally:
+            stack.remove(self)
+
+    def get_variable_by_name(self, name: str):
+        for v in self.get_collection(GraphKeys.GLOBAL_VARIABLES) + self.get_collection(GraphKeys.LOCAL_VARIABLES):
+            if v.name == name:
+                return v
+        return None
+
+
+_tls = threading.local()
+_global_default = Graph()
+
+
+def _default_stack() -> list:
+    s = getattr(_tls, "stack", None)
+    if s is None:
+        s = _tls.stack = []
+    return s
+
+
+def get_default_graph() -> Graph:
+    """The innermost ``as_default`` graph of this thread, else the process-wide one."""
+    s = _default_stack()
+    return s[-1] if s else _global_default
+
+
+def reset_default_graph() -> None:
+    """Replace the process-wide default graph with a new, empty one."""
+    global _global_default
+    if _default_stack():
+        raise AssertionError("Do not use tf.reset_default_graph() inside a graph.as_default() block")
+    _global_default = Graph()
+
+
+def name_scope(name: Optional[str], default_name: Optional[str] = None, values: Any = None):
+    """``with name_scope("layer1"):`` prefixes new variable names with ``layer1/``."""
+    return get_default_graph().name_scope(name or default_name)
+
+
+def add_to_collection(name: str, value: Any) -> None:
+    get_default_graph().add_to_collection(name, value)
+
+
+def get_collection(name: str, scope: Optional[str] = None) -> list:
+    return get_default_graph().get_collection(name, scope)
+
+
+def set_random_seed(seed: Optional[int]) -> None:
+    """Set the graph-level seed: with op-level seeds, random initial values become reproducible.
+
+    >>> import varstore as tf
+    >>> tf.set_random_seed(1)
+    """
+    g = get_default_graph()
+    g.seed = None if seed is None else int(seed)
+    g._op_counter = 0

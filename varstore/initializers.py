@@ -1,0 +1,609 @@
+"""Deferred initial values and TF 1.x's initializer objects.
+
+``tf.random_normal([784, 200], stddev=0.35)`` allocates and draws nothing:
+it describes a value. The variable's initializer evaluates it later, on
+the variable's device (cupy's generator on a GPU). Arithmetic on deferred
+values (``w.initialized_value() * 2.0``) builds more of them.
+
+>>> import varstore as tf
+>>> init = tf.zeros([2, 3])
+>>> init.shape, init.dtype.name
+((2, 3), 'float32')
+"""
+from __future__ import annotations
+
+import math
+import operator
+from typing import Any, Optional
+
+import numpy as np
+
+from devices.dtypes import as_dtype, is_floating
+from devices.errors import InvalidArgumentError
+from devices.shapes import as_shape, num_elements
+
+from .graph import get_default_graph
+
+DEFAULT_GRAPH_SEED = 87654321  # TF's, used when only the op-level seed is set
+_CPU_BLOCK = 1 << 16  # elements per block when drawing on the CPU: scaling stays in cache
+
+
+class InitialValue:
+    """A value computed later on a device. Subclasses implement ``_eval``."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    def evaluate(self, device, ctx: "EvalContext") -> Any:
+        """The value as an array on ``device``."""
+        return self._eval(device, ctx)
+
+    def _eval(self, device, ctx):
+        raise NotImplementedError
+
+    def dependencies(self) -> list:
+        """Variables whose values this one reads."""
+        return []
+
+    def describe(self) -> Optional[dict]:
+        """Data (no code) that rebuilds this value, for meta graphs; None if it can't be described."""
+        return None
+
+    # arithmetic builds deferred values --------------------------------------
+    def _bin(self, other, op, reverse=False):
+        other = as_initial_value(other, None if isinstance(other, (InitialValue,)) else self.dtype)
+        a, b = (other, self) if reverse else (self, other)
+        return BinaryOp(op, a, b)
+
+    def __add__(self, o): return self._bin(o, "add")
+    def __radd__(self, o): return self._bin(o, "add", True)
+    def __sub__(self, o): return self._bin(o, "sub")
+    def __rsub__(self, o): return self._bin(o, "sub", True)
+    def __mul__(self, o): return self._bin(o, "mul")
+    def __rmul__(self, o): return self._bin(o, "mul", True)
+    def __truediv__(self, o): return self._bin(o, "truediv")
+    def __rtruediv__(self, o): return self._bin(o, "truediv", True)
+    def __neg__(self): return Negate(self)
+
+    def get_shape(self):
+        return self.shape
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} shape={self.shape} dtype={self.dtype.name}>"
+
+
+class EvalContext:
+    """One run of initializers: which variables are done, which are in progress."""
+
+    def __init__(self, run_variables=(), on_initialized=None):
+        self.run_variables = set(map(id, run_variables))
+        self.done: set[int] = set()
+        self.in_progress: list = []
+        self.on_initialized = on_initialized
+
+    def ensure(self, var) -> None:
+        """Initialize ``var`` in this run if it is due (see Variable._initialize_in)."""
+        var._initialize_in(self)
+
+
+class Fill(InitialValue):
+    """zeros, ones, fill: every element the same value."""
+
+    def __init__(self, shape, value, dtype):
+        self.shape, self.dtype = as_shape(shape), as_dtype(dtype)
+        self.value = _exact_scalar(value, self.dtype, "fill value")
+
+    def _eval(self, device, ctx):
+        out = device.empty(self.shape, self.dtype)
+        out[...] = self.value
+        return out
+
+    def describe(self):
+        return {"kind": "fill", "shape": list(self.shape), "dtype": self.dtype.name, "value": _py(self.value)}
+
+
+class Constant(InitialValue):
+    """A value given by the user (scalar, list, numpy or cupy array), kept on the host until needed."""
+
+    def __init__(self, value, dtype=None, shape=None):
+        arr = _to_numpy(value)
+        dt = arr.dtype if dtype is None else as_dtype(dtype)
+        if dtype is None:
+            dt = _default_dtype(value, arr)
+        elif isinstance(value, (np.ndarray,)) or hasattr(value, "__cuda_array_interface__"):
+            _check_cast(arr.dtype, dt, "initial value")
+        else:
+            arr = _exact_array(arr, dt, "initial value")
+        arr = arr.astype(dt, copy=False)
+        if shape is not None:
+            shape = as_shape(shape)
+            if arr.size == 1:
+                arr = np.full(shape, arr.reshape(()), dtype=dt)
+            elif arr.size == num_elements(shape):
+                arr = arr.reshape(shape)
+            else:
+                raise InvalidArgumentError(
+                    f"constant: {arr.size} values cannot fill shape {shape} (expected 1 or {num_elements(shape)})")
+        self.array = arr
+        self.shape, self.dtype = tuple(arr.shape), arr.dtype
+
+    def _eval(self, device, ctx):
+        return device.asarray(self.array, copy=True)
+
+    def describe(self):
+        if self.array.nbytes > 64 << 10:  # big literals belong in the checkpoint, not the meta graph
+            return None
+        a = np.ascontiguousarray(self.array)
+        return {"kind": "constant", "shape": list(self.shape), "dtype": self.dtype.name,
+                "data": a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()}
+
+
+class _Random(InitialValue):
+    """Shared seed handling: TF's (graph seed, op seed) pair, and a generator per device that
+    persists across runs, so re-running an initializer continues the sequence as TF does."""
+
+    def __init__(self, shape, dtype, seed):
+        self.shape, self.dtype = as_shape(shape), as_dtype(dtype)
+        g = get_default_graph()
+        op_seed = None if seed is None else int(seed)
+        if g.seed is not None:
+            self.seeds = (g.seed, op_seed if op_seed is not None else g.next_op_id())
+        elif op_seed is not None:
+            self.seeds = (DEFAULT_GRAPH_SEED, op_seed)
+        else:
+            self.seeds = None
+        self._rngs: dict = {}
+
+    def _rng(self, device):
+        rng = self._rngs.get(device.name)
+        if rng is None:
+            seed = None
+            if self.seeds is not None:
+                seed = int(np.random.SeedSequence(list(self.seeds)).generate_state(1, np.uint64)[0])
+            rng = self._rngs[device.name] = device.rng(seed)
+        return rng
+
+    def _float_out(self, device):
+        """Where to draw: float32/float64 directly, half types via a float32 buffer."""
+        if not is_floating(self.dtype):
+            raise InvalidArgumentError(
+                f"{type(self).__name__}: dtype must be a floating type, received {self.dtype.name}")
+        return self.dtype if self.dtype in (np.float32, np.float64) else np.dtype(np.float32)
+
+    def _blocks(self, device, arr):
+        """Flat views of ``arr`` to fill one at a time (small blocks on the CPU keep scaling in cache)."""
+        flat = arr.reshape(-1)
+        step = _CPU_BLOCK if device.kind == "cpu" else max(flat.size, 1)
+        return [flat[i:i + step] for i in range(0, flat.size, step)]
+
+    def _finish(self, device, work):
+        if work.dtype == self.dtype:
+            return work
+        out = device.empty(self.shape, self.dtype)
+        out[...] = work.astype(self.dtype)
+        return out
+
+    def _seed_desc(self):
+        return None if self.seeds is None else list(self.seeds)
+
+
+class RandomNormal(_Random):
+    """Normal values; with ``truncated``, values beyond 2 stddev are redrawn (TF's truncated_normal)."""
+
+    def __init__(self, shape, mean=0.0, stddev=1.0, dtype="float32", seed=None, truncated=False):
+        super().__init__(shape, dtype, seed)
+        self.mean, self.stddev, self.truncated = float(mean), float(stddev), bool(truncated)
+
+    def _eval(self, device, ctx):
+        wdt = self._float_out(device)
+        work = device.empty(self.shape, wdt)
+        rng = self._rng(device)
+        xp = device.xp
+        for blk in self._blocks(device, work):
+            rng.standard_normal(dtype=wdt, out=blk)
+            if self.truncated:
+                while True:
+                    bad = xp.abs(blk) > 2.0
+                    n = int(bad.sum())
+                    if not n:
+                        break
+                    blk[bad] = rng.standard_normal(size=n, dtype=wdt)
+            if self.stddev != 1.0:
+                blk *= wdt.type(self.stddev)
+            if self.mean != 0.0:
+                blk += wdt.type(self.mean)
+        return self._finish(device, work)
+
+    def describe(self):
+        return {"kind": "truncated_normal" if self.truncated else "random_normal", "shape": list(self.shape),
+                "dtype": self.dtype.name, "mean": self.mean, "stddev": self.stddev, "seeds": self._seed_desc()}
+
+
+class RandomUniform(_Random):
+    """Uniform values in [minval, maxval) (integers: maxval required)."""
+
+    def __init__(self, shape, minval=0, maxval=None, dtype="float32", seed=None):
+        super().__init__(shape, dtype, seed)
+        if self.dtype.kind in "iu":
+            if maxval is None:
+                raise InvalidArgumentError(f"random_uniform: maxval must be given for integer dtype {self.dtype.name}")
+            minval, maxval = int(minval), int(maxval)
+            if maxval <= minval:
+                raise InvalidArgumentError(f"random_uniform: need minval < maxval, received {minval}, {maxval}")
+        else:
+            minval, maxval = float(minval), 1.0 if maxval is None else float(maxval)
+        self.minval, self.maxval = minval, maxval
+
+    def _eval(self, device, ctx):
+        rng = self._rng(device)
+        if self.dtype.kind in "iu":
+            out = device.empty(self.shape, self.dtype)
+            out[...] = rng.integers(self.minval, self.maxval, size=self.shape, dtype=self.dtype)
+            return out
+        wdt = self._float_out(device)
+        work = device.empty(self.shape, wdt)
+        span = wdt.type(self.maxval - self.minval)
+        for blk in self._blocks(device, work):
+            rng.random(dtype=wdt, out=blk)
+            if span != 1:
+                blk *= span
+            if self.minval:
+                blk += wdt.type(self.minval)
+        return self._finish(device, work)
+
+    def describe(self):
+        return {"kind": "random_uniform", "shape": list(self.shape), "dtype": self.dtype.name,
+                "minval": self.minval, "maxval": self.maxval, "seeds": self._seed_desc()}
+
+
+class VariableValue(InitialValue):
+    """A variable's value: ``initialized_value()`` (its initializer runs first when due)
+    or a plain read (``Variable`` used in an expression)."""
+
+    def __init__(self, var, initialize: bool):
+        self.var, self.initialize = var, initialize
+        self.shape, self.dtype = var.shape, var.dtype
+
+    def _eval(self, device, ctx):
+        if self.initialize:
+            ctx.ensure(self.var)
+        return device.asarray(self.var.value(), copy=True)
+
+    def dependencies(self):
+        return [self.var] if self.initialize else []
+
+    def describe(self):
+        return {"kind": "initialized_value" if self.initialize else "read", "variable": self.var.name}
+
+
+_BINOPS = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "truediv": operator.truediv}
+
+
+class BinaryOp(InitialValue):
+    def __init__(self, op, a, b):
+        if op not in _BINOPS:
+            raise InvalidArgumentError(f"unknown operation {op!r}")
+        self.op, self.a, self.b = op, a, b
+        try:
+            self.shape = tuple(np.broadcast_shapes(a.shape, b.shape))
+        except ValueError:
+            raise InvalidArgumentError(
+                f"{op}: shapes {a.shape} and {b.shape} are not compatible") from None
+        if a.dtype != b.dtype:
+            raise InvalidArgumentError(f"{op}: dtypes differ ({a.dtype.name} vs {b.dtype.name}); cast one first")
+        self.dtype = a.dtype
+        if op == "truediv" and self.dtype.kind in "iub":
+            raise InvalidArgumentError(f"truediv: not defined for {self.dtype.name}; use a float dtype")
+
+    def _eval(self, device, ctx):
+        x, y = self.a.evaluate(device, ctx), self.b.evaluate(device, ctx)
+        out = device.empty(self.shape, self.dtype)
+        out[...] = _BINOPS[self.op](x, y)
+        return out
+
+    def dependencies(self):
+        return self.a.dependencies() + self.b.dependencies()
+
+    def describe(self):
+        a, b = self.a.describe(), self.b.describe()
+        return None if a is None or b is None else {"kind": "binary", "op": self.op, "a": a, "b": b}
+
+
+class Negate(InitialValue):
+    def __init__(self, x):
+        self.x, self.shape, self.dtype = x, x.shape, x.dtype
+
+    def _eval(self, device, ctx):
+        out = device.empty(self.shape, self.dtype)
+        out[...] = -self.x.evaluate(device, ctx)
+        return out
+
+    def dependencies(self):
+        return self.x.dependencies()
+
+    def describe(self):
+        x = self.x.describe()
+        return None if x is None else {"kind": "negate", "x": x}
+
+
+class Callable_(InitialValue):
+    """``Variable(lambda: ...)``: the function is called when the initializer runs."""
+
+    def __init__(self, fn, dtype=None):
+        probe = as_initial_value(fn(), dtype)
+        self.fn, self.shape, self.dtype = fn, probe.shape, probe.dtype
+        self._probe = probe
+
+    def _eval(self, device, ctx):
+        probe, self._probe = self._probe, None
+        return (probe or as_initial_value(self.fn(), self.dtype)).evaluate(device, ctx)
+
+    def dependencies(self):
+        return self._probe.dependencies() if self._probe is not None else []
+
+
+# -- conversion ---------------------------------------------------------------
+def as_initial_value(value: Any, dtype: Any = None) -> InitialValue:
+    """Any accepted initial value (deferred value, Variable, scalar, list, numpy/cupy array)."""
+    from .variables import Variable
+    if isinstance(value, InitialValue):
+        if dtype is not None and as_dtype(dtype) != value.dtype:
+            raise InvalidArgumentError(
+                f"initial value has dtype {value.dtype.name}, but dtype={as_dtype(dtype).name} was requested")
+        return value
+    if isinstance(value, Variable):
+        v = VariableValue(value, initialize=False)
+        return as_initial_value(v, dtype)
+    if callable(value) and not hasattr(value, "__array__"):
+        return Callable_(value, dtype)
+    return Constant(value, dtype)
+
+
+def _to_numpy(value):
+    if value is None:
+        raise InvalidArgumentError("initial value: expected a value, received None")
+    if hasattr(value, "__cuda_array_interface__"):
+        from devices import to_host
+        return to_host(value)
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as e:
+        raise InvalidArgumentError(f"initial value: cannot convert {type(value).__name__} to an array: {e}") from None
+    if arr.dtype == object or arr.dtype.kind in "USV" and arr.dtype.name != "bfloat16":
+        raise InvalidArgumentError(
+            f"initial value: expected numbers or bools, received {type(value).__name__} of dtype {arr.dtype}")
+    return arr
+
+
+def _default_dtype(value, arr) -> np.dtype:
+    # Python floats become float32 and ints int32, as in TF; numpy arrays keep their dtype.
+    if isinstance(value, np.ndarray) or hasattr(value, "__cuda_array_interface__") or hasattr(value, "dtype"):
+        return as_dtype(arr.dtype)
+    if arr.dtype.kind == "f":
+        return np.dtype(np.float32)
+    if arr.dtype.kind in "iu":
+        return np.dtype(np.int32)
+    return as_dtype(arr.dtype)
+
+
+def _check_cast(src: np.dtype, dst: np.dtype, what: str) -> None:
+    """Arrays may change precision within a kind (float64 -> float32), never kind (float -> int)."""
+    src = np.dtype(src)
+    ok = src == dst or np.can_cast(src, dst, "same_kind") or (is_floating(src) and is_floating(dst))
+    if not ok:
+        raise InvalidArgumentError(f"{what}: dtype {src.name} cannot be converted to {dst.name} "
+                                   f"(only casts within a kind, or from int to float, are implicit)")
+
+
+def _exact_array(arr: np.ndarray, dt: np.dtype, what: str) -> np.ndarray:
+    """Python literals convert only when every value is represented exactly (1.5 is no int32)."""
+    out = arr.astype(dt)
+    if arr.dtype.kind in "fc" and dt.kind in "iub" and not np.array_equal(out.astype(arr.dtype), arr):
+        raise InvalidArgumentError(f"{what}: {arr.tolist()!r} is not exactly representable as {dt.name}")
+    if arr.dtype.kind in "iu" and dt.kind in "iu" and not np.array_equal(out.astype(np.int64), arr):
+        raise InvalidArgumentError(f"{what}: {arr.tolist()!r} is out of range for {dt.name}")
+    return out
+
+
+def _exact_scalar(value, dt: np.dtype, what: str):
+    return _exact_array(np.asarray(_to_numpy(value)), dt, what)[()]
+
+
+def _py(x):
+    return x.item() if hasattr(x, "item") else x
+
+
+# -- the public constructors -------------------------------------------------------
+def zeros(shape, dtype="float32", name=None) -> InitialValue:
+    """A deferred tensor of zeros. ``tf.Variable(tf.zeros([200]), name="biases")``"""
+    return Fill(shape, 0, dtype)
+
+
+def ones(shape, dtype="float32", name=None) -> InitialValue:
+    """A deferred tensor of ones. ``tf.ones([2, 3])``"""
+    return Fill(shape, 1, dtype)
+
+
+def fill(dims, value, name=None) -> InitialValue:
+    """A deferred tensor of ``dims`` filled with ``value`` (dtype from the value, as in TF).
+
+    >>> fill([2], 7).dtype.name
+    'int32'
+    """
+    return Fill(dims, value, _default_dtype(value, _to_numpy(value)))
+
+
+def constant(value, dtype=None, shape=None, name=None) -> InitialValue:
+    """A deferred constant; a scalar with ``shape`` is broadcast, as in TF.
+
+    >>> constant(1.5, shape=[2]).shape
+    (2,)
+    """
+    return Constant(value, dtype, shape)
+
+
+def random_normal(shape, mean=0.0, stddev=1.0, dtype="float32", seed=None, name=None) -> InitialValue:
+    """Deferred normal values, drawn on the variable's device when its initializer runs.
+
+    >>> w = random_normal([784, 200], stddev=0.35)
+    >>> w.shape
+    (784, 200)
+    """
+    return RandomNormal(shape, mean, stddev, dtype, seed)
+
+
+def truncated_normal(shape, mean=0.0, stddev=1.0, dtype="float32", seed=None, name=None) -> InitialValue:
+    """Like random_normal, values more than 2 stddev from the mean redrawn."""
+    return RandomNormal(shape, mean, stddev, dtype, seed, truncated=True)
+
+
+def random_uniform(shape, minval=0, maxval=None, dtype="float32", seed=None, name=None) -> InitialValue:
+    """Deferred uniform values in [minval, maxval) (maxval defaults to 1 for floats)."""
+    return RandomUniform(shape, minval, maxval, dtype, seed)
+
+
+# -- TF 1.x initializer objects -------------------------------------------------------
+class Initializer:
+    """Called with a shape (and dtype) to make a deferred value: ``zeros_initializer()([3])``."""
+
+    dtype: Any = "float32"
+
+    def __call__(self, shape, dtype=None, partition_info=None) -> InitialValue:
+        return self._make(as_shape(shape), as_dtype(dtype or self.dtype))
+
+    def _make(self, shape, dtype):
+        raise NotImplementedError
+
+
+class zeros_initializer(Initializer):
+    def __init__(self, dtype="float32"):
+        self.dtype = dtype
+
+    def _make(self, shape, dtype):
+        return Fill(shape, 0, dtype)
+
+
+class ones_initializer(zeros_initializer):
+    def _make(self, shape, dtype):
+        return Fill(shape, 1, dtype)
+
+
+class constant_initializer(Initializer):
+    def __init__(self, value=0, dtype="float32"):
+        self.value, self.dtype = value, dtype
+
+    def _make(self, shape, dtype):
+        return Constant(self.value, dtype, shape)
+
+
+class random_normal_initializer(Initializer):
+    def __init__(self, mean=0.0, stddev=1.0, seed=None, dtype="float32"):
+        self.mean, self.stddev, self.seed, self.dtype = mean, stddev, seed, dtype
+
+    def _make(self, shape, dtype):
+        return RandomNormal(shape, self.mean, self.stddev, dtype, self.seed)
+
+
+class truncated_normal_initializer(random_normal_initializer):
+    def _make(self, shape, dtype):
+        return RandomNormal(shape, self.mean, self.stddev, dtype, self.seed, truncated=True)
+
+
+class random_uniform_initializer(Initializer):
+    def __init__(self, minval=0, maxval=None, seed=None, dtype="float32"):
+        self.minval, self.maxval, self.seed, self.dtype = minval, maxval, seed, dtype
+
+    def _make(self, shape, dtype):
+        return RandomUniform(shape, self.minval, self.maxval, dtype, self.seed)
+
+
+def _fans(shape):
+    if len(shape) < 1:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    receptive = num_elements(shape[:-2])
+    return shape[-2] * receptive, shape[-1] * receptive
+
+
+class variance_scaling_initializer(Initializer):
+    """TF 1.x's variance scaling: stddev = sqrt(scale / n), n from mode (fan_in, fan_out, fan_avg)."""
+
+    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None, dtype="float32"):
+        if scale <= 0:
+            raise InvalidArgumentError(f"variance_scaling: scale must be positive, received {scale}")
+        if mode not in ("fan_in", "fan_out", "fan_avg"):
+            raise InvalidArgumentError(f"variance_scaling: mode must be fan_in, fan_out or fan_avg, received {mode!r}")
+        if distribution == "normal":  # TF 1.x's "normal" is the truncated one
+            distribution = "truncated_normal"
+        if distribution not in ("truncated_normal", "untruncated_normal", "uniform"):
+            raise InvalidArgumentError(f"variance_scaling: unknown distribution {distribution!r}")
+        self.scale, self.mode, self.distribution, self.seed, self.dtype = scale, mode, distribution, seed, dtype
+
+    def _make(self, shape, dtype):
+        fan_in, fan_out = _fans(shape)
+        n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[self.mode]
+        s = self.scale / max(1.0, n)
+        if self.distribution == "uniform":
+            limit = math.sqrt(3.0 * s)
+            return RandomUniform(shape, -limit, limit, dtype, self.seed)
+        if self.distribution == "truncated_normal":
+            # 0.879... is the stddev of a unit normal truncated at 2: undo the shrinkage.
+            return RandomNormal(shape, 0.0, math.sqrt(s) / 0.87962566103423978, dtype, self.seed, truncated=True)
+        return RandomNormal(shape, 0.0, math.sqrt(s), dtype, self.seed)
+
+
+def glorot_uniform_initializer(seed=None, dtype="float32") -> variance_scaling_initializer:
+    """Xavier uniform: variance_scaling(1.0, "fan_avg", "uniform")."""
+    return variance_scaling_initializer(1.0, "fan_avg", "uniform", seed, dtype)
+
+
+def glorot_normal_initializer(seed=None, dtype="float32") -> variance_scaling_initializer:
+    """Xavier normal: variance_scaling(1.0, "fan_avg", "truncated_normal")."""
+    return variance_scaling_initializer(1.0, "fan_avg", "truncated_normal", seed, dtype)
+
+
+def he_normal(seed=None) -> variance_scaling_initializer:
+    return variance_scaling_initializer(2.0, "fan_in", "truncated_normal", seed)
+
+
+def he_uniform(seed=None) -> variance_scaling_initializer:
+    return variance_scaling_initializer(2.0, "fan_in", "uniform", seed)
+
+
+# -- meta graph: rebuild from data ------------------------------------------------------
+def from_description(desc: dict, lookup_variable) -> InitialValue:
+    """Rebuild a deferred value from :meth:`InitialValue.describe` data.
+
+    ``lookup_variable(name)`` returns the Variable a description refers to.
+    Unknown kinds raise InvalidArgumentError (the caller decides what to do).
+    """
+    kind = desc.get("kind") if isinstance(desc, dict) else None
+    seeds = desc.get("seeds")
+    if kind == "fill":
+        return Fill(desc["shape"], desc["value"], desc["dtype"])
+    if kind == "constant":
+        dt = as_dtype(desc["dtype"])
+        shape = as_shape(desc["shape"])
+        data = desc["data"]
+        if not isinstance(data, bytes) or len(data) != num_elements(shape) * dt.itemsize:
+            raise InvalidArgumentError(f"constant: data holds {len(data) if isinstance(data, bytes) else '?'} "
+                                       f"bytes, shape {shape} {dt.name} needs {num_elements(shape) * dt.itemsize}")
+        return Constant(np.frombuffer(data, dt.newbyteorder("<")).astype(dt).reshape(shape), dt)
+    if kind in ("random_normal", "truncated_normal"):
+        v = RandomNormal(desc["shape"], desc["mean"], desc["stddev"], desc["dtype"], None,
+                         truncated=kind == "truncated_normal")
+        v.seeds = None if seeds is None else tuple(int(s) for s in seeds)
+        return v
+    if kind == "random_uniform":
+        v = RandomUniform(desc["shape"], desc["minval"], desc["maxval"], desc["dtype"], None)
+        v.seeds = None if seeds is None else tuple(int(s) for s in seeds)
+        return v
+    if kind in ("initialized_value", "read"):
+        return VariableValue(lookup_variable(desc["variable"]), initialize=kind == "initialized_value")
+    if kind == "binary":
+        return BinaryOp(desc["op"], from_description(desc["a"], lookup_variable),
+                        from_description(desc["b"], lookup_variable))
+    if kind == "negate":
+        return Negate(from_description(desc["x"], lookup_variable))
+    raise InvalidArgumentError(f"unknown initializer kind {kind!r}")

@@ -1,0 +1,370 @@
+"""Variable: a named buffer on one device, initialized by a deferred value.
+
+Every op that changes a variable (assign*, load, optimizer updates,
+restore) runs on the variable's own device, whatever device scope
+surrounds the call: values from elsewhere are moved there first.
+
+>>> import varstore as tf
+>>> v = tf.Variable(tf.zeros([3]), name="v")
+>>> tf.variables_initializer([v]).run()
+>>> v.assign_add([1.0, 2.0, 3.0]).numpy().tolist()
+[1.0, 2.0, 3.0]
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from typing import Any, Iterable, Optional
+
+import numpy as np
+
+import devices
+from devices.dtypes import as_dtype
+from devices.errors import FailedPreconditionError, InvalidArgumentError
+from devices.scope import OpDescription
+from devices.spec import DeviceSpec
+
+from . import initializers as _init
+from .graph import Graph, GraphKeys, get_default_graph
+from .ops import Fetch, Op
+
+log = logging.getLogger("varstore")
+
+
+class _OpInfo:
+    """``v.op``: what TF code reads off a variable's op (name, type, device)."""
+
+    type = "VariableV2"
+
+    def __init__(self, var: "Variable"):
+        self._var = var
+
+    @property
+    def name(self) -> str:
+        return self._var.name
+
+    @property
+    def device(self) -> str:
+        return self._var.device
+
+
+class Variable:
+    """A variable. ``tf.Variable(tf.random_normal([784, 200], stddev=0.35), name="weights")``
+
+    ``initial_value`` may be a deferred value (``tf.zeros``, ``tf.random_normal``,
+    ``w.initialized_value() * 2``), a Python scalar or list, a numpy or cupy
+    array, another Variable, or a function returning one of these.
+    """
+
+    def __init__(self, initial_value: Any = None, trainable: bool = True, collections: Optional[Iterable[str]] = None,
+                 validate_shape: bool = True, name: Optional[str] = None, dtype: Any = None,
+                 shape: Any = None, *, graph: Optional[Graph] = None):
+        if initial_value is None:
+            raise InvalidArgumentError("Variable: initial_value must be given (e.g. tf.zeros([3]))")
+        self.graph = graph or get_default_graph()
+        self._initial = _init.as_initial_value(initial_value, dtype)
+        self._shape = self._initial.shape
+        if shape is not None:
+            from devices.shapes import as_shape
+            if validate_shape and as_shape(shape) != self._shape:
+                raise InvalidArgumentError(
+                    f"Variable: shape={as_shape(shape)} does not match the initial value's shape {self._shape}")
+        self._dtype = self._initial.dtype
+        self.name = self.graph.unique_name(name or "Variable")
+        self.trainable = bool(trainable)
+        self.validate_shape = bool(validate_shape)
+        self._requested = devices.resolve(OpDescription("VariableV2", self.name, self._shape, self._dtype))
+        self._device = devices.get_device(self._requested)
+        self._value: Any = None
+        self._lock = threading.RLock()
+        self.initializer = Op(f"{self.name}/Assign", lambda sess: _run_initializers([self], sess))
+        cols = set(collections) if collections is not None else {GraphKeys.GLOBAL_VARIABLES}
+        if self.trainable:
+            cols.add(GraphKeys.TRAINABLE_VARIABLES)
+        self.graph.add_to_collections(cols, self)
+        # Where this variable sits in a meta graph, set by whoever knows (optimizer slots).
+        self._slot_of: Optional[tuple[str, str]] = None
+
+    # -- properties ---------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._shape
+
+    def get_shape(self) -> tuple[int, ...]:
+        return self._shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._dtype
+
+    @property
+    def device(self) -> str:
+        """Canonical string of where the variable lives."""
+        return self._device.name
+
+    @property
+    def requested_device(self) -> str:
+        """What the scopes and device functions asked for (differs from ``device`` only under soft placement)."""
+        return self._requested.to_string()
+
+    @property
+    def device_object(self) -> devices.Device:
+        return self._device
+
+    @property
+    def op(self) -> _OpInfo:
+        return _OpInfo(self)
+
+    @property
+    def initial_value(self) -> _init.InitialValue:
+        return self._initial
+
+    def initialized_value(self) -> _init.InitialValue:
+        """This variable's value, its initializer run first when due: use it to initialize another.
+
+        ``w2 = tf.Variable(weights.initialized_value() * 2.0, name="w2")``
+        """
+        return _init.VariableValue(self, initialize=True)
+
+    @property
+    def is_initialized(self) -> bool:
+        return self._value is not None
+
+    # -- reading --------------------------------------------------------------
+    def _require(self) -> Any:
+        value = self._value
+        if value is None:
+            raise FailedPreconditionError(f"Attempting to use uninitialized value {self.name}")
+        return value
+
+    def value(self) -> Any:
+        """The live array on the variable's device (no copy: later assigns show through)."""
+        return self._require()
+
+    def read_value(self) -> Any:
+        """A snapshot copy on the variable's device, consistent even while other threads assign."""
+        with self._lock:
+            return self._device.asarray(self._require(), copy=True)
+
+    def numpy(self) -> np.ndarray:
+        """A host (numpy) copy, consistent even while other threads assign."""
+        with self._lock:
+            value = self._require()
+            out = np.empty(value.shape, value.dtype) if not isinstance(value, np.ndarray) else None
+            return self._device.to_host(value, out) if out is not None else value.copy()
+
+    def eval(self, session: Any = None) -> np.ndarray:
+        return self.numpy()
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.numpy()
+        return a if dtype is None else a.astype(dtype)
+
+    def __dlpack__(self, **kwargs):
+        return self.value().__dlpack__(**kwargs)
+
+    def __dlpack_device__(self):
+        return self.value().__dlpack_device__()
+
+    @property
+    def __cuda_array_interface__(self):
+        return self.value().__cuda_array_interface__
+
+    # -- writing (always on the variable's device) ----------------------------
+    def _converted(self, value: Any) -> Any:
+        """``value`` on this variable's device with its dtype, shape checked."""
+        if isinstance(value, Variable):
+            value = value.value()
+        elif isinstance(value, _init.InitialValue):
+            value = value.evaluate(self._device, _init.EvalContext())
+        src_dtype = getattr(value, "dtype", None)
+        if src_dtype is not None and not isinstance(value, (np.generic,)):
+            _init._check_cast(src_dtype, self._dtype, f"assign to {self.name}")
+            arr = value
+        else:
+            arr = _init._exact_array(_init._to_numpy(value), self._dtype, f"assign to {self.name}")
+        shape = tuple(getattr(arr, "shape", ()))
+        if shape != self._shape and self.validate_shape:
+            raise InvalidArgumentError(
+                f"Assign to {self.name}: shape {shape} does not match the variable's shape {self._shape}")
+        return self._device.asarray(arr, dtype=self._dtype)
+
+    def _store(self, new: Any, fresh: bool) -> None:
+        """Write in place when a buffer of that shape exists, else keep ``new`` (on this device).
+
+        ``fresh``: ``new`` was allocated for us and may be kept; otherwise it may be the
+        caller's own array, and keeping it would alias their memory, so it is copied.
+        """
+        with self._lock:
+            if self._value is not None and self._value.shape == new.shape:
+                self._device.copy_into(self._value, new)
+            else:
+                self._value = new if fresh else self._device.asarray(new, copy=True)
+                self._shape = tuple(new.shape)
+
+    def assign(self, value: Any, use_locking: bool = False, name: Any = None, read_value: bool = True) -> "Variable":
+        """Set the value (on the variable's device; ``value`` from any device is moved there)."""
+        new = self._converted(value)
+        if new is not self._value:
+            self._store(new, fresh=False)
+        return self
+
+    def assign_add(self, delta: Any, use_locking: bool = False, name: Any = None, read_value: bool = True) -> "Variable":
+        """``v += delta`` in place, on the variable's device."""
+        d = self._converted(delta)
+        with self._lock:
+            self._device.add_into(self._require(), d, 1)
+        return self
+
+    def assign_sub(self, delta: Any, use_locking: bool = False, name: Any = None, read_value: bool = True) -> "Variable":
+        """``v -= delta`` in place, on the variable's device."""
+        d = self._converted(delta)
+        with self._lock:
+            self._device.add_into(self._require(), d, -1)
+        return self
+
+    def load(self, value: Any, session: Any = None) -> None:
+        """Set the value (TF 1.x's ``Variable.load``; no op is created)."""
+        self.assign(value)
+
+    def _adopt(self, array: Any) -> None:
+        """Take ``array`` (already on this device, right dtype/shape) as the value (restore)."""
+        with self._lock:
+            self._value = array
+
+    def _forget(self) -> None:
+        """Back to uninitialized (a failed restore must not leave a half-written value usable)."""
+        with self._lock:
+            self._value = None
+
+    # -- initialization -------------------------------------------------------
+    def _initialize_in(self, ctx: _init.EvalContext) -> None:
+        """Run this variable's initializer within one run, at most once, dependencies first."""
+        key = id(self)
+        if key in ctx.done:
+            return
+        if any(v is self for v in ctx.in_progress):
+            names = [v.name for v in ctx.in_progress[[id(v) for v in ctx.in_progress].index(key):]] + [self.name]
+            raise InvalidArgumentError(
+                f"initialized_value() cycle: {' -> '.join(names)}")
+        if key not in ctx.run_variables and self.is_initialized:
+            ctx.done.add(key)  # initialized before this run: use its current value
+            return
+        ctx.in_progress.append(self)
+        try:
+            value = self._initial.evaluate(self._device, ctx)
+        finally:
+            ctx.in_progress.pop()
+        if tuple(value.shape) != self._shape and self.validate_shape:
+            raise InvalidArgumentError(f"{self.name}: initial value has shape {tuple(value.shape)}, "
+                                       f"expected {self._shape}")
+        self._store(value, fresh=True)  # evaluate() always returns a new array
+        ctx.done.add(key)
+        if ctx.on_initialized is not None:
+            ctx.on_initialized(self)
+
+    # -- arithmetic returns device arrays ------------------------------------
+    def _binary(op):
+        def f(self, other):
+            other = other.value() if isinstance(other, Variable) else other
+            return op(self.value(), other)
+        return f
+
+    import operator as _op
+    __add__ = _binary(_op.add); __radd__ = _binary(lambda a, b: b + a)
+    __sub__ = _binary(_op.sub); __rsub__ = _binary(lambda a, b: b - a)
+    __mul__ = _binary(_op.mul); __rmul__ = _binary(lambda a, b: b * a)
+    __truediv__ = _binary(_op.truediv); __rtruediv__ = _binary(lambda a, b: b / a)
+    __floordiv__ = _binary(_op.floordiv); __mod__ = _binary(_op.mod)
+    __pow__ = _binary(_op.pow); __matmul__ = _binary(_op.matmul); __rmatmul__ = _binary(lambda a, b: b @ a)
+    __lt__ = _binary(_op.lt); __le__ = _binary(_op.le); __gt__ = _binary(_op.gt); __ge__ = _binary(_op.ge)
+    __getitem__ = _binary(_op.getitem)
+    del _binary, _op
+
+    def __neg__(self):
+        return -self.value()
+
+    def __abs__(self):
+        return abs(self.value())
+
+    __hash__ = object.__hash__  # variables are keys in dicts (Saver, optimizer slots)
+    __array_priority__ = 100  # numpy defers to our reflected operators
+
+    def __repr__(self) -> str:
+        return (f"<varstore.Variable '{self.name}' shape={self._shape} dtype={self._dtype.name} "
+                f"device={self.device}{'' if self.is_initialized else ' uninitialized'}>")
+
+
+def _is_readonly(a: Any) -> bool:
+    flags = getattr(a, "flags", None)
+    return flags is not None and not getattr(flags, "writeable", True)
+
+
+def _run_initializers(var_list: list, session: Any = None) -> None:
+    log_placement = bool(getattr(session, "_log_device_placement", False))
+
+    def placed(v: Variable) -> None:
+        if log_placement:
+            # TF prints placement to stderr; so do we, only when the user asked for it.
+            sys.stderr.write(f"{v.name}: (VariableV2): {v.device}\n")
+        log.debug("initialized %s on %s", v.name, v.device)
+
+    ctx = _init.EvalContext(var_list, placed)
+    for v in var_list:
+        v._initialize_in(ctx)
+
+
+# -- module-level functions ---------------------------------------------------------
+def global_variables(scope: Optional[str] = None) -> list:
+    """Variables in the default graph's global collection (all of them, unless filtered by ``scope``)."""
+    return get_default_graph().get_collection(GraphKeys.GLOBAL_VARIABLES, scope)
+
+
+def trainable_variables(scope: Optional[str] = None) -> list:
+    """Variables created with ``trainable=True``."""
+    return get_default_graph().get_collection(GraphKeys.TRAINABLE_VARIABLES, scope)
+
+
+def local_variables(scope: Optional[str] = None) -> list:
+    return get_default_graph().get_collection(GraphKeys.LOCAL_VARIABLES, scope)
+
+
+def variables_initializer(var_list: Iterable[Variable], name: str = "init") -> Op:
+    """An op that initializes ``var_list`` (dependencies through initialized_value() first).
+
+    >>> import varstore as tf
+    >>> v = tf.Variable(1.0, name="x")
+    >>> tf.variables_initializer([v]).run(); float(v.numpy())
+    1.0
+    """
+    var_list = list(var_list)
+    for v in var_list:
+        if not isinstance(v, Variable):
+            raise InvalidArgumentError(f"variables_initializer: expected Variables, received {type(v).__name__}")
+    return Op(name, lambda sess: _run_initializers(var_list, sess))
+
+
+def global_variables_initializer() -> Op:
+    """An op that initializes every global variable that exists now (the list is taken at call time)."""
+    return variables_initializer(global_variables(), name="init")
+
+
+initialize_all_variables = global_variables_initializer
+
+
+def local_variables_initializer() -> Op:
+    return variables_initializer(local_variables(), name="init_local")
+
+
+def is_variable_initialized(variable: Variable) -> Fetch:
+    """A fetch that is True once ``variable`` holds a value (evaluated when run)."""
+    return Fetch(f"{variable.name}/IsInitialized", lambda: variable.is_initialized)
+
+
+def report_uninitialized_variables(var_list: Optional[Iterable[Variable]] = None) -> Fetch:
+    """A fetch giving the names of the uninitialized variables (all global ones by default)."""
+    fixed = None if var_list is None else list(var_list)
+    return Fetch("report_uninitialized_variables",
+                 lambda: [v.name for v in (fixed if fixed is not None else global_variables() + local_variables())
+                          if not v.is_initialized])
