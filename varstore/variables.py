@@ -178,6 +178,11 @@ class Variable:
             value = value.value()
         elif isinstance(value, _init.InitialValue):
             value = value.evaluate(self._device, _init.EvalContext())
+        elif (hasattr(value, "dtype") and not isinstance(value, (np.ndarray, np.generic))
+              and not hasattr(value, "__cuda_array_interface__")):
+            # Another library's host array (a torch CPU tensor): its dtype is not a numpy
+            # dtype, so take its values through __array__ / __dlpack__ first.
+            value = _init._to_numpy(value)
         src_dtype = getattr(value, "dtype", None)
         if src_dtype is not None and not isinstance(value, (np.generic,)):
             _init._check_cast(src_dtype, self._dtype, f"assign to {self.name}")
