@@ -20,6 +20,7 @@ from .errors import InvalidArgumentError
 _JOB_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 _TYPE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 _INT_RE = re.compile(r"(0|[1-9][0-9]{0,8})\Z")  # bounded: no 10^9 tasks
+_INT_LIMIT = 10 ** 9  # the same bound for specs built in code, so to_string() always re-parses
 
 SpecLike = Union["DeviceSpec", str, None]
 
@@ -43,9 +44,10 @@ class DeviceSpec:
             raise InvalidArgumentError(f"device spec: invalid job name {self.job!r}")
         for f in ("replica", "task", "device_index"):
             v = getattr(self, f)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < _INT_LIMIT):
                 raise InvalidArgumentError(
-                    f"device spec: field {f} expects a non-negative integer, received {v!r}")
+                    f"device spec: field {f} expects a non-negative integer below {_INT_LIMIT}, "
+                    f"received {v!r}")
         if self.device_type is not None:
             if not (isinstance(self.device_type, str) and _TYPE_RE.match(self.device_type)):
                 raise InvalidArgumentError(
