@@ -155,7 +155,8 @@ def _parse(text: str) -> DeviceSpec:
         if not part:
             raise bad("has an empty field (two '/' in a row or a trailing '/')")
         pieces = part.split(":")
-        key = pieces[0].lower()
+        # ASCII only: str.lower() maps e.g. the Kelvin sign to "k", which would accept "tas\u212a".
+        key = pieces[0].lower() if pieces[0].isascii() else pieces[0]
         if key in ("job", "replica", "task") and len(pieces) == 2:
             if key == "job":
                 if not _JOB_RE.match(pieces[1]):
