@@ -1,0 +1,395 @@
+"""CheckpointReader: random access to the tensors of one checkpoint file.
+
+Opening reads the header, the fixed-size footer and the index, and checks
+all of them (``validate.py``); tensor bytes are read only when asked for,
+each tensor on its own, and every read verifies the tensor's xxh3 checksum.
+"""
+from __future__ import annotations
+
+import difflib
+import errno
+import mmap
+import os
+import threading
+from typing import Any, Iterator, Optional
+
+import numpy as np
+import xxhash
+
+from devices.errors import DataLossError, InvalidArgumentError, NotFoundError
+
+from . import format as fmt
+from .validate import Index, decode_index
+
+# Hash each piece right after reading it, while it is still in the CPU cache:
+# one pass over memory instead of two.
+_READ_STEP = 4 << 20
+_MAX_SYSCALL = 0x7FFFF000
+
+
+def _open_error(path: str, e: OSError) -> Exception:
+    if e.errno == errno.EIO:
+        return DataLossError(f"{path}: I/O error while reading the checkpoint: {e}")
+    if isinstance(e, FileNotFoundError):
+        return NotFoundError(f"Checkpoint {path!r} not found (no such file)")
+    if isinstance(e, IsADirectoryError):
+        return NotFoundError(f"Checkpoint {path!r} not found: it is a directory, not a checkpoint file")
+    return NotFoundError(f"Checkpoint {path!r} cannot be opened: {e.strerror or e}")
+
+
+def is_checkpoint(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a file that starts like a varstore checkpoint (the
+    magic only; open it with CheckpointReader to validate it).
+
+    >>> is_checkpoint("/nonexistent")
+    False
+    """
+    try:
+        with open(path, "rb") as f:
+            return f.read(fmt.HEADER_SIZE - 1) == fmt.HEADER_PREFIX
+    except (OSError, TypeError, ValueError):
+        return False
+
+
+class CheckpointReader:
+    """Read tensors from a checkpoint written by :func:`write_checkpoint`.
+
+    >>> import numpy as np, tempfile, os
+    >>> from varstore.checkpoint import write_checkpoint
+    >>> p = os.path.join(tempfile.mkdtemp(), "model.ckpt")
+    >>> _ = write_checkpoint(p, [("layer/w", np.arange(6, dtype="float32").reshape(2, 3))],
+    ...                      extra={"global_step": 3}, fsync=False)
+    >>> with CheckpointReader(p) as r:
+    ...     r.names(), r.shape("layer/w"), r.extra["global_step"], r.get_tensor("layer/w").tolist()
+    (['layer/w'], (2, 3), 3, [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]])
+
+    Errors: a missing file, or a file that is clearly not a checkpoint,
+    raises NotFoundError; a file that starts like a checkpoint but is
+    truncated, corrupt or hostile raises DataLossError naming the file (and
+    the tensor, where there is one). Missing keys raise NotFoundError with
+    the closest names. The reader is safe to share between threads.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        path = os.fspath(path)
+        self.path: str = os.fsdecode(path) if isinstance(path, bytes) else path
+        self._fd = -1
+        self._mmap: Optional[mmap.mmap] = None
+        self._lock = threading.Lock()
+        self._verified: set[int] = set()  # tensors get_tensor already checked in the mapping
+        try:
+            self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError as e:
+            raise _open_error(self.path, e) from None
+        try:
+            self._index = self._open()
+        except BaseException:
+            self.close()
+            raise
+        self.extra: dict = self._index.extra
+
+    # -- opening -----------------------------------------------------------------
+    def _pread(self, n: int, offset: int) -> bytes:
+        try:
+            data = os.pread(self._fd, n, offset)
+        except OSError as e:
+            raise _open_error(self.path, e) from None
+        if len(data) != n:
+            raise DataLossError(f"{self.path}: file shrank while being read (short read at {offset})")
+        return data
+
+    def _open(self) -> Index:
+        try:
+            size = os.fstat(self._fd).st_size
+        except OSError as e:
+            raise _open_error(self.path, e) from None
+        self._size = size
+        head = self._pread(min(size, fmt.HEADER_SIZE), 0)
+        prefix = fmt.HEADER_PREFIX
+        if not head.startswith(prefix[:len(head)]) or size == 0:
+            if size == 0:
+                raise DataLossError(f"{self.path}: the file is empty (0 bytes): a truncated checkpoint?")
+            tail = self._pread(min(size, fmt.FOOTER_SIZE), size - min(size, fmt.FOOTER_SIZE))
+            if fmt.parse_footer(tail) is not None:
+                raise DataLossError(f"{self.path}: corrupt checkpoint header (the footer is intact)")
+            raise NotFoundError(f"{self.path} is not a varstore checkpoint (its first bytes are not "
+                                f"the {fmt.MAGIC!r} header)")
+        if size < fmt.HEADER_SIZE + fmt.FOOTER_SIZE:
+            raise DataLossError(f"{self.path}: truncated checkpoint ({size} bytes, a complete one "
+                                f"has at least {fmt.HEADER_SIZE + fmt.FOOTER_SIZE})")
+        version = head[-1]
+        if version not in fmt.SUPPORTED_VERSIONS:
+            raise DataLossError(f"{self.path}: checkpoint format version {version} is not understood "
+                                f"by this reader (it reads versions {sorted(fmt.SUPPORTED_VERSIONS)})")
+        footer = fmt.parse_footer(self._pread(fmt.FOOTER_SIZE, size - fmt.FOOTER_SIZE))
+        if footer is None:
+            raise DataLossError(f"{self.path}: truncated or corrupt checkpoint: no valid footer in the "
+                                f"last {fmt.FOOTER_SIZE} bytes")
+        fversion, index_offset, index_nbytes, index_checksum = footer
+        if fversion != version:
+            raise DataLossError(f"{self.path}: corrupt checkpoint: header says version {version}, "
+                                f"footer says {fversion}")
+        if index_nbytes > fmt.MAX_INDEX_BYTES:
+            raise DataLossError(f"{self.path}: corrupt checkpoint: index of {index_nbytes} bytes is larger "
+                                f"than the {fmt.MAX_INDEX_BYTES} this reader accepts")
+        if index_offset < fmt.HEADER_SIZE or index_offset + index_nbytes != size - fmt.FOOTER_SIZE:
+            raise DataLossError(f"{self.path}: corrupt checkpoint: footer places the index at "
+                                f"[{index_offset}, {index_offset + index_nbytes}), but it must end where "
+                                f"the footer starts ({size - fmt.FOOTER_SIZE})")
+        raw = self._pread(index_nbytes, index_offset)
+        if xxhash.xxh3_64_intdigest(raw) != index_checksum:
+            raise DataLossError(f"{self.path}: corrupt checkpoint: the index fails its checksum")
+        return decode_index(raw, path=self.path, index_offset=index_offset)
+
+    # -- lifetime ------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the file. Arrays from get_tensor stay valid (they keep the mapping alive)."""
+        with self._lock:
+            mm, self._mmap = self._mmap, None
+            fd, self._fd = self._fd, -1
+        if mm is not None:
+            try:
+                mm.close()
+            except BufferError:
+                pass  # arrays still view it; it is unmapped when the last one goes
+        if fd >= 0:
+            os.close(fd)
+
+    def __enter__(self) -> "CheckpointReader":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        return f"<CheckpointReader {self.path!r}: {len(self._index.names)} tensors>"
+
+    # -- metadata --------------------------------------------------------------------
+    def _pos(self, name: str) -> int:
+        i = self._index.position.get(name) if isinstance(name, str) else None
+        if i is None:
+            close = difflib.get_close_matches(str(name), self._index.names, n=5)
+            hint = f" Closest names: {close}." if close else ""
+            raise NotFoundError(f"Key {name!r} not found in checkpoint {self.path}.{hint}")
+        return i
+
+    def names(self) -> list[str]:
+        """All tensor names, sorted."""
+        return sorted(self._index.names)
+
+    def has_tensor(self, name: str) -> bool:
+        return isinstance(name, str) and name in self._index.position
+
+    __contains__ = has_tensor
+
+    def __len__(self) -> int:
+        return len(self._index.names)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self._index.shapes[self._pos(name)]
+
+    def dtype(self, name: str) -> np.dtype:
+        return self._index.dtypes[self._pos(name)]
+
+    def nbytes(self, name: str) -> int:
+        return self._index.nbytes[self._pos(name)]
+
+    def get_variable_to_shape_map(self) -> dict[str, list[int]]:
+        """{name: shape as a list}, as TF's CheckpointReader returns."""
+        ix = self._index
+        return {n: list(s) for n, s in zip(ix.names, ix.shapes)}
+
+    def get_variable_to_dtype_map(self) -> dict[str, np.dtype]:
+        ix = self._index
+        return dict(zip(ix.names, ix.dtypes))
+
+    # -- data ------------------------------------------------------------------------
+    def _fail(self, name: str, msg: str) -> DataLossError:
+        return DataLossError(f"{self.path}: tensor {name!r}: {msg}")
+
+    def _pieces(self, i: int) -> list[tuple[int, int, int]]:
+        ix = self._index
+        return fmt.pieces(ix.offsets[i], ix.nbytes[i], ix.bin_bytes)
+
+    def _check_bin_headers(self, i: int, read: Any) -> None:
+        """Each piece must be preceded by the bin32 header the index implies: the
+        index and the msgpack stream must describe the same file."""
+        name = self._index.names[i]
+        for pos, _, length in self._pieces(i):
+            if read(fmt.BIN_HEADER_SIZE, pos - fmt.BIN_HEADER_SIZE) != fmt.bin_header(length):
+                raise self._fail(name, f"no bin32 header of {length} bytes before its data at {pos}")
+
+    def _checksum_error(self, i: int, got: int) -> DataLossError:
+        return self._fail(self._index.names[i], f"checksum mismatch (xxh3_64 {got:016x}, index says "
+                                                f"{self._index.checksums[i]:016x}): the data is corrupt")
+
+    def _map(self) -> mmap.mmap:
+        with self._lock:
+            if self._mmap is None:
+                if self._fd < 0:
+                    raise InvalidArgumentError(f"CheckpointReader({self.path!r}) is closed")
+                self._mmap = mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ)
+            return self._mmap
+
+    def get_tensor(self, name: str) -> np.ndarray:
+        """The tensor as a read-only array mapped from the file (no copy), checksum verified.
+
+        A tensor stored in several bins (over 4 GiB) is not contiguous in the file
+        and is read into a new read-only array instead.
+        """
+        i = self._pos(name)
+        ix = self._index
+        dtype, shape, nbytes = ix.dtypes[i], ix.shapes[i], ix.nbytes[i]
+        if len(self._pieces(i)) > 1:
+            out = np.empty(shape, dtype)
+            self.read_into(name, out)
+            out.flags.writeable = False
+            return out
+        mm = self._map()
+        off = ix.offsets[i]
+        self._check_bin_headers(i, lambda n, o: mm[o:o + n])
+        # The array keeps the mapping alive (through the memoryview) after close().
+        view = memoryview(mm)[off:off + nbytes]
+        if i not in self._verified:
+            got = xxhash.xxh3_64_intdigest(view)
+            if got != ix.checksums[i]:
+                raise self._checksum_error(i, got)
+            self._verified.add(i)
+        return np.frombuffer(view, dtype=np.uint8).view(dtype).reshape(shape)
+
+    def read_tensor(self, name: str) -> np.ndarray:
+        """The tensor as a new, writable array (checksum verified)."""
+        i = self._pos(name)
+        return self.read_into(name, np.empty(self._index.shapes[i], self._index.dtypes[i]))
+
+    def _target(self, i: int, out: Any) -> memoryview:
+        ix = self._index
+        name, shape, dtype, nbytes = ix.names[i], ix.shapes[i], ix.dtypes[i], ix.nbytes[i]
+        if isinstance(out, np.ndarray):
+            if out.shape != shape or out.dtype != dtype:
+                raise InvalidArgumentError(
+                    f"read_into: tensor {name!r} in {self.path} has shape {shape} dtype {dtype.name}; "
+                    f"out has shape {out.shape} dtype {out.dtype}")
+            if not out.flags.c_contiguous or not out.flags.writeable:
+                raise InvalidArgumentError(
+                    f"read_into: out for tensor {name!r} must be a writable C-contiguous array")
+            return memoryview(out.reshape(-1).view(np.uint8))
+        try:
+            view = memoryview(out)
+        except TypeError:
+            raise InvalidArgumentError(
+                f"read_into: out for tensor {name!r} must be a numpy array or a writable host buffer, "
+                f"received {type(out).__name__} (use iter_chunks for device arrays)") from None
+        if view.readonly or not view.c_contiguous or view.nbytes != nbytes:
+            raise InvalidArgumentError(
+                f"read_into: tensor {name!r} in {self.path} needs a writable contiguous buffer of "
+                f"{nbytes} bytes (shape {shape} dtype {dtype.name}); out has {view.nbytes} bytes"
+                f"{', read-only' if view.readonly else ''}")
+        return view.cast("B") if view.format != "B" or view.ndim != 1 else view
+
+    def _preadinto(self, view: memoryview, offset: int) -> None:
+        """Fill ``view`` from the file at ``offset`` (no copy; safe between threads)."""
+        fd = self._fd
+        if fd < 0:
+            raise InvalidArgumentError(f"CheckpointReader({self.path!r}) is closed")
+        pos = 0
+        total = view.nbytes
+        while pos < total:
+            try:
+                got = os.preadv(fd, [view[pos:pos + min(total - pos, _MAX_SYSCALL)]], offset + pos)
+            except OSError as e:
+                raise _open_error(self.path, e) from None
+            if got <= 0:
+                raise DataLossError(f"{self.path}: file shrank while being read (short read at {offset + pos})")
+            pos += got
+
+    def _read_bytes(self, n: int, offset: int) -> bytes:
+        buf = bytearray(n)
+        self._preadinto(memoryview(buf), offset)
+        return bytes(buf)
+
+    def read_into(self, name: str, out: Any) -> Any:
+        """Read a tensor into ``out`` (a C-contiguous numpy array of its shape and
+        dtype, or any writable buffer of its size) with no intermediate copy, and
+        verify its checksum. Returns ``out``.
+
+        On DataLossError the contents of ``out`` are unspecified.
+        """
+        i = self._pos(name)
+        view = self._target(i, out)
+        self._check_bin_headers(i, self._read_bytes)
+        h = xxhash.xxh3_64()
+        for pos, start, length in self._pieces(i):
+            for s in range(0, length, _READ_STEP):
+                part = view[start + s:start + min(length, s + _READ_STEP)]
+                self._preadinto(part, pos + s)
+                h.update(part)
+        got = h.intdigest()
+        if got != self._index.checksums[i]:
+            raise self._checksum_error(i, got)
+        return out
+
+    def iter_chunks(self, name: str, chunk_bytes: int = 64 << 20, *,
+                    buffer: Any = None) -> Iterator[memoryview]:
+        """Yield the tensor's raw little-endian bytes in read-only views of at most
+        ``chunk_bytes``, read into one reused buffer (``buffer``, e.g. pinned memory,
+        when given). Each view is valid until the next one is requested.
+
+        The checksum covers the whole tensor, so it is checked after the last chunk:
+        a mismatch raises DataLossError from the generator at that point.
+        """
+        i = self._pos(name)
+        if not isinstance(chunk_bytes, int) or chunk_bytes <= 0:
+            raise InvalidArgumentError(f"iter_chunks: chunk_bytes must be a positive int, received {chunk_bytes!r}")
+        return self._iter_chunks(i, chunk_bytes, buffer)
+
+    def _iter_chunks(self, i: int, chunk_bytes: int, buffer: Any) -> Iterator[memoryview]:
+        nbytes = self._index.nbytes[i]
+        size = min(chunk_bytes, nbytes)
+        if buffer is None:
+            staging = memoryview(bytearray(size))
+        else:
+            try:
+                staging = memoryview(buffer)
+                staging = staging.cast("B") if staging.format != "B" or staging.ndim != 1 else staging
+            except TypeError:
+                raise InvalidArgumentError(
+                    f"iter_chunks: buffer must be a writable host buffer, received {type(buffer).__name__}") from None
+            if staging.readonly or staging.nbytes < size:
+                raise InvalidArgumentError(
+                    f"iter_chunks: buffer must be writable and hold at least {size} bytes, "
+                    f"it holds {staging.nbytes}")
+        self._check_bin_headers(i, self._read_bytes)
+        h = xxhash.xxh3_64()
+        for pos, _, length in self._pieces(i):
+            for s in range(0, length, chunk_bytes):
+                part = staging[:min(chunk_bytes, length - s)]
+                self._preadinto(part, pos + s)
+                h.update(part)
+                yield part.toreadonly()
+        got = h.intdigest()
+        if got != self._index.checksums[i]:
+            raise self._checksum_error(i, got)
+
+    def verify(self) -> list[tuple[str, Optional[str]]]:
+        """Check every tensor's bytes against its checksum.
+
+        Returns (name, None) for a good tensor and (name, error message) for a bad
+        one, in file order; never raises for corrupt data.
+        """
+        results: list[tuple[str, Optional[str]]] = []
+        for i, name in enumerate(self._index.names):
+            try:
+                for _ in self._iter_chunks(i, _READ_STEP, None):
+                    pass
+            except DataLossError as e:
+                results.append((name, e.message))
+            else:
+                results.append((name, None))
+        return results

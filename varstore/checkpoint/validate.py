@@ -1,0 +1,164 @@
+"""Decode and check a checkpoint's index before anything trusts it.
+
+Every rule in docs/FORMAT.md "Validation" is enforced here, with Python
+ints (no overflow) and before any tensor-sized allocation. Failures raise
+``DataLossError`` naming the file and, where there is one, the tensor.
+
+>>> import msgpack
+>>> unpack_limited(msgpack.packb({"a": [1, 2]}))
+{'a': [1, 2]}
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import msgpack
+import numpy as np
+
+from devices.dtypes import DTYPE_NAMES, as_dtype
+from devices.errors import DataLossError
+
+from . import format as fmt
+
+# Everything msgpack (or Python while decoding hostile bytes) may raise.
+DECODE_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError,
+                 MemoryError, UnicodeError, msgpack.UnpackException)
+
+_DTYPES = {n: as_dtype(n) for n in DTYPE_NAMES}
+_MAX_ELEMENTS_BYTES = 2**63 - 1  # numpy: size * itemsize (zero dims counted as 1) must fit intp
+
+
+def _refuse_ext(code: int, data: bytes) -> Any:
+    raise ValueError(f"msgpack ext type {code} is not allowed in a checkpoint")
+
+
+def unpack_limited(raw: bytes) -> Any:
+    """msgpack.unpackb with every limit set: no ext types, strings/bins/containers no
+    longer than the input, str-only map keys, and msgpack's bounded nesting depth.
+
+    Raises whatever msgpack raises (see DECODE_ERRORS); callers convert.
+    """
+    n = len(raw)
+    return msgpack.unpackb(
+        raw, raw=False, use_list=True, strict_map_key=True, ext_hook=_refuse_ext,
+        max_str_len=n, max_bin_len=n, max_array_len=n, max_map_len=n, max_ext_len=0,
+        timestamp=0)
+
+
+@dataclass
+class Index:
+    """The validated index: columns in file order, plus a name -> position map."""
+
+    names: list[str]
+    dtypes: list[np.dtype]
+    shapes: list[tuple[int, ...]]
+    offsets: list[int]
+    nbytes: list[int]
+    checksums: list[int]
+    bin_bytes: int
+    extra: dict
+    position: dict[str, int] = field(default_factory=dict)
+
+
+_COLUMNS = ("names", "dtypes", "shapes", "offsets", "nbytes", "checksums")
+
+
+def decode_index(raw: bytes, *, path: str, index_offset: int) -> Index:
+    """Decode the index bytes and check every rule; raise DataLossError on the first violation.
+
+    ``index_offset`` is where the index starts: every tensor must end before it.
+    """
+    def bad(msg: str, name: Optional[str] = None) -> DataLossError:
+        where = f" tensor {name!r}:" if name is not None else ""
+        return DataLossError(f"{path}: corrupt checkpoint index:{where} {msg}")
+
+    try:
+        obj = unpack_limited(raw)
+    except DECODE_ERRORS as e:
+        raise bad(f"cannot decode it as msgpack ({type(e).__name__}: {_short(e)})") from None
+    if not isinstance(obj, dict):
+        raise bad(f"expected a map, found {type(obj).__name__}")
+    for key in _COLUMNS + ("bin_bytes", "checksum", "extra"):
+        if key not in obj:
+            raise bad(f"missing field {key!r}")
+    cols = [obj[c] for c in _COLUMNS]
+    for c, v in zip(_COLUMNS, cols):
+        if not isinstance(v, list):
+            raise bad(f"field {c!r} must be a list, found {type(v).__name__}")
+    n = len(cols[0])
+    for c, v in zip(_COLUMNS, cols):
+        if len(v) != n:
+            raise bad(f"column {c!r} has {len(v)} entries, 'names' has {n}")
+    if obj["checksum"] != fmt.CHECKSUM:
+        raise bad(f"unknown checksum algorithm {_short(obj['checksum'])}, expected {fmt.CHECKSUM!r}")
+    bin_bytes = obj["bin_bytes"]
+    if (type(bin_bytes) is not int or bin_bytes < fmt.ALIGNMENT or bin_bytes % fmt.ALIGNMENT
+            or bin_bytes > 2**32 - 1):
+        raise bad(f"bin_bytes {_short(bin_bytes)} must be a multiple of {fmt.ALIGNMENT} in "
+                  f"[{fmt.ALIGNMENT}, 2**32)")
+    extra = obj["extra"]
+    if not isinstance(extra, dict) or not all(isinstance(k, str) for k in extra):
+        raise bad("field 'extra' must be a map with str keys")
+
+    names, dtype_names, shape_lists, offsets, sizes, checksums = cols
+    position: dict[str, int] = {}
+    dtypes: list[np.dtype] = []
+    shapes: list[tuple[int, ...]] = []
+    spans: list[tuple[int, int, int]] = []
+    lowest = fmt.HEADER_SIZE + fmt.BIN_HEADER_SIZE
+    for i in range(n):
+        name = names[i]
+        if type(name) is not str:
+            raise bad(f"tensor name #{i} is a {type(name).__name__}, not a str")
+        if name in position:
+            raise bad("duplicate tensor name", name)
+        position[name] = i
+        dt = _DTYPES.get(dtype_names[i]) if type(dtype_names[i]) is str else None
+        if dt is None:
+            raise bad(f"unknown dtype {_short(dtype_names[i])} (known: {sorted(DTYPE_NAMES)})", name)
+        dtypes.append(dt)
+        shape = shape_lists[i]
+        if type(shape) is not list or len(shape) > fmt.MAX_RANK:
+            raise bad(f"shape must be a list of at most {fmt.MAX_RANK} ints, found {_short(shape)}", name)
+        count, nonzero = 1, dt.itemsize
+        for d in shape:
+            if type(d) is not int or d < 0:
+                raise bad(f"shape {_short(shape)} has a dimension that is not a non-negative int", name)
+            count *= d
+            nonzero *= d or 1
+            if nonzero > _MAX_ELEMENTS_BYTES:  # checked per step: Python ints never overflow,
+                raise bad(f"shape {_short(shape)} is too large for any array", name)  # but stay small
+        shapes.append(tuple(shape))
+        nbytes = count * dt.itemsize
+        if type(sizes[i]) is not int or sizes[i] != nbytes:
+            raise bad(f"nbytes {_short(sizes[i])} does not match shape {shape} x {dt.name} "
+                      f"({nbytes} bytes)", name)
+        off = offsets[i]
+        if type(off) is not int or off % fmt.ALIGNMENT or off < lowest:
+            raise bad(f"data offset {_short(off)} is not a {fmt.ALIGNMENT}-byte aligned position "
+                      f"after the header", name)
+        # fmt.tensor_span, inlined: this loop runs once per tensor on every open.
+        start = off - fmt.BIN_HEADER_SIZE
+        end = off + nbytes + (max(1, -(-nbytes // bin_bytes)) - 1) * fmt.PIECE_GAP
+        if end > index_offset:
+            raise bad(f"data [{off}, {end}) runs past the start of the index at {index_offset}", name)
+        spans.append((start, end, i))
+        c = checksums[i]
+        if type(c) is not int or not 0 <= c < 2**64:
+            raise bad(f"checksum {_short(c)} is not a uint64", name)
+    spans.sort()
+    for (s0, e0, i0), (s1, e1, i1) in zip(spans, spans[1:]):
+        if s1 < e0:
+            raise bad(f"data [{s1}, {e1}) overlaps tensor {names[i0]!r} at [{s0}, {e0})", names[i1])
+    return Index(names=names, dtypes=dtypes, shapes=shapes, offsets=offsets, nbytes=sizes,
+                 checksums=checksums, bin_bytes=bin_bytes, extra=extra, position=position)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """repr() cut to ``limit`` characters: hostile values can be huge."""
+    try:
+        text = repr(value)
+    except Exception:  # pragma: no cover - repr of decoded msgpack values does not fail
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit] + "..."

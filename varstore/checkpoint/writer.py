@@ -1,0 +1,302 @@
+"""write_checkpoint: stream tensors into a new checkpoint file, atomically.
+
+Tensor bytes go from ``devices.transfer.host_chunks`` straight to the file
+(``os.writev`` of a small header and the chunk's memoryview: no copy of the
+data in Python), and the xxh3 checksum is updated on the same chunk, so the
+data is walked once.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Iterable, Optional
+
+import msgpack
+import numpy as np
+import xxhash
+
+from devices.dtypes import as_dtype, dtype_name
+from devices.errors import InvalidArgumentError, NotFoundError
+from devices.shapes import as_shape, num_elements
+from devices.transfer import host_chunks
+
+from . import format as fmt
+from .validate import unpack_limited
+
+# Small writes (headers, padding, small tensors) are gathered in one buffer so
+# that a checkpoint of thousands of small tensors costs a few syscalls, not
+# thousands; data chunks at least this large go to the kernel directly.
+_COALESCE_BYTES = 256 << 10
+_FLUSH_BYTES = 1 << 20
+# Linux moves at most 0x7ffff000 bytes per write call.
+_MAX_SYSCALL = 0x7FFFF000
+
+
+class _Out:
+    """A file descriptor with a position, a small coalescing buffer and writev."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.pos = 0
+        self._pending = bytearray()
+
+    def small(self, data: bytes) -> None:
+        self._pending += data
+        self.pos += len(data)
+        if len(self._pending) >= _FLUSH_BYTES:
+            self.flush()
+
+    def data(self, view: memoryview) -> None:
+        n = view.nbytes
+        if n < _COALESCE_BYTES:
+            self.small(view)
+            return
+        self.pos += n
+        pending, self._pending = self._pending, bytearray()
+        self._writev([memoryview(pending), view] if pending else [view])
+
+    def flush(self) -> None:
+        if self._pending:
+            pending, self._pending = self._pending, bytearray()
+            self._writev([memoryview(pending)])
+
+    def _writev(self, views: list[memoryview]) -> None:
+        views = [_byte_view(v) for v in views]
+        while views:
+            batch, size = [], 0
+            for v in views:  # stay under the per-call limit
+                if size + v.nbytes > _MAX_SYSCALL:
+                    if not batch:
+                        batch.append(v[:_MAX_SYSCALL])
+                    break
+                batch.append(v)
+                size += v.nbytes
+            written = os.writev(self.fd, batch)
+            # Drop what was written (a short write happens on a full disk or a signal).
+            while views and written >= views[0].nbytes:
+                written -= views[0].nbytes
+                views.pop(0)
+            if views and written:
+                views[0] = views[0][written:]
+
+
+def _byte_view(chunk: Any) -> memoryview:
+    """A flat unsigned-byte view of a chunk (no copy)."""
+    v = memoryview(chunk)
+    return v if v.format == "B" and v.ndim == 1 else v.cast("B")
+
+
+def _host_source(name: str, array: Any) -> tuple[Any, np.dtype, tuple[int, ...]]:
+    """The object to pull chunks from, its dtype and shape, with big-endian input
+    handled by the caller (see _chunks)."""
+    if not (hasattr(array, "shape") and hasattr(array, "dtype")):
+        array = np.asarray(array)
+    try:
+        dtype = as_dtype(array.dtype)
+        shape = as_shape(array.shape)
+    except InvalidArgumentError as e:
+        raise InvalidArgumentError(f"write_checkpoint: tensor {name!r}: {e.message}") from None
+    if len(shape) > fmt.MAX_RANK:
+        raise InvalidArgumentError(
+            f"write_checkpoint: tensor {name!r} has rank {len(shape)}, at most {fmt.MAX_RANK} is supported")
+    return array, dtype, shape
+
+
+def _chunks(array: Any, chunk_bytes: int):
+    """Raw little-endian C-order bytes of ``array`` in chunks of at most ``chunk_bytes``."""
+    dt = getattr(array, "dtype", None)
+    if isinstance(array, np.ndarray) and dt.itemsize > 1 and (
+            dt.byteorder == ">" or (dt.byteorder == "=" and sys.byteorder == "big")):
+        # Swap a bounded chunk at a time into one reused buffer: no full copy of a big tensor.
+        little = dt.newbyteorder("<")
+        step = max(1, chunk_bytes // dt.itemsize)
+        flat = array.reshape(-1) if array.flags.c_contiguous else np.ascontiguousarray(array).reshape(-1)
+        staging = np.empty(min(step, flat.size), dtype=little)
+        for start in range(0, flat.size, step):
+            part = flat[start:start + step]
+            out = staging[:part.size]
+            np.copyto(out, part)  # copyto converts byte order
+            yield memoryview(out.view(np.uint8))
+        return
+    yield from host_chunks(array, chunk_bytes)
+
+
+def _write_tensor(out: _Out, name: str, array: Any, bin_bytes: int, chunk_bytes: int):
+    """Write one tensor's bins; return (offset, nbytes, checksum)."""
+    array, dtype, shape = _host_source(name, array)
+    nbytes = num_elements(shape) * dtype.itemsize
+    h = xxhash.xxh3_64()
+    offset = None
+    chunks = _chunks(array, chunk_bytes)
+    pending: Optional[memoryview] = None
+    written = 0
+    for _, start, length in fmt.pieces(0, nbytes, bin_bytes):
+        out.small(b"\xc0" * fmt.padding_size(out.pos) + fmt.bin_header(length))
+        if offset is None:
+            offset = out.pos
+        need = length
+        while need:
+            if pending is None or pending.nbytes == 0:
+                c = next(chunks, None)
+                if c is None:
+                    raise InvalidArgumentError(
+                        f"write_checkpoint: tensor {name!r} yielded {written} bytes, "
+                        f"expected {nbytes} (shape {shape}, {dtype.name})")
+                pending = _byte_view(c)
+            part = pending[:need]
+            pending = pending[need:]
+            h.update(part)
+            out.data(part)
+            need -= part.nbytes
+            written += part.nbytes
+    extra = (pending.nbytes if pending is not None else 0) + sum(_byte_view(c).nbytes for c in chunks)
+    if extra:
+        raise InvalidArgumentError(
+            f"write_checkpoint: tensor {name!r} yielded {written + extra} bytes, "
+            f"expected {nbytes} (shape {shape}, {dtype.name})")
+    return offset, dtype, shape, nbytes, h.intdigest()
+
+
+def _pack_extra(extra: Optional[dict]) -> dict:
+    if extra is None:
+        return {}
+    if not isinstance(extra, dict) or not all(isinstance(k, str) for k in extra):
+        raise InvalidArgumentError(
+            f"write_checkpoint: extra must be a dict with str keys, received {type(extra).__name__}")
+    try:
+        raw = msgpack.packb(extra, use_bin_type=True, strict_types=False)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise InvalidArgumentError(
+            f"write_checkpoint: extra must hold msgpack-native values (None, bool, int, float, "
+            f"str, bytes, list, dict with str keys): {e}") from None
+    if len(raw) > fmt.MAX_EXTRA_BYTES:
+        raise InvalidArgumentError(
+            f"write_checkpoint: extra packs to {len(raw)} bytes, at most {fmt.MAX_EXTRA_BYTES} allowed")
+    # What is written must be readable: decode it with the reader's own limits.
+    try:
+        return unpack_limited(raw)
+    except ValueError as e:
+        raise InvalidArgumentError(f"write_checkpoint: extra cannot be read back: {e}") from None
+
+
+def write_checkpoint(path: str | os.PathLike, tensors: Iterable[tuple[str, Any]], *,
+                     extra: Optional[dict] = None, chunk_bytes: int = 64 << 20,
+                     fsync: bool = True) -> int:
+    """Write ``tensors`` (pairs of name and numpy/cupy array) to the checkpoint ``path``.
+
+    The file appears complete or not at all: the data goes to a temporary file
+    in the same directory (``.{basename}.tmp-{pid}-{hex}``), which is fsynced and
+    renamed over ``path``, and the directory is fsynced. On any exception
+    (KeyboardInterrupt included) the temporary file is removed, the previous
+    file at ``path`` is untouched, and the exception propagates.
+
+    ``extra`` is a small dict of msgpack-native values stored in the index.
+    ``chunk_bytes`` bounds the staging memory for device arrays. Returns the
+    number of bytes written.
+
+    Raises NotFoundError when the parent directory is missing and
+    InvalidArgumentError for duplicate names, non-str names, unsupported
+    dtypes or an unpackable ``extra``. Other OSErrors (a full disk) propagate.
+
+    >>> import numpy as np, tempfile, os
+    >>> d = tempfile.mkdtemp()
+    >>> n = write_checkpoint(os.path.join(d, "model.ckpt"), [("w", np.ones((2, 3), "float32"))],
+    ...                      extra={"global_step": 7})
+    >>> n > 0
+    True
+    """
+    path = os.fspath(path)
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not isinstance(chunk_bytes, int) or chunk_bytes <= 0:
+        raise InvalidArgumentError(f"write_checkpoint: chunk_bytes must be a positive int, received {chunk_bytes!r}")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise NotFoundError(
+            f"write_checkpoint: cannot write {path!r}: directory {directory!r} does not exist")
+    extra_obj = _pack_extra(extra)
+    bin_bytes = fmt.MAX_BIN_BYTES
+    if bin_bytes <= 0 or bin_bytes % fmt.ALIGNMENT or bin_bytes > 2**32 - 1:
+        raise InvalidArgumentError(f"write_checkpoint: MAX_BIN_BYTES={bin_bytes} is not a valid bin size")
+
+    tmp = os.path.join(directory, fmt.temp_name(os.path.basename(path)))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        out = _Out(fd)
+        out.small(fmt.HEADER)
+        names: list[str] = []
+        dtypes: list[str] = []
+        shapes: list[list[int]] = []
+        offsets: list[int] = []
+        sizes: list[int] = []
+        checksums: list[int] = []
+        seen: set[str] = set()
+        for item in tensors:
+            try:
+                name, array = item
+            except (TypeError, ValueError):
+                raise InvalidArgumentError(
+                    f"write_checkpoint: expected (name, array) pairs, received {type(item).__name__}") from None
+            if not isinstance(name, str):
+                raise InvalidArgumentError(
+                    f"write_checkpoint: tensor names must be str, received {type(name).__name__} {name!r}")
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidArgumentError(
+                    f"write_checkpoint: tensor name {name!r} is not valid unicode (lone surrogate)") from None
+            if name in seen:
+                raise InvalidArgumentError(f"write_checkpoint: duplicate tensor name {name!r}")
+            seen.add(name)
+            offset, dtype, shape, nbytes, checksum = _write_tensor(out, name, array, bin_bytes, chunk_bytes)
+            names.append(name)
+            dtypes.append(dtype_name(dtype))
+            shapes.append(list(shape))
+            offsets.append(offset)
+            sizes.append(nbytes)
+            checksums.append(checksum)
+        index = msgpack.packb({
+            "names": names, "dtypes": dtypes, "shapes": shapes, "offsets": offsets,
+            "nbytes": sizes, "checksums": checksums, "bin_bytes": bin_bytes,
+            "checksum": fmt.CHECKSUM, "extra": extra_obj,
+        }, use_bin_type=True)
+        if len(index) > fmt.MAX_INDEX_BYTES:
+            raise InvalidArgumentError(
+                f"write_checkpoint: the index of {len(names)} tensors packs to {len(index)} bytes, "
+                f"more than the {fmt.MAX_INDEX_BYTES} a reader accepts")
+        index_offset = out.pos
+        out.small(index)
+        out.small(fmt.pack_footer(index_offset, len(index), xxhash.xxh3_64_intdigest(index)))
+        out.flush()
+        total = out.pos
+        if fsync:
+            os.fsync(fd)
+        os.close(fd)
+        fd = -1
+        os.replace(tmp, path)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    if fsync:
+        _fsync_dir(directory)
+    return total
+
+
+def _fsync_dir(directory: str) -> None:
+    """Make the rename durable (POSIX: the directory entry lives in the directory)."""
+    try:
+        dfd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # e.g. Windows cannot open directories; the rename is already done
+        return
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+__all__ = ["write_checkpoint"]
