@@ -47,18 +47,26 @@ def pipelined_chunks(nbytes: int, chunk_bytes: int, buffers: list, start_copy, w
     if not offsets:
         return
     pending = []
-    for k, off in enumerate(offsets[:2]):
-        n = min(chunk_bytes, nbytes - off)
-        pending.append((start_copy(off, n, buffers[k % 2]), k % 2, n))
-    for k in range(len(offsets)):
-        token, slot, n = pending[k]
-        wait(token)
-        yield memoryview(buffers[slot])[:n]
-        nxt = k + 2  # the caller is done with `slot`: refill it
-        if nxt < len(offsets):
-            off = offsets[nxt]
-            pending.append((start_copy(off, min(chunk_bytes, nbytes - off), buffers[slot]), slot,
-                            min(chunk_bytes, nbytes - off)))
+    waited = 0  # pending[:waited] are complete
+    try:
+        for k, off in enumerate(offsets[:2]):
+            n = min(chunk_bytes, nbytes - off)
+            pending.append((start_copy(off, n, buffers[k % 2]), k % 2, n))
+        for k in range(len(offsets)):
+            token, slot, n = pending[k]
+            waited = k + 1  # even if wait() raises: that copy is over, the cleanup skips it
+            wait(token)
+            yield memoryview(buffers[slot])[:n]
+            nxt = k + 2  # the caller is done with `slot`: refill it
+            if nxt < len(offsets):
+                off = offsets[nxt]
+                pending.append((start_copy(off, min(chunk_bytes, nbytes - off), buffers[slot]), slot,
+                                min(chunk_bytes, nbytes - off)))
+    finally:
+        # A caller that stops early (break, an error while writing) must not leave copies in
+        # flight: they would keep writing into buffers the next gather reuses.
+        for token, _slot, _n in pending[waited:]:
+            wait(token)
 
 
 class GpuDevice(Device):
