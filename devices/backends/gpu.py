@@ -91,7 +91,10 @@ class GpuDevice(Device):
     def empty(self, shape, dtype):
         with self.activate():
             a = self._cp.empty(as_shape(shape), dtype=as_dtype(dtype))
-        self._track(a.data.mem, a.nbytes)
+        # Track the array, not a.data.mem: cupy's PooledMemory/Memory are Cython classes without
+        # weakref support (weakref.finalize raised TypeError on every allocation). cupy views keep
+        # their base array alive through .base, so the base dies when the memory is released.
+        self._track(a, a.nbytes)
         return a
 
     def asarray(self, value, dtype=None, copy=False):
