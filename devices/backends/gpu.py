@@ -149,6 +149,10 @@ class GpuDevice(Device):
         with self.activate():
             flat = cp.ascontiguousarray(array).reshape(-1).view(cp.uint8)
             stream = cp.cuda.Stream(non_blocking=True)
+            # A non-blocking stream does not wait for the legacy default stream: order the copies
+            # after the work already queued on the current stream (the kernels that computed
+            # `array`, the ascontiguousarray copy), or they can read bytes not yet written.
+            stream.wait_event(cp.cuda.get_current_stream().record())
 
         def start_copy(off, n, buf):
             with self.activate():
