@@ -9,6 +9,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..dtypes import as_dtype
+from ..errors import InvalidArgumentError
 from ..shapes import as_shape
 from .base import DEFAULT_CHUNK_BYTES, Device
 
@@ -123,6 +124,15 @@ class GpuDevice(Device):
         with self.activate():
             if out is None:
                 return self._cp.asnumpy(array)
+            if tuple(out.shape) != tuple(array.shape) or out.dtype != array.dtype:
+                raise InvalidArgumentError(
+                    f"to_host: out has shape {out.shape} dtype {out.dtype}, "
+                    f"expected shape {tuple(array.shape)} dtype {array.dtype}")
+            if not out.flags.c_contiguous:
+                # The chunks are C-order bytes; out.reshape(-1) of a strided array is a copy, so
+                # writing through it would leave `out` untouched.
+                np.copyto(out, self._cp.asnumpy(array))
+                return out
             flat = out.reshape(-1).view(np.uint8)
             pos = 0
             for chunk in self.host_chunks(array):
