@@ -81,6 +81,7 @@ class GpuDevice(Device):
         self._cp = cupy_module()
         self._staging: dict[int, list] = {}
         self._staging_lock = threading.Lock()
+        self._staging_owner: int | None = None  # thread holding the shared staging buffers
 
     @property
     def xp(self):
@@ -148,10 +149,12 @@ class GpuDevice(Device):
         bufs = self._staging.get(chunk_bytes)
         if bufs is None:
             self._staging.clear()
-            bufs = [np.frombuffer(self._cp.cuda.alloc_pinned_memory(chunk_bytes), np.uint8, chunk_bytes)
-                    for _ in range(2)]
-            self._staging[chunk_bytes] = bufs
+            bufs = self._staging[chunk_bytes] = self._pinned_pair(chunk_bytes)
         return bufs
+
+    def _pinned_pair(self, chunk_bytes: int) -> list:
+        return [np.frombuffer(self._cp.cuda.alloc_pinned_memory(chunk_bytes), np.uint8, chunk_bytes)
+                for _ in range(2)]
 
     def host_chunks(self, array, chunk_bytes=DEFAULT_CHUNK_BYTES):
         cp = self._cp
@@ -171,11 +174,24 @@ class GpuDevice(Device):
                 ev.record(stream)
             return ev
 
+        def wait(ev):
+            ev.synchronize()
+
+        me = threading.get_ident()
+        if self._staging_owner == me:
+            # A gather nested in another on this thread (to_host while consuming host_chunks):
+            # waiting for the lock would deadlock, so this one uses buffers of its own.
+            yield from pipelined_chunks(flat.nbytes, chunk_bytes, self._pinned_pair(chunk_bytes),
+                                        start_copy, wait)
+            return
         # One gather at a time per device: two gathers must not share the staging buffers.
         with self._staging_lock:
-            bufs = self._staging_buffers(chunk_bytes)
-            yield from pipelined_chunks(flat.nbytes, chunk_bytes, bufs, start_copy,
-                                        lambda ev: ev.synchronize())
+            self._staging_owner = me
+            try:
+                bufs = self._staging_buffers(chunk_bytes)
+                yield from pipelined_chunks(flat.nbytes, chunk_bytes, bufs, start_copy, wait)
+            finally:
+                self._staging_owner = None
 
     def rng(self, seed):
         with self.activate():
