@@ -243,17 +243,36 @@ class RandomUniform(_Random):
         wdt = self._float_out(device)
         work = device.empty(self.shape, wdt)
         span = wdt.type(self.maxval - self.minval)
+        # rng.random is in [0, 1), but scaling, shifting or narrowing to a half type can round
+        # a value up to maxval (float16: ~1 in 4000 draws of [0, 1) become 1.0): clamp those.
+        clamp = span != 1 or self.minval != 0
+        hi = _below(wdt, self.maxval, self.minval) if clamp and wdt == self.dtype else None
         for blk in self._blocks(device, work):
             rng.random(dtype=wdt, out=blk)
             if span != 1:
                 blk *= span
             if self.minval:
                 blk += wdt.type(self.minval)
-        return self._finish(device, work)
+            if hi is not None:
+                device.xp.minimum(blk, hi, out=blk)
+        out = self._finish(device, work)
+        if out is not work:
+            hi = _below(self.dtype, self.maxval, self.minval)
+            if hi is not None:
+                device.xp.minimum(out, hi, out=out)
+        return out
 
     def describe(self):
         return {"kind": "random_uniform", "shape": list(self.shape), "dtype": self.dtype.name,
                 "minval": self.minval, "maxval": self.maxval, "seeds": self._seed_desc()}
+
+
+def _below(dtype: np.dtype, maxval: float, minval: float):
+    """The largest ``dtype`` value strictly below ``maxval`` (None when it would fall below ``minval``)."""
+    hi = np.asarray(maxval, dtype)
+    if float(hi) >= maxval:
+        hi = np.nextafter(hi, np.asarray(-np.inf, dtype))
+    return hi[()] if float(hi) >= minval else None
 
 
 class VariableValue(InitialValue):
