@@ -626,3 +626,16 @@ def from_description(desc: dict, lookup_variable) -> InitialValue:
     if kind == "negate":
         return Negate(from_description(desc["x"], lookup_variable))
     raise InvalidArgumentError(f"unknown initializer kind {kind!r}")
+
+
+class Undescribed(InitialValue):
+    """The initial value of a variable rebuilt from a meta graph without a describable
+    initializer: it waits for ``restore``."""
+
+    def __init__(self, name, shape, dtype):
+        self.name, self.shape, self.dtype = name, as_shape(shape), as_dtype(dtype)
+
+    def _eval(self, device, ctx):
+        from devices.errors import FailedPreconditionError
+        raise FailedPreconditionError(
+            f"{self.name} was imported from a meta graph without an initializer; restore it from a checkpoint")

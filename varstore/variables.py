@@ -237,6 +237,7 @@ class Variable:
         """Take ``array`` (already on this device, right dtype/shape) as the value (restore)."""
         with self._lock:
             self._value = array
+            self._shape = tuple(array.shape)
 
     def _forget(self) -> None:
         """Back to uninitialized (a failed restore must not leave a half-written value usable)."""

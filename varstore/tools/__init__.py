@@ -1,0 +1,1 @@
+"""Tools around checkpoints: inspect_checkpoint and the ``varstore`` command."""

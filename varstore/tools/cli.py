@@ -1,0 +1,140 @@
+"""The ``varstore`` command: inspect and verify checkpoints.
+
+    varstore inspect PATH [--tensor NAME] [--all] [--names]
+    varstore verify PATH          (a checkpoint file, or a directory with a state file)
+
+Exit status: 0 fine, 1 corruption found, 2 missing or unreadable input.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Optional, Sequence
+
+from devices.errors import DataLossError, NotFoundError, OpError
+
+from ..checkpoint import CheckpointReader
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    w = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w[i]) if i == 0 else c.rjust(w[i]) if i == 3 else c.ljust(w[i])
+                               for i, c in enumerate(r)).rstrip() for r in rows)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    with CheckpointReader(args.path) as r:
+        if args.names:
+            for n in r.names():
+                print(n)
+            return 0
+        if args.tensor:
+            print(f"tensor_name:  {args.tensor}")
+            print(r.get_tensor(args.tensor))
+            return 0
+        status = dict(r.verify())
+        rows = [("name", "dtype", "shape", "bytes", "checksum")]
+        total = 0
+        for n in r.names():
+            total += r.nbytes(n)
+            rows.append((n, r.dtype(n).name, str(list(r.shape(n))), _human(r.nbytes(n)),
+                         "ok" if status.get(n) is None else "BAD"))
+        print(_table(rows))
+        print(f"{len(r.names())} tensors, {_human(total)}")
+        if args.all:
+            for n in r.names():
+                print(f"tensor_name:  {n}")
+                print(r.get_tensor(n))
+        bad = [n for n, e in status.items() if e is not None]
+        for n in bad:
+            print(f"corrupt: {status[n]}", file=sys.stderr)
+        return 1 if bad else 0
+
+
+def _verify_file(path: str) -> list[str]:
+    """Problems found in one checkpoint (and its meta file, if any)."""
+    problems = []
+    try:
+        with CheckpointReader(path) as r:
+            problems += [e for _, e in r.verify() if e is not None]
+    except DataLossError as e:
+        problems.append(str(e))
+    meta = f"{path}.meta"
+    if os.path.exists(meta):
+        from ..train.meta_graph import read_meta_graph
+        try:
+            read_meta_graph(meta)
+        except OpError as e:
+            problems.append(str(e))
+    return problems
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    path = args.path
+    if os.path.isdir(path):
+        from ..train.checkpoint_state import get_checkpoint_state
+        st = get_checkpoint_state(path)
+        if st is None:
+            raise NotFoundError(f"{path}: no state file 'checkpoint' in this directory")
+        paths = list(dict.fromkeys(st.all_model_checkpoint_paths + [st.model_checkpoint_path]))
+    else:
+        if not os.path.exists(path):
+            raise NotFoundError(f"{path}: no such file")
+        paths = [path]
+    bad = 0
+    for p in paths:
+        if not os.path.exists(p):
+            print(f"MISSING  {p} (listed in the state file)")
+            bad += 1
+            continue
+        problems = _verify_file(p)
+        print(f"{'ok' if not problems else 'CORRUPT':8} {p}")
+        for msg in problems:
+            print(f"    {msg}")
+        bad += bool(problems)
+    return 1 if bad else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="varstore", description="Inspect and verify varstore checkpoints.")
+    sub = p.add_subparsers(dest="command", required=True)
+    i = sub.add_parser("inspect", help="list a checkpoint's tensors (name, dtype, shape, bytes, checksum)")
+    i.add_argument("path")
+    i.add_argument("--tensor", help="print one tensor's value")
+    i.add_argument("--all", action="store_true", help="also print every tensor's value")
+    i.add_argument("--names", action="store_true", help="print only the names")
+    i.set_defaults(fn=cmd_inspect)
+    v = sub.add_parser("verify", help="check every checksum (a file, or every checkpoint of a directory)")
+    v.add_argument("path")
+    v.set_defaults(fn=cmd_verify)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except NotFoundError as e:
+        print(f"varstore {args.command}: {e}", file=sys.stderr)
+        return 2
+    except DataLossError as e:
+        print(f"varstore {args.command}: {e}", file=sys.stderr)
+        return 2 if args.command == "inspect" else 1
+    except OpError as e:
+        print(f"varstore {args.command}: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""The state file ``checkpoint``: latest path and retained paths, oldest first, in TF's text form.
+
+    model_checkpoint_path: "model.ckpt-1000"
+    all_model_checkpoint_paths: "model.ckpt-900"
+    all_model_checkpoint_paths: "model.ckpt-1000"
+    all_model_checkpoint_timestamps: 1764140000.5
+    all_model_checkpoint_timestamps: 1764140100.25
+    last_preserved_timestamp: 1764130000.0
+
+Paths in the same directory are stored relative, so the directory can be
+moved. The file is replaced atomically (temp file, fsync, rename, fsync of
+the directory) under a lock, so two writers never leave it torn.
+
+>>> import tempfile, varstore as tf
+>>> tf.train.latest_checkpoint(tempfile.mkdtemp()) is None
+True
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Iterator, Optional
+
+from devices.errors import DataLossError
+
+STATE_FILENAME = "checkpoint"
+_MAX_STATE_BYTES = 16 << 20  # a state file is a few lines; anything bigger is not one
+_LINE = re.compile(r'\s*([a-z_]+)\s*:\s*(?:"((?:[^"\\]|\\.)*)"|([-+0-9.eE]+|inf|nan))\s*\Z')
+
+
+@dataclass
+class CheckpointState:
+    """Parsed state file (TF's CheckpointState fields)."""
+
+    model_checkpoint_path: str = ""
+    all_model_checkpoint_paths: list[str] = field(default_factory=list)
+    all_model_checkpoint_timestamps: list[float] = field(default_factory=list)
+    last_preserved_timestamp: float = 0.0
+
+
+def _escape(s: str) -> str:
+    return s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _unescape(s: str) -> str:
+    return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t"}.get(m.group(1), m.group(1)), s)
+
+
+def format_state(state: CheckpointState, directory: str) -> str:
+    def rel(p: str) -> str:
+        # Relative when the checkpoint sits in this directory: the directory can be moved.
+        return os.path.basename(p) if os.path.dirname(os.path.abspath(p)) == os.path.abspath(directory) else p
+
+    lines = [f'model_checkpoint_path: "{_escape(rel(state.model_checkpoint_path))}"']
+    lines += [f'all_model_checkpoint_paths: "{_escape(rel(p))}"' for p in state.all_model_checkpoint_paths]
+    lines += [f"all_model_checkpoint_timestamps: {t!r}" for t in state.all_model_checkpoint_timestamps]
+    lines.append(f"last_preserved_timestamp: {state.last_preserved_timestamp!r}")
+    return "\n".join(lines) + "\n"
+
+
+def parse_state(text: str, directory: str, filename: str = STATE_FILENAME) -> CheckpointState:
+    """Parse a state file's text; relative paths are resolved against ``directory``."""
+    st = CheckpointState()
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        m = _LINE.match(line)
+        if not m:
+            raise DataLossError(f"{filename}: line {n} is not 'key: value': {line[:80]!r}")
+        key, sval, nval = m.groups()
+        if key in ("model_checkpoint_path", "all_model_checkpoint_paths"):
+            if sval is None:
+                raise DataLossError(f"{filename}: line {n}: {key} expects a quoted path")
+            p = _unescape(sval)
+            p = p if os.path.isabs(p) or "://" in p else os.path.join(directory, p)
+            if key == "model_checkpoint_path":
+                st.model_checkpoint_path = p
+            else:
+                st.all_model_checkpoint_paths.append(p)
+        elif key in ("all_model_checkpoint_timestamps", "last_preserved_timestamp"):
+            try:
+                t = float(nval)
+            except (TypeError, ValueError):
+                raise DataLossError(f"{filename}: line {n}: {key} expects a number") from None
+            if key == "last_preserved_timestamp":
+                st.last_preserved_timestamp = t
+            else:
+                st.all_model_checkpoint_timestamps.append(t)
+        # Unknown keys are skipped: a newer writer may add fields.
+    if st.all_model_checkpoint_timestamps and \
+            len(st.all_model_checkpoint_timestamps) != len(st.all_model_checkpoint_paths):
+        st.all_model_checkpoint_timestamps = []  # TF drops mismatched timestamps too
+    return st
+
+
+def get_checkpoint_state(checkpoint_dir: str, latest_filename: Optional[str] = None) -> Optional[CheckpointState]:
+    """The directory's state, or None when it has no state file.
+
+    A corrupt state file raises DataLossError naming it.
+    """
+    path = os.path.join(os.fspath(checkpoint_dir), latest_filename or STATE_FILENAME)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(_MAX_STATE_BYTES + 1)
+    except FileNotFoundError:
+        return None
+    except IsADirectoryError:
+        raise DataLossError(f"{path}: expected a state file, found a directory") from None
+    if len(data) > _MAX_STATE_BYTES:
+        raise DataLossError(f"{path}: {len(data)}+ bytes is too large for a state file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataLossError(f"{path}: not UTF-8 text, so not a checkpoint state file") from None
+    st = parse_state(text, os.path.dirname(os.path.abspath(path)), path)
+    return st if st.model_checkpoint_path else None
+
+
+def latest_checkpoint(checkpoint_dir: str, latest_filename: Optional[str] = None) -> Optional[str]:
+    """Path of the newest checkpoint listed in ``checkpoint_dir``'s state file that exists, else None.
+
+    ``saver.restore(sess, tf.train.latest_checkpoint("runs/1"))``
+    """
+    st = get_checkpoint_state(checkpoint_dir, latest_filename)
+    if st is None:
+        return None
+    if os.path.isfile(st.model_checkpoint_path):
+        return st.model_checkpoint_path
+    # The newest one is gone (deleted by hand?): fall back to the newest retained that exists.
+    for p in reversed(st.all_model_checkpoint_paths):
+        if os.path.isfile(p):
+            return p
+    return None
+
+
+def fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """Replace ``path`` with ``text``: temp file, fsync, rename, fsync of the directory."""
+    write_text_atomic_bytes(path, text.encode("utf-8"))
+
+
+def write_text_atomic_bytes(path: str, data: bytes) -> None:
+    """Replace ``path`` with ``data``: temp file, fsync, rename, fsync of the directory."""
+    from ..checkpoint.format import temp_name
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), temp_name(os.path.basename(path)))
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def update_checkpoint_state(directory: str, state: CheckpointState, latest_filename: Optional[str] = None) -> None:
+    write_text_atomic(os.path.join(directory, latest_filename or STATE_FILENAME), format_state(state, directory))
+
+
+@contextlib.contextmanager
+def directory_lock(directory: str) -> Iterator[None]:
+    """An exclusive advisory lock on the directory's state (two processes saving into one directory)."""
+    fd = os.open(os.path.join(directory, ".checkpoint.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock

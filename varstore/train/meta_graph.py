@@ -1,0 +1,200 @@
+"""Meta graphs: the variables' description as data (msgpack), rebuilt without the model's code.
+
+A meta file stores each variable's name, shape, dtype, requested device,
+trainable flag, collections, optimizer-slot link and initializer (as its
+kind and parameters, never code), plus the Saver's name map. Reading it
+runs no code and validates everything; a bad file is DataLossError.
+
+>>> import os, tempfile, varstore as tf
+>>> tf.reset_default_graph()
+>>> _ = tf.Variable(tf.zeros([2]), name="v")
+>>> path = os.path.join(tempfile.mkdtemp(), "m.meta")
+>>> _ = tf.train.export_meta_graph(path)
+>>> tf.reset_default_graph()
+>>> saver = tf.train.import_meta_graph(path)
+>>> [v.name for v in tf.global_variables()]
+['v']
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+import msgpack
+
+import devices
+from devices.dtypes import as_dtype
+from devices.errors import DataLossError, InvalidArgumentError, NotFoundError, OpError
+from devices.shapes import as_shape
+
+from .. import initializers as _init
+from ..graph import GraphKeys, get_default_graph
+from ..variables import Variable
+
+META_FORMAT = "varstore.meta"
+META_VERSION = 1
+MAX_META_BYTES = 256 << 20
+
+
+def _describe(var: Variable, clear_devices: bool) -> dict:
+    cols = [k for k in get_default_graph().get_all_collection_keys()
+            if any(x is var for x in get_default_graph().get_collection(k))]
+    return {
+        "name": var.name, "shape": list(var.shape), "dtype": var.dtype.name,
+        "device": "" if clear_devices else var.requested_device,
+        "trainable": var.trainable, "collections": cols,
+        "initializer": var.initial_value.describe(),
+        "slot_of": list(var._slot_of) if var._slot_of else None,
+    }
+
+
+def export_meta_graph(filename: Optional[str] = None, clear_devices: bool = False, saver: Any = None,
+                      **unused_tf_options: Any) -> dict:
+    """Describe the default graph's variables (and ``saver``'s name map); write it to ``filename``.
+
+    Returns the description (a dict of plain data).
+    """
+    g = get_default_graph()
+    seen, variables = set(), []
+    for key in (GraphKeys.GLOBAL_VARIABLES, GraphKeys.LOCAL_VARIABLES):
+        for v in g.get_collection(key):
+            if id(v) not in seen:
+                seen.add(id(v))
+                variables.append(_describe(v, clear_devices))
+    meta = {"format": META_FORMAT, "version": META_VERSION, "variables": variables}
+    if saver is not None:
+        meta["saver"] = {"var_map": {k: v.name for k, v in saver.var_map.items()},
+                         "max_to_keep": saver._max_to_keep,
+                         "keep_checkpoint_every_n_hours": saver._keep_hours}
+    if filename is not None:
+        from .checkpoint_state import write_text_atomic_bytes
+        write_text_atomic_bytes(os.fspath(filename), msgpack.packb(meta, use_bin_type=True))
+    return meta
+
+
+def read_meta_graph(filename: str) -> dict:
+    """Load and validate a meta file; DataLossError names the file and what is wrong."""
+    path = os.fspath(filename)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_META_BYTES + 1)
+    except FileNotFoundError:
+        raise NotFoundError(f"meta graph {path} does not exist") from None
+    except IsADirectoryError:
+        raise NotFoundError(f"meta graph {path} is a directory") from None
+    if len(data) > MAX_META_BYTES:
+        raise DataLossError(f"{path}: meta graph larger than {MAX_META_BYTES} bytes")
+    try:
+        meta = msgpack.unpackb(data, raw=False, strict_map_key=True,
+                               ext_hook=_no_ext)
+    except RecursionError:
+        raise DataLossError(f"{path}: meta graph nested too deeply") from None
+    except Exception as e:  # msgpack raises a variety of ValueError/TypeError subclasses
+        raise DataLossError(f"{path}: not a readable meta graph ({type(e).__name__}: {e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != META_FORMAT:
+        raise DataLossError(f"{path}: not a varstore meta graph")
+    if meta.get("version") != META_VERSION:
+        raise DataLossError(f"{path}: meta graph version {meta.get('version')!r} is not one this "
+                            f"varstore understands ({META_VERSION})")
+    vars_ = meta.get("variables")
+    if not isinstance(vars_, list):
+        raise DataLossError(f"{path}: 'variables' must be a list")
+    for i, v in enumerate(vars_):
+        _check_var(path, i, v)
+    saver = meta.get("saver")
+    if saver is not None and not (isinstance(saver, dict) and isinstance(saver.get("var_map"), dict)
+                                  and all(isinstance(k, str) and isinstance(x, str)
+                                          for k, x in saver["var_map"].items())):
+        raise DataLossError(f"{path}: 'saver' must hold a var_map of names")
+    return meta
+
+
+def _no_ext(code, data):
+    raise ValueError(f"msgpack ext type {code} is not allowed")
+
+
+def _check_var(path: str, i: int, v: Any) -> None:
+    where = f"{path}: variable #{i}"
+    if not isinstance(v, dict) or not isinstance(v.get("name"), str) or not v["name"]:
+        raise DataLossError(f"{where}: needs a name")
+    where = f"{path}: variable {v['name']!r}"
+    try:
+        as_shape(v.get("shape"))
+        as_dtype(v.get("dtype"))
+        devices.DeviceSpec.from_string(v.get("device") or None)
+    except OpError as e:
+        raise DataLossError(f"{where}: {e}") from None
+    if not isinstance(v.get("trainable"), bool) or not isinstance(v.get("collections", []), list) \
+            or not all(isinstance(c, str) for c in v.get("collections", [])):
+        raise DataLossError(f"{where}: 'trainable' must be a bool and 'collections' a list of names")
+    slot = v.get("slot_of")
+    if slot is not None and not (isinstance(slot, list) and len(slot) == 2 and all(isinstance(s, str) for s in slot)):
+        raise DataLossError(f"{where}: 'slot_of' must be [variable name, slot name]")
+    if v.get("initializer") is not None and not isinstance(v["initializer"], dict):
+        raise DataLossError(f"{where}: 'initializer' must be a description or nil")
+
+
+def import_meta_graph(meta_graph_or_file: Any, clear_devices: bool = False, import_scope: Optional[str] = None,
+                      **unused_tf_options: Any):
+    """Rebuild the variables of a meta graph in the default graph and return a Saver for them.
+
+    ``saver = tf.train.import_meta_graph("model.ckpt-1000.meta"); saver.restore(sess, "model.ckpt-1000")``
+
+    Variables whose initializer could not be described come back uninitialized, waiting
+    for ``restore``. An initializer kind this version does not know is DataLossError.
+    """
+    path = meta_graph_or_file if isinstance(meta_graph_or_file, (str, os.PathLike)) else "<meta graph>"
+    meta = read_meta_graph(meta_graph_or_file) if isinstance(meta_graph_or_file, (str, os.PathLike)) \
+        else meta_graph_or_file
+    g = get_default_graph()
+    prefix = f"{import_scope.rstrip('/')}/" if import_scope else ""
+    descs = {v["name"]: v for v in meta["variables"]}
+    built: dict[str, Variable] = {}
+    building: list[str] = []
+
+    def build(name: str) -> Variable:
+        if name in built:
+            return built[name]
+        if name not in descs:
+            raise DataLossError(f"{path}: an initializer refers to variable {name!r}, which the meta graph lacks")
+        if name in building:
+            raise DataLossError(f"{path}: initializers form a cycle: {' -> '.join(building + [name])}")
+        building.append(name)
+        d = descs[name]
+        shape, dtype = as_shape(d["shape"]), as_dtype(d["dtype"])
+        init = _init.Undescribed(name, shape, dtype)
+        if d.get("initializer") is not None:
+            try:
+                init = _init.from_description(d["initializer"], build)
+            except DataLossError:
+                raise
+            except (OpError, KeyError, TypeError, ValueError) as e:
+                raise DataLossError(f"{path}: variable {name!r}: bad initializer: {e}") from None
+            if init.shape != shape or init.dtype != dtype:
+                raise DataLossError(f"{path}: variable {name!r}: initializer gives {init.shape} {init.dtype.name}, "
+                                    f"the variable is {shape} {dtype.name}")
+        device = None if clear_devices else (d.get("device") or None)
+        cols = set(d.get("collections") or [GraphKeys.GLOBAL_VARIABLES]) - {GraphKeys.TRAINABLE_VARIABLES}
+        with devices.device(None), devices.device(device), g.name_scope(None):
+            v = Variable(init, trainable=d["trainable"], collections=cols, name=prefix + name)
+        if d.get("slot_of"):
+            v._slot_of = (prefix + d["slot_of"][0], d["slot_of"][1])
+        building.pop()
+        built[name] = v
+        return v
+
+    for name in descs:
+        build(name)
+    from .saver import Saver
+    saver_desc = meta.get("saver")
+    if saver_desc is None:
+        return Saver([built[n] for n in descs], allow_empty=True)
+    try:
+        var_map = {k: built[v] for k, v in saver_desc["var_map"].items()}
+    except KeyError as e:
+        raise DataLossError(f"{path}: the saver names variable {e.args[0]!r}, which the meta graph lacks") from None
+    max_to_keep = saver_desc.get("max_to_keep", 5)
+    hours = saver_desc.get("keep_checkpoint_every_n_hours", 10000.0)
+    return Saver(var_map, allow_empty=True,
+                 max_to_keep=max_to_keep if isinstance(max_to_keep, int) or max_to_keep is None else 5,
+                 keep_checkpoint_every_n_hours=float(hours) if isinstance(hours, (int, float)) else 10000.0)

@@ -1,0 +1,47 @@
+"""Reading checkpoints without a graph: list_variables, load_variable.
+
+>>> import varstore as tf
+>>> callable(tf.train.list_variables)
+True
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from devices.errors import NotFoundError
+
+from ..checkpoint import CheckpointReader
+from .checkpoint_state import latest_checkpoint
+
+
+def _resolve(ckpt_dir_or_file: Any) -> str:
+    path = os.fspath(ckpt_dir_or_file)
+    if os.path.isdir(path):
+        latest = latest_checkpoint(path)
+        if latest is None:
+            raise NotFoundError(f"Couldn't find a checkpoint in directory {path}")
+        return latest
+    return path
+
+
+def load_checkpoint(ckpt_dir_or_file: Any) -> CheckpointReader:
+    """A CheckpointReader for a file, or for the latest checkpoint of a directory."""
+    return CheckpointReader(_resolve(ckpt_dir_or_file))
+
+
+NewCheckpointReader = load_checkpoint
+
+
+def list_variables(ckpt_dir_or_file: Any) -> list[tuple[str, list[int]]]:
+    """``[(name, shape)]`` of every tensor in the checkpoint, sorted by name."""
+    with load_checkpoint(ckpt_dir_or_file) as r:
+        return [(n, list(r.shape(n))) for n in r.names()]
+
+
+def load_variable(ckpt_dir_or_file: Any, name: str) -> np.ndarray:
+    """One tensor's value (read-only, mapped from the file where possible)."""
+    with load_checkpoint(ckpt_dir_or_file) as r:
+        return r.get_tensor(name)

@@ -1,0 +1,297 @@
+"""Saver: save and restore variables as msgpack checkpoints, with TF 1.x's API.
+
+>>> import os, tempfile, varstore as tf
+>>> tf.reset_default_graph()
+>>> v1 = tf.Variable(tf.ones([3]), name="v1")
+>>> saver = tf.train.Saver()
+>>> with tf.Session() as sess:
+...     sess.run(tf.global_variables_initializer())
+...     path = saver.save(sess, os.path.join(tempfile.mkdtemp(), "model.ckpt"), global_step=10)
+>>> os.path.basename(path)
+'model.ckpt-10'
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from typing import Any, Iterable, Iterator, Optional, Union
+
+import numpy as np
+
+from devices.dtypes import bfloat16, is_floating
+from devices.errors import InvalidArgumentError, NotFoundError
+
+from ..checkpoint import CheckpointReader, write_checkpoint
+from ..checkpoint.format import temp_target
+from ..graph import GraphKeys, get_default_graph
+from ..variables import Variable
+from . import checkpoint_state as cs
+
+log = logging.getLogger("varstore")
+
+VarList = Union[None, Iterable[Variable], dict]
+
+
+def exact_cast_allowed(src: np.dtype, dst: np.dtype) -> bool:
+    """Restore casts allowed implicitly: those that keep every value exactly.
+
+    Same dtype; a wider float (float16/bfloat16 -> float32 -> float64); an int or
+    uint into a wider int, or into a float whose mantissa holds it (numpy's "safe").
+    Never narrowing, never float -> int, never float16 <-> bfloat16.
+    """
+    src, dst = np.dtype(src), np.dtype(dst)
+    if src == dst:
+        return True
+    if src == bfloat16 or dst == bfloat16:
+        return src == bfloat16 and dst in (np.float32, np.float64)
+    return bool(np.can_cast(src, dst, "safe")) and not (is_floating(src) and not is_floating(dst))
+
+
+def _var_map(var_list: VarList, allow_empty: bool) -> dict:
+    if var_list is None:
+        var_list = get_default_graph().get_collection(GraphKeys.GLOBAL_VARIABLES)
+    if isinstance(var_list, dict):
+        out = {}
+        for key, v in var_list.items():
+            if not isinstance(key, str) or not isinstance(v, Variable):
+                raise InvalidArgumentError(
+                    f"Saver: var_list dict maps names (str) to Variables, received {key!r}: {type(v).__name__}")
+            out[key] = v
+    else:
+        out = {}
+        for v in var_list:
+            if not isinstance(v, Variable):
+                raise InvalidArgumentError(f"Saver: var_list holds Variables, received {type(v).__name__}")
+            if v.name in out and out[v.name] is not v:
+                raise InvalidArgumentError(f"Saver: two variables are named {v.name!r}")
+            out[v.name] = v
+    if not out and not allow_empty:
+        raise InvalidArgumentError("Saver: no variables to save (pass allow_empty=True to allow it)")
+    return out
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Saver:
+    """Saves and restores a set of variables (all global ones by default).
+
+    ``var_list`` may be a list (keyed by the variables' names) or a dict
+    ``{"my_v2": v2}`` choosing the names in the file. A variable may belong
+    to several savers. Retention (``max_to_keep``, ``keep_checkpoint_every_n_hours``)
+    holds across restarts: the first save into a directory adopts the history in
+    its state file.
+    """
+
+    def __init__(self, var_list: VarList = None, reshape: bool = False, sharded: bool = False,
+                 max_to_keep: Optional[int] = 5, keep_checkpoint_every_n_hours: float = 10000.0,
+                 name: Optional[str] = None, allow_empty: bool = False, save_relative_paths: bool = True,
+                 pad_step_number: bool = False, **unused_tf_options: Any):
+        self._var_map = _var_map(var_list, allow_empty)
+        self._max_to_keep = max_to_keep
+        self._keep_hours = float(keep_checkpoint_every_n_hours)
+        self._sharded = bool(sharded)
+        self._save_relative_paths = save_relative_paths
+        self._pad_step_number = pad_step_number
+        self._last: list[tuple[str, float]] = []  # (path, timestamp), oldest first
+        self._next_keep_time = time.time() + self._keep_hours * 3600
+        self._prepared_dirs: set[str] = set()
+        get_default_graph().add_to_collection(GraphKeys.SAVERS, self)
+
+    # -- properties -------------------------------------------------------------
+    @property
+    def var_map(self) -> dict:
+        """Checkpoint name -> Variable."""
+        return dict(self._var_map)
+
+    @property
+    def last_checkpoints(self) -> list[str]:
+        """Retained checkpoint paths, oldest first."""
+        return [p for p, _ in self._last]
+
+    def set_last_checkpoints_with_time(self, last_checkpoints_with_time: list) -> None:
+        self._last = [(str(p), float(t)) for p, t in last_checkpoints_with_time]
+
+    def recover_last_checkpoints(self, checkpoint_paths: list) -> None:
+        now = time.time()
+        self._last = [(p, os.path.getmtime(p) if os.path.exists(p) else now)
+                      for p in checkpoint_paths if os.path.exists(p)]
+
+    # -- save ---------------------------------------------------------------------
+    def save(self, sess: Any, save_path: str, global_step: Any = None, latest_filename: Optional[str] = None,
+             meta_graph_suffix: str = "meta", write_meta_graph: bool = True, write_state: bool = True,
+             **unused_tf_options: Any) -> str:
+        """Write the variables to ``save_path`` (``-<global_step>`` appended) and return the path.
+
+        The checkpoint is durable (fsynced and renamed into place) before the state file
+        names it, and old checkpoints are deleted only after that.
+        """
+        if not isinstance(save_path, (str, os.PathLike)):
+            raise InvalidArgumentError(f"Saver.save: save_path must be a path, received {save_path!r}")
+        path = os.fspath(save_path)
+        if global_step is not None:
+            step = _step_value(global_step)
+            path = f"{path}-{step:08d}" if self._pad_step_number else f"{path}-{step}"
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory):
+            raise NotFoundError(f"Parent directory of {path} doesn't exist, can't save.")
+        self._prepare_dir(directory, latest_filename)
+        extra = {"global_step": None if global_step is None else _step_value(global_step),
+                 "saved_at": time.time()}
+        write_checkpoint(path, self._locked_values(), extra=extra)
+        if write_meta_graph:
+            from .meta_graph import export_meta_graph
+            export_meta_graph(f"{path}.{meta_graph_suffix}", saver=self)
+        if write_state:
+            self._record(path, directory, latest_filename, meta_graph_suffix)
+        log.info("saved %d variables to %s", len(self._var_map), path)
+        return path
+
+    def _locked_values(self) -> Iterator[tuple[str, Any]]:
+        # Each variable's lock is held while the writer consumes its bytes, so a
+        # concurrent assign cannot tear one tensor.
+        for key in sorted(self._var_map):
+            var = self._var_map[key]
+            with var._lock:
+                yield key, var.value()
+
+    def _prepare_dir(self, directory: str, latest_filename: Optional[str]) -> None:
+        """First save into a directory: adopt its history and remove stale temp files."""
+        if directory in self._prepared_dirs:
+            return
+        self._prepared_dirs.add(directory)
+        for name in os.listdir(directory):
+            t = temp_target(name)
+            if t is not None and not _pid_alive(t[1]):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(directory, name))
+                    log.info("removed stale temporary file %s", name)
+        try:
+            st = cs.get_checkpoint_state(directory, latest_filename)
+        except Exception as e:  # a corrupt state file is replaced by our next write
+            log.warning("ignoring unreadable state file in %s: %s", directory, e)
+            st = None
+        if st is None:
+            return
+        known = {p for p, _ in self._last}
+        ts = st.all_model_checkpoint_timestamps
+        for i, p in enumerate(st.all_model_checkpoint_paths):
+            if p not in known and os.path.exists(p):
+                self._last.append((p, ts[i] if ts else os.path.getmtime(p)))
+        self._last.sort(key=lambda pt: pt[1])
+        if st.last_preserved_timestamp:
+            self._next_keep_time = st.last_preserved_timestamp + self._keep_hours * 3600
+
+    def _record(self, path: str, directory: str, latest_filename: Optional[str], suffix: str) -> None:
+        now = time.time()
+        self._last = [(p, t) for p, t in self._last if p != path] + [(path, now)]
+        doomed = []
+        if self._max_to_keep:
+            while len(self._last) > self._max_to_keep:
+                p, t = self._last.pop(0)
+                if t > self._next_keep_time:
+                    self._next_keep_time += self._keep_hours * 3600  # preserved forever
+                else:
+                    doomed.append(p)
+        state = cs.CheckpointState(
+            model_checkpoint_path=path,
+            all_model_checkpoint_paths=[p for p, _ in self._last],
+            all_model_checkpoint_timestamps=[t for _, t in self._last],
+            last_preserved_timestamp=self._next_keep_time - self._keep_hours * 3600)
+        with cs.directory_lock(directory):
+            cs.update_checkpoint_state(directory, state, latest_filename)
+        # Only now that the state file no longer names them may old checkpoints go.
+        for p in doomed:
+            for f in (p, f"{p}.{suffix}"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f)
+
+    # -- restore ----------------------------------------------------------------------
+    def restore(self, sess: Any, save_path: Optional[str]) -> None:
+        """Load the variables from ``save_path``; they need no initializer first.
+
+        Every name, shape and dtype is checked before any variable changes. If
+        loading still fails part-way (a corrupt tensor), every variable touched is
+        left uninitialized, never half-written and usable.
+        """
+        if save_path is None:
+            raise InvalidArgumentError("Can't load save_path when it is None.")
+        path = os.fspath(save_path)
+        if not os.path.isfile(path):
+            hint = " (it is a directory: use tf.train.latest_checkpoint(dir))" if os.path.isdir(path) else ""
+            raise NotFoundError(f"Failed to find a checkpoint at {path}{hint}")
+        with CheckpointReader(path) as reader:
+            plan = self._plan(reader)
+            touched: list[Variable] = []
+            try:
+                for key, var in plan:
+                    touched.append(var)
+                    _restore_one(reader, key, var)
+            except BaseException:
+                for v in touched:
+                    v._forget()
+                raise
+        log.info("restored %d variables from %s", len(plan), path)
+
+    def _plan(self, reader: CheckpointReader) -> list[tuple[str, Variable]]:
+        plan = []
+        for key in sorted(self._var_map):
+            var = self._var_map[key]
+            if not reader.has_tensor(key):
+                reader.shape(key)  # raises NotFoundError naming the key and the closest names
+            shape, dtype = tuple(reader.shape(key)), reader.dtype(key)
+            if shape != var.shape and var.validate_shape:
+                raise InvalidArgumentError(
+                    f"Restoring {var.name} from {reader.path}: tensor {key!r} has shape {shape}, "
+                    f"the variable has shape {var.shape}")
+            if not exact_cast_allowed(dtype, var.dtype):
+                raise InvalidArgumentError(
+                    f"Restoring {var.name} from {reader.path}: tensor {key!r} has dtype {dtype.name}, "
+                    f"the variable has dtype {var.dtype.name} (only exact widening casts are implicit)")
+            plan.append((key, var))
+        return plan
+
+    # -- meta graph --------------------------------------------------------------------
+    def export_meta_graph(self, filename: Optional[str] = None, clear_devices: bool = False, **kwargs: Any) -> dict:
+        from .meta_graph import export_meta_graph
+        return export_meta_graph(filename, clear_devices=clear_devices, saver=self)
+
+
+def _restore_one(reader: CheckpointReader, key: str, var: Variable) -> None:
+    dev = var.device_object
+    shape, dtype = tuple(reader.shape(key)), reader.dtype(key)
+    with var._lock:
+        cur = var._value
+        if (dev.kind == "cpu" and cur is not None and cur.shape == shape and cur.dtype == dtype
+                and cur.flags.c_contiguous and cur.flags.writeable):
+            reader.read_into(key, cur)  # into the existing buffer: no allocation, no page faults
+            return
+        if dev.kind == "cpu":
+            fresh = dev.empty(shape, dtype)
+            reader.read_into(key, fresh)
+            if dtype != var.dtype:
+                fresh = dev.asarray(fresh, dtype=var.dtype, copy=True)
+        else:
+            fresh = dev.asarray(reader.get_tensor(key), dtype=var.dtype, copy=True)
+        if cur is not None and cur.shape == shape and cur.dtype == var.dtype:
+            dev.copy_into(cur, fresh)
+        else:
+            var._adopt(fresh)
+
+
+def _step_value(global_step: Any) -> int:
+    if isinstance(global_step, Variable):
+        global_step = global_step.numpy()
+    try:
+        return int(np.asarray(global_step).item())
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"global_step must be an integer or a Variable, received {global_step!r}") from None
