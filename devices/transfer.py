@@ -30,20 +30,31 @@ def to_host(array: Any, out: Optional[np.ndarray] = None) -> np.ndarray:
 
     ``out``, when given, must have the same shape and dtype and is filled in place.
     """
-    if out is not None:
-        shape = tuple(getattr(array, "shape", np.shape(array)))
-        if out.shape != shape or (hasattr(array, "dtype") and out.dtype != array.dtype):
-            raise InvalidArgumentError(
-                f"to_host: out has shape {out.shape} dtype {out.dtype}, "
-                f"expected shape {shape} dtype {getattr(array, 'dtype', '?')}")
     cp = cupy_module()
     if cp is not None and isinstance(array, cp.ndarray):
+        if out is not None:
+            _check_out(out, tuple(array.shape), array.dtype)
         return device_of(array).to_host(array, out)
     src = host_array(array)
     if out is None:
         return src
-    np.copyto(out, src)
+    # Compare the numpy dtype of the converted value: a torch tensor's .dtype is torch.float32,
+    # never equal to a numpy dtype. Values without a dtype (lists, scalars) may be cast.
+    _check_out(out, src.shape, src.dtype if hasattr(array, "dtype") else None)
+    try:
+        np.copyto(out, src, casting="same_kind")
+    except TypeError as e:
+        raise InvalidArgumentError(f"to_host: cannot write {src.dtype} values into out of dtype {out.dtype}: {e}") from None
     return out
+
+
+def _check_out(out: Any, shape: tuple, dtype: Any) -> None:
+    if not isinstance(out, np.ndarray):
+        raise InvalidArgumentError(f"to_host: out must be a numpy array, received {type(out).__name__}")
+    if out.shape != shape or (dtype is not None and out.dtype != dtype):
+        raise InvalidArgumentError(
+            f"to_host: out has shape {out.shape} dtype {out.dtype}, "
+            f"expected shape {shape} dtype {dtype if dtype is not None else '?'}")
 
 
 def host_chunks(array: Any, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[memoryview]:
