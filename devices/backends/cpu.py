@@ -6,6 +6,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..dtypes import as_dtype
+from ..errors import InvalidArgumentError
 from ..shapes import as_shape, num_elements
 from .base import DEFAULT_CHUNK_BYTES, Device
 
@@ -38,7 +39,10 @@ def host_array(value: Any) -> np.ndarray:
         return cupy_module().asnumpy(value)
     if hasattr(value, "__dlpack__") and not hasattr(value, "__array__"):
         return np.from_dlpack(value)
-    return np.asarray(value)
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError) as e:  # ragged lists, types numpy cannot convert
+        raise InvalidArgumentError(f"cannot make an array of {type(value).__name__}: {e}") from None
 
 
 class CpuDevice(Device):
@@ -57,7 +61,9 @@ class CpuDevice(Device):
 
     def asarray(self, value, dtype=None, copy=False):
         src = host_array(value)
-        dt = src.dtype if dtype is None else as_dtype(dtype)
+        # Validate the source dtype too: strings and objects are not array dtypes here (the GPU
+        # backend refuses them the same way), and a byte-swapped source becomes native order.
+        dt = as_dtype(src.dtype if dtype is None else dtype)
         if not copy and src.dtype == dt and src.flags.c_contiguous:
             return src
         out = self.empty(src.shape, dt)
