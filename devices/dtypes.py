@@ -52,7 +52,7 @@ def as_dtype(value: Any) -> np.dtype:
     else:
         try:
             dt = np.dtype(value)
-        except TypeError:
+        except (TypeError, ValueError):  # ValueError: e.g. a field list naming a field twice
             dt = None
         if dt is not None:
             # Byte order and subclasses are irrelevant: everything is stored little-endian.
