@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 import operator
+import threading
+import weakref
 from typing import Any, Optional
 
 import numpy as np
@@ -26,6 +28,10 @@ from .graph import get_default_graph
 
 DEFAULT_GRAPH_SEED = 87654321  # TF's, used when only the op-level seed is set
 _CPU_BLOCK = 1 << 16  # elements per block when drawing on the CPU: scaling stays in cache
+# One generator per device for values without a seed: seeding a fresh generator from OS
+# entropy costs ~20 us, more than drawing a small variable's values.
+_unseeded_rngs: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_unseeded_lock = threading.Lock()
 
 
 class InitialValue:
@@ -155,6 +161,12 @@ class _Random(InitialValue):
         self._rngs: dict = {}
 
     def _rng(self, device):
+        if self.seeds is None:
+            with _unseeded_lock:
+                rng = _unseeded_rngs.get(device)
+                if rng is None:
+                    rng = _unseeded_rngs[device] = device.rng(None)
+            return rng
         rng = self._rngs.get(device.name)
         if rng is None:
             seed = None
