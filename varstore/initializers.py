@@ -171,7 +171,9 @@ class _Random(InitialValue):
         if rng is None:
             seed = None
             if self.seeds is not None:
-                seed = int(np.random.SeedSequence(list(self.seeds)).generate_state(1, np.uint64)[0])
+                # TF seeds are any int64; SeedSequence takes only non-negative ints.
+                entropy = [int(s) % (1 << 64) for s in self.seeds]
+                seed = int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0])
             rng = self._rngs[device.name] = device.rng(seed)
         return rng
 
