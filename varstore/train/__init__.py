@@ -13,3 +13,15 @@ from .saver import Saver
 __all__ = ["Saver", "latest_checkpoint", "get_checkpoint_state", "CheckpointState", "import_meta_graph",
            "export_meta_graph", "list_variables", "load_variable", "load_checkpoint", "CheckpointReader",
            "NewCheckpointReader"]
+
+from .optimizer import (AdagradOptimizer, AdamOptimizer, GradientDescentOptimizer, IndexedSlices,
+                        MomentumOptimizer, Optimizer, RMSPropOptimizer, create_global_step, get_global_step,
+                        get_or_create_global_step)
+
+__all__ += ["Optimizer", "GradientDescentOptimizer", "MomentumOptimizer", "AdamOptimizer", "AdagradOptimizer",
+            "RMSPropOptimizer", "IndexedSlices", "get_global_step", "get_or_create_global_step",
+            "create_global_step"]
+
+from .device_setter import GreedyLoadBalancingStrategy, byte_size_load_fn, replica_device_setter
+
+__all__ += ["replica_device_setter", "GreedyLoadBalancingStrategy", "byte_size_load_fn"]

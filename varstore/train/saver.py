@@ -49,9 +49,9 @@ def exact_cast_allowed(src: np.dtype, dst: np.dtype) -> bool:
     return bool(np.can_cast(src, dst, "safe")) and not (is_floating(src) and not is_floating(dst))
 
 
-def _var_map(var_list: VarList, allow_empty: bool) -> dict:
+def _var_map(var_list: VarList, allow_empty: bool, graph=None) -> dict:
     if var_list is None:
-        var_list = get_default_graph().get_collection(GraphKeys.GLOBAL_VARIABLES)
+        var_list = (graph or get_default_graph()).get_collection(GraphKeys.GLOBAL_VARIABLES)
     if isinstance(var_list, dict):
         out = {}
         for key, v in var_list.items():
@@ -96,7 +96,14 @@ class Saver:
                  max_to_keep: Optional[int] = 5, keep_checkpoint_every_n_hours: float = 10000.0,
                  name: Optional[str] = None, allow_empty: bool = False, save_relative_paths: bool = True,
                  pad_step_number: bool = False, **unused_tf_options: Any):
-        self._var_map = _var_map(var_list, allow_empty)
+        # var_list=None follows the graph: variables made later (optimizer slots created at the
+        # first step) are saved too. An explicit list or dict is fixed here, as in TF.
+        self._graph = get_default_graph()
+        self._dynamic = var_list is None
+        self._allow_empty = allow_empty
+        self._fixed_map = None if self._dynamic else _var_map(var_list, allow_empty)
+        if self._dynamic:
+            _var_map(None, allow_empty)  # same error as TF when there is nothing to save
         self._max_to_keep = max_to_keep
         self._keep_hours = float(keep_checkpoint_every_n_hours)
         self._sharded = bool(sharded)
@@ -108,6 +115,12 @@ class Saver:
         get_default_graph().add_to_collection(GraphKeys.SAVERS, self)
 
     # -- properties -------------------------------------------------------------
+    @property
+    def _var_map(self) -> dict:
+        if not self._dynamic:
+            return self._fixed_map
+        return _var_map(None, self._allow_empty, self._graph)
+
     @property
     def var_map(self) -> dict:
         """Checkpoint name -> Variable."""
@@ -159,8 +172,9 @@ class Saver:
     def _locked_values(self) -> Iterator[tuple[str, Any]]:
         # Each variable's lock is held while the writer consumes its bytes, so a
         # concurrent assign cannot tear one tensor.
-        for key in sorted(self._var_map):
-            var = self._var_map[key]
+        var_map = self._var_map
+        for key in sorted(var_map):
+            var = var_map[key]
             with var._lock:
                 yield key, var.value()
 
@@ -231,6 +245,9 @@ class Saver:
             raise NotFoundError(f"Failed to find a checkpoint at {path}{hint}")
         with CheckpointReader(path) as reader:
             plan = self._plan(reader)
+            # Variables created later in these graphs (optimizer slots) restore from here too.
+            for g in {id(v.graph): v.graph for _, v in plan}.values():
+                g._last_restore = path
             touched: list[Variable] = []
             try:
                 for key, var in plan:
@@ -244,8 +261,9 @@ class Saver:
 
     def _plan(self, reader: CheckpointReader) -> list[tuple[str, Variable]]:
         plan = []
-        for key in sorted(self._var_map):
-            var = self._var_map[key]
+        var_map = self._var_map
+        for key in sorted(var_map):
+            var = var_map[key]
             if not reader.has_tensor(key):
                 reader.shape(key)  # raises NotFoundError naming the key and the closest names
             shape, dtype = tuple(reader.shape(key)), reader.dtype(key)

@@ -1,0 +1,394 @@
+"""Optimizers with TF 1.x's names and update rules, each update run on the variable's device.
+
+Gradients come from the user's own code (numpy, cupy, torch, anything with
+DLPack or ``__array__``); ``apply_gradients`` moves each to its variable's
+device, whatever device scope surrounds the call, and runs one fused
+kernel per variable there.
+
+>>> import numpy as np, varstore as tf
+>>> tf.reset_default_graph()
+>>> w = tf.Variable([1.0, 2.0], name="w")
+>>> tf.global_variables_initializer().run()
+>>> _ = tf.train.GradientDescentOptimizer(0.5).apply_gradients([(np.array([2.0, 2.0]), w)])
+>>> w.numpy().tolist()
+[0.0, 1.0]
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any, Iterable, Optional
+
+import numpy as np
+
+import devices
+from devices.dtypes import is_floating
+from devices.errors import FailedPreconditionError, InvalidArgumentError
+
+from .. import initializers as _init
+from ..graph import GraphKeys, get_default_graph
+from ..ops import Op
+from ..variables import Variable
+
+
+class IndexedSlices:
+    """A sparse gradient: ``values[i]`` is the gradient of row ``indices[i]`` (duplicates are summed).
+
+    >>> g = IndexedSlices(np.ones((2, 4)), np.array([0, 0]), dense_shape=(10, 4))
+    """
+
+    def __init__(self, values: Any, indices: Any, dense_shape: Any = None):
+        self.values, self.indices, self.dense_shape = values, indices, dense_shape
+
+
+def get_global_step(graph=None) -> Optional[Variable]:
+    """The graph's global step variable, or None."""
+    g = graph or get_default_graph()
+    steps = g.get_collection(GraphKeys.GLOBAL_STEP)
+    if len(steps) > 1:
+        raise InvalidArgumentError(f"the graph has {len(steps)} global steps: {[v.name for v in steps]}")
+    return steps[0] if steps else None
+
+
+def get_or_create_global_step(graph=None) -> Variable:
+    """The graph's int64 ``global_step`` variable, created (uninitialized, like TF) if missing.
+
+    >>> import varstore as tf
+    >>> tf.reset_default_graph()
+    >>> tf.train.get_or_create_global_step().name
+    'global_step'
+    """
+    g = graph or get_default_graph()
+    step = get_global_step(g)
+    if step is None:
+        with devices.device(None), g.name_scope(None):
+            step = Variable(_init.zeros([], "int64"), trainable=False, name="global_step", graph=g,
+                            collections=[GraphKeys.GLOBAL_VARIABLES, GraphKeys.GLOBAL_STEP])
+    return step
+
+
+create_global_step = get_or_create_global_step
+
+
+def _scalar(x: Any) -> float:
+    """A hyperparameter's current value: a number, a Variable or a function of none."""
+    if isinstance(x, Variable):
+        return float(x.numpy())
+    if callable(x):
+        return float(x())
+    return float(x)
+
+
+class Optimizer:
+    """Base class: slots, non-slot variables, the per-device batched update.
+
+    Subclasses name their kernel rule, their slots' initial values and their
+    hyperparameters.
+    """
+
+    _rule: str = ""
+
+    def __init__(self, use_locking: bool = False, name: str = "Optimizer"):
+        self._name = name
+        self._slots: dict[str, dict[int, Variable]] = defaultdict(dict)  # slot name -> id(var) -> slot
+        self._non_slot: dict[str, Variable] = {}
+        self._graph = get_default_graph()
+
+    # -- what subclasses provide ------------------------------------------------------
+    def _slot_specs(self) -> list[tuple[str, float]]:
+        """(slot name, initial value) in TF's creation order (which fixes the slot variables' names)."""
+        return []
+
+    def _hyper(self) -> dict:
+        """Kernel hyperparameters for this step."""
+        raise NotImplementedError
+
+    def _create_non_slots(self, var_list: list) -> None:
+        pass
+
+    def _finish(self) -> None:
+        """After every variable's update (Adam advances its beta powers)."""
+
+    # -- slots ----------------------------------------------------------------------------
+    def get_slot_names(self) -> list[str]:
+        """``["m", "v"]`` for Adam, ``["momentum"]`` for Momentum, ..."""
+        return [n for n, _ in self._slot_specs()]
+
+    def get_slot(self, var: Variable, name: str) -> Optional[Variable]:
+        """The slot variable ``name`` of ``var`` (None if it has none yet)."""
+        return self._slots.get(name, {}).get(id(var))
+
+    def variables(self) -> list[Variable]:
+        """Every variable this optimizer created: slots and non-slot ones (beta powers)."""
+        out = list(self._non_slot.values())
+        for per_var in self._slots.values():
+            out += list(per_var.values())
+        return sorted(out, key=lambda v: v.name)
+
+    def _make_variable(self, name: str, value: float, like: Variable, shape, slot_of: Optional[tuple]) -> Variable:
+        """A non-trainable variable on ``like``'s device, reused if a meta graph import or an earlier
+        optimizer already made it, restored if the last Saver.restore of this graph holds it."""
+        g = like.graph
+        existing = g.get_variable_by_name(name)
+        if existing is not None and existing.shape == tuple(shape) and existing.dtype == like.dtype \
+                and getattr(existing, "_slot_of", None) == slot_of:
+            var = existing
+        else:
+            with devices.device(None), devices.device(like._requested), g.name_scope(None):
+                var = Variable(_init.Fill(shape, value, like.dtype), trainable=False, name=name, graph=g)
+            var._slot_of = slot_of
+        if not var.is_initialized and not _restore_pending(var):
+            var.initializer.run()
+        return var
+
+    def _ensure_slots(self, var: Variable) -> None:
+        for slot, value in self._slot_specs():
+            if id(var) not in self._slots[slot]:
+                self._slots[slot][id(var)] = self._make_variable(
+                    self._slot_var_name(var, slot), value, var, var.shape, (var.name, slot))
+
+    def _slot_var_name(self, var: Variable, slot: str) -> str:
+        # TF names slots <var>/<Optimizer>, <var>/<Optimizer>_1, ... in creation order.
+        k = [n for n, _ in self._slot_specs()].index(slot)
+        return f"{var.name}/{self._name}" + (f"_{k}" if k else "")
+
+    def build(self, var_list: Iterable[Variable]) -> None:
+        """Create slots and non-slot variables now (as TF does when the train op is built),
+        so a Saver created next saves them and a restore fills them."""
+        var_list = list(var_list)
+        self._create_non_slots(var_list)
+        for v in var_list:
+            self._ensure_slots(v)
+
+    # -- the update -----------------------------------------------------------------------
+    def apply_gradients(self, grads_and_vars: Iterable, global_step: Optional[Variable] = None,
+                        name: Optional[str] = None) -> Op:
+        """Apply one step now, each variable's update on its own device; returns a no-op for ``sess.run``.
+
+        ``None`` gradients are skipped; ``global_step`` (if given) is incremented.
+        """
+        pairs = [(g, v) for g, v in grads_and_vars]
+        for g, v in pairs:
+            if not isinstance(v, Variable):
+                raise InvalidArgumentError(f"apply_gradients: expected (gradient, Variable) pairs, "
+                                           f"received a {type(v).__name__} as the variable")
+        pairs = [(g, v) for g, v in pairs if g is not None]
+        if not pairs:
+            raise InvalidArgumentError("apply_gradients: no gradients provided for any variable")
+        self.build(v for _, v in pairs)
+        hyper = self._hyper()
+        by_device: dict[Any, list] = defaultdict(list)
+        for g, v in pairs:
+            by_device[v.device_object].append((self._gradient_on_device(g, v), v))
+        for dev, items in by_device.items():
+            self._apply_on(dev, items, hyper)
+        self._finish()
+        if global_step is not None:
+            global_step.assign_add(1)
+        return Op(name or self._name, lambda sess: None)
+
+    def _gradient_on_device(self, g: Any, v: Variable) -> Any:
+        dev = v.device_object
+        if isinstance(g, IndexedSlices):
+            values = dev.asarray(g.values)
+            indices = dev.asarray(g.indices)
+            if indices.ndim != 1 or indices.dtype.kind not in "iu":
+                raise InvalidArgumentError(f"apply_gradients: {v.name}: indices must be a 1-D integer array, "
+                                           f"received shape {tuple(indices.shape)} dtype {indices.dtype}")
+            want = (indices.shape[0],) + tuple(v.shape[1:])
+            if tuple(values.shape) != want:
+                raise InvalidArgumentError(f"apply_gradients: {v.name}: sparse values have shape "
+                                           f"{tuple(values.shape)}, expected {want}")
+            return IndexedSlices(self._cast(values, v), indices, v.shape)
+        if isinstance(g, Variable):
+            g = g.value()
+        arr = dev.asarray(g)
+        if tuple(arr.shape) != v.shape:
+            raise InvalidArgumentError(f"apply_gradients: gradient for {v.name} has shape {tuple(arr.shape)}, "
+                                       f"the variable has shape {v.shape}")
+        return self._cast(arr, v)
+
+    @staticmethod
+    def _cast(arr: Any, v: Variable) -> Any:
+        if arr.dtype == v.dtype:
+            return arr
+        # Half-precision variables take float32 gradients as they are (the kernel computes in float32).
+        if v.dtype.itemsize == 2 and is_floating(v.dtype) and arr.dtype == np.float32:
+            return arr
+        _init._check_cast(arr.dtype, v.dtype, f"gradient for {v.name}")
+        return v.device_object.asarray(arr, dtype=v.dtype)
+
+    def _apply_on(self, dev: Any, items: list, hyper: dict) -> None:
+        """Run the updates for one device. A remote device batches them into one call."""
+        from . import kernels  # numba compiles on first use; importing varstore.train stays cheap
+        batch = getattr(dev, "apply_updates", None)
+        slot_names = self.get_slot_names()
+        if batch is not None:
+            batch(self._rule, [(g, v, [self.get_slot(v, s) for s in slot_names]) for g, v in items],
+                  slot_names, hyper)
+            return
+        for g, v in items:
+            slots = {s: self.get_slot(v, s) for s in slot_names}
+            with v._lock:
+                value = v._require()
+                arrays = {s: sv._require() for s, sv in slots.items()}
+                if isinstance(g, IndexedSlices):
+                    kernels.apply_sparse(self._rule, dev, value, g.indices, g.values, arrays, **hyper)
+                else:
+                    kernels.apply_dense(self._rule, dev, value, g, arrays, **hyper)
+
+    def minimize(self, *args: Any, **kwargs: Any):
+        raise NotImplementedError(
+            "varstore has no automatic differentiation: compute gradients in your own numpy/cupy/torch code "
+            "and call apply_gradients(zip(grads, variables))")
+
+    compute_gradients = minimize
+
+
+def _restore_pending(var: Variable) -> bool:
+    """Restore ``var`` from the checkpoint last restored into its graph, if that holds it.
+
+    Slots are created at the first step, after a resume's restore: without this they
+    would start from zero and the resumed run would drift from the uninterrupted one.
+    """
+    path = getattr(var.graph, "_last_restore", None)
+    if not path:
+        return False
+    from ..checkpoint import CheckpointReader
+    from .saver import _restore_one
+    try:
+        with CheckpointReader(path) as r:
+            if not r.has_tensor(var.name) or tuple(r.shape(var.name)) != var.shape or r.dtype(var.name) != var.dtype:
+                return False
+            try:
+                _restore_one(r, var.name, var)
+            except BaseException:
+                var._forget()
+                raise
+            return True
+    except FileNotFoundError:
+        return False
+
+
+class GradientDescentOptimizer(Optimizer):
+    """``var -= learning_rate * grad``"""
+
+    _rule = "sgd"
+
+    def __init__(self, learning_rate: Any, use_locking: bool = False, name: str = "GradientDescent"):
+        super().__init__(use_locking, name)
+        self._lr = learning_rate
+
+    def _hyper(self):
+        return {"lr": _scalar(self._lr)}
+
+
+class MomentumOptimizer(Optimizer):
+    """``accum = momentum * accum + grad; var -= lr * accum`` (Nesterov: ``var -= lr * (grad + momentum * accum)``)."""
+
+    _rule = "momentum"
+
+    def __init__(self, learning_rate: Any, momentum: Any, use_locking: bool = False, name: str = "Momentum",
+                 use_nesterov: bool = False):
+        super().__init__(use_locking, name)
+        self._lr, self._momentum, self._nesterov = learning_rate, momentum, bool(use_nesterov)
+
+    def _slot_specs(self):
+        return [("momentum", 0.0)]
+
+    def _hyper(self):
+        return {"lr": _scalar(self._lr), "momentum": _scalar(self._momentum), "nesterov": self._nesterov}
+
+
+class AdamOptimizer(Optimizer):
+    """Adam in TF 1.x's form: the bias correction folded into the step size,
+    ``lr_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t)``, with ``beta1_power`` and
+    ``beta2_power`` kept as variables colocated with the first variable (by name)."""
+
+    _rule = "adam"
+
+    def __init__(self, learning_rate: Any = 0.001, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8,
+                 use_locking: bool = False, name: str = "Adam"):
+        super().__init__(use_locking, name)
+        self._lr, self._beta1, self._beta2, self._epsilon = learning_rate, beta1, beta2, epsilon
+
+    def _slot_specs(self):
+        return [("m", 0.0), ("v", 0.0)]
+
+    def _create_non_slots(self, var_list):
+        if self._non_slot or not var_list:
+            return
+        first = min(var_list, key=lambda v: v.name)
+        for key, value in (("beta1_power", self._beta1), ("beta2_power", self._beta2)):
+            self._non_slot[key] = self._make_power(key, value, first)
+
+    def _make_power(self, name: str, value: float, first: Variable) -> Variable:
+        # The powers are float32 scalars as in TF (float64 for a float64 first variable).
+        dtype = first.dtype if first.dtype == np.float64 else np.dtype(np.float32)
+        proxy = _Like(first, dtype)
+        return self._make_variable(name, value, proxy, (), None)
+
+    def _hyper(self):
+        b1p = float(self._non_slot["beta1_power"].numpy())
+        b2p = float(self._non_slot["beta2_power"].numpy())
+        lr = _scalar(self._lr) * math.sqrt(1.0 - b2p) / (1.0 - b1p)
+        return {"lr": lr, "beta1": _scalar(self._beta1), "beta2": _scalar(self._beta2),
+                "epsilon": _scalar(self._epsilon)}
+
+    def _finish(self):
+        for key, beta in (("beta1_power", self._beta1), ("beta2_power", self._beta2)):
+            p = self._non_slot[key]
+            p.assign(p.numpy() * p.dtype.type(_scalar(beta)))
+
+    def get_beta_powers(self) -> tuple[Variable, Variable]:
+        return self._non_slot["beta1_power"], self._non_slot["beta2_power"]
+
+
+class _Like:
+    """Stands in for a variable when making a non-slot variable: its graph and device, another dtype."""
+
+    def __init__(self, var: Variable, dtype):
+        self.graph, self._requested, self.dtype = var.graph, var._requested, np.dtype(dtype)
+
+
+class AdagradOptimizer(Optimizer):
+    """``accum += grad^2; var -= lr * grad / sqrt(accum)``, accumulators starting at ``initial_accumulator_value``."""
+
+    _rule = "adagrad"
+
+    def __init__(self, learning_rate: Any, initial_accumulator_value: float = 0.1, use_locking: bool = False,
+                 name: str = "Adagrad"):
+        if initial_accumulator_value <= 0.0:
+            raise InvalidArgumentError(
+                f"initial_accumulator_value must be positive, received {initial_accumulator_value}")
+        super().__init__(use_locking, name)
+        self._lr, self._init_acc = learning_rate, float(initial_accumulator_value)
+
+    def _slot_specs(self):
+        return [("accumulator", self._init_acc)]
+
+    def _hyper(self):
+        return {"lr": _scalar(self._lr)}
+
+
+class RMSPropOptimizer(Optimizer):
+    """TF 1.x's RMSProp: ``ms = decay*ms + (1-decay)*g^2; mom = momentum*mom + lr*g/sqrt(ms + eps); var -= mom``
+    (centered: the mean gradient ``mg`` is subtracted: ``sqrt(ms - mg^2 + eps)``). ``rms`` starts at one."""
+
+    _rule = "rmsprop"
+
+    def __init__(self, learning_rate: Any, decay: float = 0.9, momentum: float = 0.0, epsilon: float = 1e-10,
+                 use_locking: bool = False, centered: bool = False, name: str = "RMSProp"):
+        super().__init__(use_locking, name)
+        self._lr, self._decay, self._momentum, self._epsilon = learning_rate, decay, momentum, epsilon
+        self._centered = bool(centered)
+
+    def _slot_specs(self):
+        specs = [("rms", 1.0)]
+        if self._centered:
+            specs.append(("mg", 0.0))
+        return specs + [("momentum", 0.0)]
+
+    def _hyper(self):
+        return {"lr": _scalar(self._lr), "decay": _scalar(self._decay), "momentum": _scalar(self._momentum),
+                "epsilon": _scalar(self._epsilon), "centered": self._centered}
