@@ -139,8 +139,11 @@ class Variable:
         return value
 
     def value(self) -> Any:
-        """The live array on the variable's device (no copy: later assigns show through)."""
-        return self._require()
+        """The live array on the variable's device (no copy: later assigns show through).
+
+        For a variable on a ps task this is a read-only host copy fetched from the task.
+        """
+        return self._device.read(self._require())
 
     def read_value(self) -> Any:
         """A snapshot copy on the variable's device, consistent even while other threads assign."""
@@ -259,7 +262,7 @@ class Variable:
             return
         ctx.in_progress.append(self)
         try:
-            value = self._initial.evaluate(self._device, ctx)
+            value = self._device.evaluate(self._initial, ctx)
         finally:
             ctx.in_progress.pop()
         if tuple(value.shape) != self._shape and self.validate_shape:

@@ -78,6 +78,14 @@ class Device:
         """``dst += src`` (or ``-=`` with sign -1) in place; both already on this device."""
         (self.xp.add if sign > 0 else self.xp.subtract)(dst, src, out=dst)
 
+    def read(self, array: Any) -> Any:
+        """A locally readable array for ``array`` (the array itself; a remote backend fetches)."""
+        return array
+
+    def evaluate(self, initial: Any, ctx: Any) -> Any:
+        """Evaluate a deferred initial value here (a remote backend ships its description)."""
+        return initial.evaluate(self, ctx)
+
     def zeros(self, shape: tuple[int, ...], dtype: np.dtype) -> Any:
         a = self.empty(shape, dtype)
         a[...] = 0
