@@ -16,7 +16,7 @@ from typing import Any, Iterator, Optional
 import numpy as np
 import xxhash
 
-from devices.errors import DataLossError, InvalidArgumentError, NotFoundError
+from devices.errors import DataLossError, FailedPreconditionError, InvalidArgumentError, NotFoundError
 
 from . import format as fmt
 from .validate import Index, decode_index
@@ -233,7 +233,7 @@ class CheckpointReader:
         with self._lock:
             if self._mmap is None:
                 if self._fd < 0:
-                    raise InvalidArgumentError(f"CheckpointReader({self.path!r}) is closed")
+                    raise FailedPreconditionError(f"CheckpointReader({self.path!r}) is closed")
                 self._mmap = mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ)
             return self._mmap
 
@@ -297,7 +297,7 @@ class CheckpointReader:
         """Fill ``view`` from the file at ``offset`` (no copy; safe between threads)."""
         fd = self._fd
         if fd < 0:
-            raise InvalidArgumentError(f"CheckpointReader({self.path!r}) is closed")
+            raise FailedPreconditionError(f"CheckpointReader({self.path!r}) is closed")
         pos = 0
         total = view.nbytes
         while pos < total:
