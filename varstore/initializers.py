@@ -206,6 +206,7 @@ class RandomNormal(_Random):
 
     def __init__(self, shape, mean=0.0, stddev=1.0, dtype="float32", seed=None, truncated=False):
         super().__init__(shape, dtype, seed)
+        self._float_out(None)  # a bad dtype fails here, not when the initializer runs
         self.mean, self.stddev, self.truncated = float(mean), float(stddev), bool(truncated)
 
     def _eval(self, device, ctx):
@@ -241,10 +242,16 @@ class RandomUniform(_Random):
         if self.dtype.kind in "iu":
             if maxval is None:
                 raise InvalidArgumentError(f"random_uniform: maxval must be given for integer dtype {self.dtype.name}")
-            minval, maxval = int(minval), int(maxval)
+            minval, maxval = _integral(minval, "minval", self.dtype), _integral(maxval, "maxval", self.dtype)
             if maxval <= minval:
                 raise InvalidArgumentError(f"random_uniform: need minval < maxval, received {minval}, {maxval}")
+            info = np.iinfo(self.dtype)
+            if minval < info.min or maxval - 1 > info.max:
+                raise InvalidArgumentError(
+                    f"random_uniform: [{minval}, {maxval}) is outside the range of {self.dtype.name} "
+                    f"[{info.min}, {info.max}]")
         else:
+            self._float_out(None)  # a bad dtype fails here, not when the initializer runs
             minval, maxval = float(minval), 1.0 if maxval is None else float(maxval)
         self.minval, self.maxval = minval, maxval
 
@@ -279,6 +286,21 @@ class RandomUniform(_Random):
     def describe(self):
         return {"kind": "random_uniform", "shape": list(self.shape), "dtype": self.dtype.name,
                 "minval": self.minval, "maxval": self.maxval, "seeds": self._seed_desc()}
+
+
+def _integral(x, what: str, dtype: np.dtype) -> int:
+    """``x`` as an exact int (2 and 2.0 are, 2.5 is not)."""
+    try:
+        return operator.index(x)
+    except TypeError:
+        pass
+    try:
+        f = float(x)
+    except (TypeError, ValueError):
+        f = math.nan
+    if not f.is_integer():
+        raise InvalidArgumentError(f"random_uniform: {what} must be an integer for {dtype.name}, received {x!r}")
+    return int(f)
 
 
 def _below(dtype: np.dtype, maxval: float, minval: float):

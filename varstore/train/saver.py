@@ -38,7 +38,8 @@ def exact_cast_allowed(src: np.dtype, dst: np.dtype) -> bool:
     """Restore casts allowed implicitly: those that keep every value exactly.
 
     Same dtype; a wider float (float16/bfloat16 -> float32 -> float64); an int or
-    uint into a wider int, or into a float whose mantissa holds it (numpy's "safe").
+    uint into a wider int, or into a float whose mantissa holds every value of it
+    (int16 -> float32, int32 -> float64; never int64 -> float64).
     Never narrowing, never float -> int, never float16 <-> bfloat16.
     """
     src, dst = np.dtype(src), np.dtype(dst)
@@ -46,6 +47,10 @@ def exact_cast_allowed(src: np.dtype, dst: np.dtype) -> bool:
         return True
     if src == bfloat16 or dst == bfloat16:
         return src == bfloat16 and dst in (np.float32, np.float64)
+    if src.kind in "iu" and dst.kind == "f":
+        # numpy calls int64 -> float64 "safe", but 2**53 + 1 does not survive it.
+        magnitude_bits = src.itemsize * 8 - (src.kind == "i")
+        return magnitude_bits <= np.finfo(dst).nmant + 1
     return bool(np.can_cast(src, dst, "safe")) and not (is_floating(src) and not is_floating(dst))
 
 
