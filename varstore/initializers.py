@@ -112,11 +112,11 @@ class Constant(InitialValue):
     """A value given by the user (scalar, list, numpy or cupy array), kept on the host until needed."""
 
     def __init__(self, value, dtype=None, shape=None):
-        arr = _to_numpy(value)
+        arr = src = _to_numpy(value)
         dt = arr.dtype if dtype is None else as_dtype(dtype)
         if dtype is None:
             dt = _default_dtype(value, arr)
-        elif isinstance(value, (np.ndarray,)) or hasattr(value, "__cuda_array_interface__"):
+        elif hasattr(value, "dtype") and not isinstance(value, np.generic):  # numpy, cupy, torch arrays
             _check_cast(arr.dtype, dt, "initial value")
         else:
             arr = _exact_array(arr, dt, "initial value")
@@ -130,6 +130,10 @@ class Constant(InitialValue):
             else:
                 raise InvalidArgumentError(
                     f"constant: {arr.size} values cannot fill shape {shape} (expected 1 or {num_elements(shape)})")
+        if not (src is not value and src.base is None) and np.may_share_memory(arr, src):
+            # The caller's own buffer (numpy, or torch through __array__): take the value as it
+            # is now, as TF does, so that reusing or changing that buffer later changes nothing.
+            arr = arr.copy()
         self.array = arr
         self.shape, self.dtype = tuple(arr.shape), arr.dtype
 
