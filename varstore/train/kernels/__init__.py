@@ -1,0 +1,86 @@
+"""Fused optimizer update kernels, one per backend, behind one dispatch.
+
+The optimizers call these with arrays that already live on the variable's
+device (the guide's rule: ops that change a variable run on its device):
+
+>>> import numpy as np
+>>> import devices
+>>> from varstore.train import kernels
+>>> cpu0 = devices.get_device("/cpu:0")
+>>> var, acc = np.ones(3, np.float32), np.zeros(3, np.float32)
+>>> kernels.apply_dense("momentum", cpu0, var, np.ones(3, np.float32), {"momentum": acc},
+...                     lr=0.5, momentum=0.9)
+>>> var.tolist(), acc.tolist()
+([0.5, 0.5, 0.5], [1.0, 1.0, 1.0])
+
+Rules and their slots (``RULES``), hyperparameters (``HYPERS``) and flags
+(``FLAGS``: ``use_nesterov`` for momentum, ``centered`` for rmsprop, which
+then also needs slot ``"mg"``) follow TF 1.x; for Adam the caller folds the
+bias correction into ``lr`` (lr * sqrt(1 - beta2^t) / (1 - beta1^t)).
+
+``reference`` holds the float64 ground truth; ``cpu`` the numba kernels;
+``gpu`` the cupy kernels, imported only when a GPU variable is updated, so
+this package imports without cupy.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from devices.errors import InvalidArgumentError
+
+from . import cpu, reference
+from .cpu import get_threads, set_threads
+from .rules import FLAGS, HYPERS, RULES, slot_names
+
+__all__ = ["apply_dense", "apply_sparse", "RULES", "HYPERS", "FLAGS", "slot_names",
+           "set_threads", "get_threads", "reference", "cpu"]
+
+
+def _backend(device: Any):
+    kind = getattr(device, "kind", None)
+    if kind == "cpu":
+        return cpu
+    if kind == "gpu":
+        from . import gpu  # lazy: cupy is optional and slow to import
+        return gpu
+    raise InvalidArgumentError(
+        f"optimizer kernels run on a 'cpu' or 'gpu' device, got {device!r} (kind {kind!r})")
+
+
+def apply_dense(rule: str, device: Any, var: Any, grad: Any, slots: Mapping[str, Any],
+                **hyper: Any) -> None:
+    """Apply one dense step of ``rule`` in place on ``var`` and ``slots``, on ``device``.
+
+    ``var``, ``grad`` and every slot are C-contiguous arrays of one shape on
+    ``device`` (numpy on a CPU, cupy on a GPU). ``grad`` and slots have the
+    var's dtype; float32 is also accepted for a float16/bfloat16 var.
+    Hyperparameters are floats; see ``HYPERS`` and ``FLAGS``.
+
+    >>> import numpy as np, devices
+    >>> v = np.ones(2, np.float32)
+    >>> apply_dense("sgd", devices.get_device("/cpu:0"), v, np.ones(2, np.float32), {}, lr=0.5)
+    >>> v.tolist()
+    [0.5, 0.5]
+    """
+    if getattr(device, "kind", None) == "cpu":  # the hot path: no extra call
+        cpu.apply_dense(rule, var, grad, slots, **hyper)
+    else:
+        _backend(device).apply_dense(rule, var, grad, slots, **hyper)
+
+
+def apply_sparse(rule: str, device: Any, var: Any, indices: Any, values: Any,
+                 slots: Mapping[str, Any], **hyper: Any) -> None:
+    """Apply one sparse step: rows ``indices`` of ``var`` and its slots, duplicates summed.
+
+    ``values`` has shape ``indices.shape + var.shape[1:]``; untouched rows of
+    var and slots keep their values ("lazy" semantics). An index outside
+    ``[0, var.shape[0])`` raises InvalidArgumentError before anything changes.
+
+    >>> import numpy as np, devices
+    >>> v = np.zeros((3, 1), np.float32)
+    >>> apply_sparse("sgd", devices.get_device("/cpu:0"), v, np.array([1, 1]),
+    ...              np.ones((2, 1), np.float32), {}, lr=1.0)
+    >>> v.ravel().tolist()
+    [0.0, -2.0, 0.0]
+    """
+    _backend(device).apply_sparse(rule, var, indices, values, slots, **hyper)
