@@ -112,7 +112,9 @@ class GpuDevice(Device):
                 host = host_array(value)
                 src = None
                 out = self.empty(host.shape, dt or host.dtype)
-                out.set(np.ascontiguousarray(host, dtype=out.dtype))
+                # Not np.ascontiguousarray: it makes a 0-d value 1-d, and cupy's set() requires
+                # the exact shape (a scalar initial value, Adam's beta powers).
+                out.set(np.asarray(host, dtype=out.dtype, order="C"))
                 return out
             same_place = src.device.id == self.index
             if same_place and not copy and (dt is None or src.dtype == dt) and src.flags.c_contiguous:
