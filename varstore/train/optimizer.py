@@ -297,7 +297,7 @@ class MomentumOptimizer(Optimizer):
         return [("momentum", 0.0)]
 
     def _hyper(self):
-        return {"lr": _scalar(self._lr), "momentum": _scalar(self._momentum), "nesterov": self._nesterov}
+        return {"lr": _scalar(self._lr), "momentum": _scalar(self._momentum), "use_nesterov": self._nesterov}
 
 
 class AdamOptimizer(Optimizer):
