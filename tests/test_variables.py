@@ -356,7 +356,8 @@ def test_concurrent_reads_never_see_a_torn_value():
         sess = tf.Session()
         try:
             while not done.is_set():
-                snap = v.numpy() if kind == 0 else sess.run(v) if kind == 1 else np.asarray(v)
+                # np.array(v) is a copy taken under the lock (np.asarray(v) may be the live buffer)
+                snap = v.numpy() if kind == 0 else sess.run(v) if kind == 1 else np.array(v)
                 reads[kind] += 1
                 if snap.min() != snap.max():
                     torn.append((kind, float(snap.min()), float(snap.max())))
