@@ -117,7 +117,7 @@ class Constant(InitialValue):
         if dtype is None:
             dt = _default_dtype(value, arr)
         elif hasattr(value, "dtype") and not isinstance(value, np.generic):  # numpy, cupy, torch arrays
-            _check_cast(arr.dtype, dt, "initial value")
+            _check_cast(arr.dtype, dt, "initial value", values=arr)
         else:
             arr = _exact_array(arr, dt, "initial value")
         arr = arr.astype(dt, copy=False)
@@ -445,13 +445,24 @@ def _default_dtype(value, arr) -> np.dtype:
     return as_dtype(arr.dtype)
 
 
-def _check_cast(src: np.dtype, dst: np.dtype, what: str) -> None:
-    """Arrays may change precision within a kind (float64 -> float32), never kind (float -> int)."""
+def _check_cast(src: np.dtype, dst: np.dtype, what: str, values: Any = None) -> None:
+    """Arrays may change precision within a kind (float64 -> float32), never kind (float -> int).
+
+    With ``values``, a narrowing integer cast also checks that every value fits: int64 300
+    must not become int8 44.
+    """
     src = np.dtype(src)
     ok = src == dst or np.can_cast(src, dst, "same_kind") or (is_floating(src) and is_floating(dst))
     if not ok:
         raise InvalidArgumentError(f"{what}: dtype {src.name} cannot be converted to {dst.name} "
                                    f"(only casts within a kind, or from int to float, are implicit)")
+    if (values is not None and src.kind in "iu" and dst.kind in "iu" and not np.can_cast(src, dst, "safe")
+            and getattr(values, "size", 0) and hasattr(values, "min")):
+        info = np.iinfo(dst)
+        lo, hi = int(values.min()), int(values.max())
+        if lo < info.min or hi > info.max:
+            raise InvalidArgumentError(f"{what}: {src.name} values in [{lo}, {hi}] do not fit {dst.name} "
+                                       f"[{info.min}, {info.max}]")
 
 
 def _exact_array(arr: np.ndarray, dt: np.dtype, what: str) -> np.ndarray:

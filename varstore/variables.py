@@ -188,7 +188,7 @@ class Variable:
             value = _init._to_numpy(value)
         src_dtype = getattr(value, "dtype", None)
         if src_dtype is not None and not isinstance(value, (np.generic,)):
-            _init._check_cast(src_dtype, self._dtype, f"assign to {self.name}")
+            _init._check_cast(src_dtype, self._dtype, f"assign to {self.name}", values=value)
             arr = value
         else:
             arr = _init._exact_array(_init._to_numpy(value), self._dtype, f"assign to {self.name}")
