@@ -28,7 +28,8 @@ class Device:
     def __init__(self, spec: DeviceSpec):
         self.spec = spec
         self.name = spec.to_string()
-        self._lock = threading.Lock()
+        # Reentrant: _release runs from garbage collection, which may fire inside _track.
+        self._lock = threading.RLock()
         self._bytes_in_use = 0
         self._peak_bytes = 0
 
