@@ -289,6 +289,30 @@ def test_assign_dtype_that_does_not_fit_names_both(bad):
     assert v.numpy().tolist() == [1, 2]
 
 
+@given(st.sampled_from(["int8", "uint8", "int16", "int32"]), st.sampled_from(["int64", "uint64", "int32"]),
+       st.lists(st.integers(-2**40, 2**40), min_size=1, max_size=5))
+@settings(max_examples=60, deadline=None)
+def test_integer_narrowing_never_wraps(var_dtype, src_dtype, values):
+    dst, src = np.dtype(var_dtype), np.dtype(src_dtype)
+    info = np.iinfo(src)
+    values = [x for x in values if info.min <= x <= info.max] or [0]
+    arr = np.array(values, src)
+    with tf.Graph().as_default():
+        v = tf.Variable(tf.zeros([len(values)], dtype=dst))
+        init(v)
+        fits = all(np.iinfo(dst).min <= x <= np.iinfo(dst).max for x in values)
+        kind_ok = np.can_cast(src, dst, "same_kind")
+        if fits and kind_ok:
+            v.assign(arr)
+            assert v.numpy().tolist() == values
+        else:
+            with pytest.raises(tf.errors.InvalidArgumentError, match=rf"{src_dtype}.*{var_dtype}"):
+                v.assign(arr)
+            assert not v.numpy().any()
+            with pytest.raises(tf.errors.InvalidArgumentError, match=rf"{src_dtype}.*{var_dtype}"):
+                tf.Variable(arr, dtype=dst)
+
+
 def test_validate_shape_false_allows_a_new_shape():
     v = tf.Variable(tf.zeros([2]), validate_shape=False)
     init(v)
