@@ -303,25 +303,45 @@ def test_failure_mid_write_keeps_previous_file(previous, exc):
 
 def test_failure_inside_a_tensor_keeps_previous_file(previous, monkeypatch):
     path, before = previous
-    real = writer_mod.host_chunks
+    real = writer_mod._chunks
     seen = []
 
     def failing_chunks(array, chunk_bytes):
-        for i, c in enumerate(real(array, chunk_bytes)):
-            if i == 3:
-                seen.extend(os.listdir(path.parent))
-                raise KeyboardInterrupt
-            yield c
+        for c in real(array, chunk_bytes):
+            for i, start in enumerate(range(0, len(c), 1 << 18)):
+                if i == 3:  # 768 KiB of this tensor are on disk
+                    seen.extend(os.listdir(path.parent))
+                    raise KeyboardInterrupt
+                yield c[start:start + (1 << 18)]
 
-    monkeypatch.setattr(writer_mod, "host_chunks", failing_chunks)
+    monkeypatch.setattr(writer_mod, "_chunks", failing_chunks)
     with pytest.raises(KeyboardInterrupt):
-        write_checkpoint(path, [("w", np.ones(1 << 20))], chunk_bytes=1 << 18)
+        write_checkpoint(path, [("w", np.ones(1 << 20))])
     temps = [n for n in seen if n != path.name]
     assert len(temps) == 1 and is_temp_file(temps[0]) and temp_target(temps[0])[0] == path.name
     assert temp_target(temps[0])[1] == os.getpid()
     assert (path.parent / temps[0]).exists() is False
     assert path.read_bytes() == before
     assert os.listdir(path.parent) == [path.name]
+
+
+def test_strided_and_big_endian_input_is_staged_in_bounded_memory(tmp_path):
+    rng = np.random.default_rng(6)
+    strided = rng.random((1024, 2048))[:, ::2]        # 8 MiB of values, not contiguous
+    swapped = rng.random((512, 1024)).astype(">f8")   # 4 MiB, big-endian
+    transposed = rng.random((64, 4096), dtype=np.float32).T
+    tracemalloc.start()
+    try:
+        write_checkpoint(tmp_path / "c", [("s", strided), ("b", swapped), ("t", transposed)],
+                         chunk_bytes=64 << 10, fsync=False)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # Staging (64 KiB) + the writer's 1 MiB small-write buffer; a full copy would be >= 8 MiB.
+    assert peak < 2 << 20, peak
+    with CheckpointReader(tmp_path / "c") as r:
+        assert np.array_equal(r.get_tensor("s"), strided) and np.array_equal(r.get_tensor("b"), swapped)
+        assert np.array_equal(r.get_tensor("t"), transposed)
 
 
 def test_generator_raising_between_tensors_keeps_previous_file(previous):

@@ -10,7 +10,10 @@ ints (no overflow) and before any tensor-sized allocation. Failures raise
 """
 from __future__ import annotations
 
+import math
+import operator
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, Optional
 
 import msgpack
@@ -101,13 +104,29 @@ def decode_index(raw: bytes, *, path: str, index_offset: int) -> Index:
     if not isinstance(extra, dict) or not all(isinstance(k, str) for k in extra):
         raise bad("field 'extra' must be a map with str keys")
 
+    checked = _check_columns_fast(cols, bin_bytes, index_offset)
+    if checked is None:  # something is wrong: find and name it
+        checked = _check_columns(cols, bin_bytes, index_offset, bad)
+    dtypes, shapes, position = checked
+    names, _, _, offsets, sizes, checksums = cols
+    return Index(names=names, dtypes=dtypes, shapes=shapes, offsets=offsets, nbytes=sizes,
+                 checksums=checksums, bin_bytes=bin_bytes, extra=extra, position=position)
+
+
+_LOWEST_OFFSET = fmt.HEADER_SIZE + fmt.BIN_HEADER_SIZE
+_ITEMSIZE = {n: dt.itemsize for n, dt in _DTYPES.items()}
+
+
+def _check_columns(cols: list, bin_bytes: int, index_offset: int, bad: Any):
+    """Every per-tensor rule, one tensor at a time; raises ``bad(...)`` at the first
+    violation with a message that names the tensor. The reference implementation:
+    ``_check_columns_fast`` must never accept what this rejects."""
     names, dtype_names, shape_lists, offsets, sizes, checksums = cols
     position: dict[str, int] = {}
     dtypes: list[np.dtype] = []
     shapes: list[tuple[int, ...]] = []
     spans: list[tuple[int, int, int]] = []
-    lowest = fmt.HEADER_SIZE + fmt.BIN_HEADER_SIZE
-    for i in range(n):
+    for i in range(len(names)):
         name = names[i]
         if type(name) is not str:
             raise bad(f"tensor name #{i} is a {type(name).__name__}, not a str")
@@ -135,12 +154,10 @@ def decode_index(raw: bytes, *, path: str, index_offset: int) -> Index:
             raise bad(f"nbytes {_short(sizes[i])} does not match shape {shape} x {dt.name} "
                       f"({nbytes} bytes)", name)
         off = offsets[i]
-        if type(off) is not int or off % fmt.ALIGNMENT or off < lowest:
+        if type(off) is not int or off % fmt.ALIGNMENT or off < _LOWEST_OFFSET:
             raise bad(f"data offset {_short(off)} is not a {fmt.ALIGNMENT}-byte aligned position "
                       f"after the header", name)
-        # fmt.tensor_span, inlined: this loop runs once per tensor on every open.
-        start = off - fmt.BIN_HEADER_SIZE
-        end = off + nbytes + (max(1, -(-nbytes // bin_bytes)) - 1) * fmt.PIECE_GAP
+        start, end = fmt.tensor_span(off, nbytes, bin_bytes)
         if end > index_offset:
             raise bad(f"data [{off}, {end}) runs past the start of the index at {index_offset}", name)
         spans.append((start, end, i))
@@ -151,8 +168,57 @@ def decode_index(raw: bytes, *, path: str, index_offset: int) -> Index:
     for (s0, e0, i0), (s1, e1, i1) in zip(spans, spans[1:]):
         if s1 < e0:
             raise bad(f"data [{s1}, {e1}) overlaps tensor {names[i0]!r} at [{s0}, {e0})", names[i1])
-    return Index(names=names, dtypes=dtypes, shapes=shapes, offsets=offsets, nbytes=sizes,
-                 checksums=checksums, bin_bytes=bin_bytes, extra=extra, position=position)
+    return dtypes, shapes, position
+
+
+def _check_columns_fast(cols: list, bin_bytes: int, index_offset: int):
+    """The same rules as ``_check_columns``, checked a whole column at a time with C-level
+    builtins and numpy (opening a 2000-tensor file: ~0.5 ms instead of ~3 ms). Returns
+    None when any rule fails, without saying which: the caller then runs
+    ``_check_columns`` to find and name it."""
+    names, dtype_names, shape_lists, offsets, sizes, checksums = cols
+    n = len(names)
+    if n == 0:
+        return [], [], {}
+    int_only = {int}
+    if not (set(map(type, names)) <= {str} and set(map(type, dtype_names)) <= {str}
+            and set(map(type, shape_lists)) <= {list} and set(map(type, offsets)) <= int_only
+            and set(map(type, sizes)) <= int_only and set(map(type, checksums)) <= int_only):
+        return None
+    position = dict(zip(names, range(n)))
+    if len(position) != n or not set(dtype_names) <= _DTYPES.keys():
+        return None
+    if max(map(len, shape_lists)) > fmt.MAX_RANK:
+        return None
+    dims = list(chain.from_iterable(shape_lists))
+    if dims and (not set(map(type, dims)) <= int_only or min(dims) < 0):
+        return None
+    if min(checksums) < 0 or max(checksums) >= 2**64:
+        return None
+    itemsizes = list(map(_ITEMSIZE.__getitem__, dtype_names))
+    counts = list(map(math.prod, shape_lists))
+    if list(map(operator.mul, counts, itemsizes)) != sizes:
+        return None
+    for i in (i for i, c in enumerate(counts) if c == 0):  # numpy's limit on empty arrays' shapes
+        if math.prod(d or 1 for d in shape_lists[i]) * itemsizes[i] > _MAX_ELEMENTS_BYTES:
+            return None
+    # Everything below stays far inside int64 once offsets and sizes are below the index.
+    if min(offsets) < _LOWEST_OFFSET or max(offsets) >= index_offset or max(sizes) > index_offset:
+        return None
+    off = np.array(offsets, dtype=np.int64)
+    size = np.array(sizes, dtype=np.int64)
+    if (off % fmt.ALIGNMENT).any():
+        return None
+    starts = off - fmt.BIN_HEADER_SIZE
+    pieces = np.maximum(1, -(-size // bin_bytes))
+    ends = off + size + (pieces - 1) * fmt.PIECE_GAP
+    if ends.max() > index_offset:
+        return None
+    order = np.argsort(starts, kind="stable")
+    if (starts[order][1:] < ends[order][:-1]).any():
+        return None
+    dtypes = list(map(_DTYPES.__getitem__, dtype_names))
+    return dtypes, list(map(tuple, shape_lists)), position
 
 
 def _short(value: Any, limit: int = 60) -> str:
