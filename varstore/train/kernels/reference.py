@@ -81,7 +81,7 @@ def apply_dense(rule: str, var: Any, grad: Any, slots: Mapping[str, Any],
 
 
 def dedupe(indices: Any, values: Any, first_dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted unique row indices and the float64 sum of their value rows (``values``: one row per index).
+    """Sorted unique row indices and the float64 sum of their rows of ``values`` (2-D, a row per index).
 
     Raises InvalidArgumentError for an index outside ``[0, first_dim)``.
 
@@ -94,7 +94,8 @@ def dedupe(indices: Any, values: Any, first_dim: int) -> tuple[np.ndarray, np.nd
         raise InvalidArgumentError(f"indices must be integers, got dtype {idx.dtype}")
     idx = idx.reshape(-1).astype(np.int64)
     vals = _f64(values)
-    vals = vals.reshape(idx.size, vals.size // max(idx.size, 1) if idx.size else 0)
+    if vals.ndim != 2 or vals.shape[0] != idx.size:
+        raise InvalidArgumentError(f"values must have shape (len(indices), row size), got {vals.shape}")
     bad = np.flatnonzero((idx < 0) | (idx >= first_dim))
     if bad.size:
         k = int(bad[0])
