@@ -51,6 +51,11 @@ class InitialValue:
         """Variables whose values this one reads."""
         return []
 
+    def variables(self) -> list:
+        """Every variable this value reads: ``initialized_value()`` ones and plain reads
+        (a remote device ships their values along with the description)."""
+        return []
+
     def describe(self) -> Optional[dict]:
         """Data (no code) that rebuilds this value, for meta graphs; None if it can't be described."""
         return None
@@ -331,6 +336,9 @@ class VariableValue(InitialValue):
     def dependencies(self):
         return [self.var] if self.initialize else []
 
+    def variables(self):
+        return [self.var]
+
     def describe(self):
         return {"kind": "initialized_value" if self.initialize else "read", "variable": self.var.name}
 
@@ -363,6 +371,9 @@ class BinaryOp(InitialValue):
     def dependencies(self):
         return self.a.dependencies() + self.b.dependencies()
 
+    def variables(self):
+        return self.a.variables() + self.b.variables()
+
     def describe(self):
         a, b = self.a.describe(), self.b.describe()
         return None if a is None or b is None else {"kind": "binary", "op": self.op, "a": a, "b": b}
@@ -379,6 +390,9 @@ class Negate(InitialValue):
 
     def dependencies(self):
         return self.x.dependencies()
+
+    def variables(self):
+        return self.x.variables()
 
     def describe(self):
         x = self.x.describe()
