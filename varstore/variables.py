@@ -180,7 +180,7 @@ class Variable:
         if isinstance(value, Variable):
             value = value.value()
         elif isinstance(value, _init.InitialValue):
-            value = value.evaluate(self._device, _init.EvalContext())
+            value = self._device.evaluate(value, _init.EvalContext())
         elif (hasattr(value, "dtype") and not isinstance(value, (np.ndarray, np.generic))
               and not hasattr(value, "__cuda_array_interface__")):
             # Another library's host array (a torch CPU tensor): its dtype is not a numpy
