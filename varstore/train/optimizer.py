@@ -180,8 +180,12 @@ class Optimizer:
         by_device: dict[Any, list] = defaultdict(list)
         for g, v in pairs:
             by_device[v.device_object].append((self._gradient_on_device(g, v), v))
-        for dev, items in by_device.items():
-            self._apply_on(dev, items, hyper)
+        # A remote device's batched update returns its wait: start every device's update
+        # first, then wait, so ps tasks update in parallel.
+        waits = [self._apply_on(dev, items, hyper) for dev, items in by_device.items()]
+        for wait in waits:
+            if wait is not None:
+                wait()
         self._finish()
         if global_step is not None:
             global_step.assign_add(1)
@@ -218,15 +222,15 @@ class Optimizer:
         _init._check_cast(arr.dtype, v.dtype, f"gradient for {v.name}")
         return v.device_object.asarray(arr, dtype=v.dtype)
 
-    def _apply_on(self, dev: Any, items: list, hyper: dict) -> None:
-        """Run the updates for one device. A remote device batches them into one call."""
+    def _apply_on(self, dev: Any, items: list, hyper: dict) -> Any:
+        """Run the updates for one device. A remote device batches them into one call,
+        and may return a function that waits for it."""
         from . import kernels  # numba compiles on first use; importing varstore.train stays cheap
         batch = getattr(dev, "apply_updates", None)
         slot_names = self.get_slot_names()
         if batch is not None:
-            batch(self._rule, [(g, v, [self.get_slot(v, s) for s in slot_names]) for g, v in items],
-                  slot_names, hyper)
-            return
+            return batch(self._rule, [(g, v, [self.get_slot(v, s) for s in slot_names]) for g, v in items],
+                         slot_names, hyper)
         for g, v in items:
             slots = {s: self.get_slot(v, s) for s in slot_names}
             with v._lock:
@@ -254,10 +258,10 @@ def _restore_pending(var: Variable) -> bool:
     path = getattr(var.graph, "_last_restore", None)
     if not path:
         return False
-    from ..checkpoint import CheckpointReader
     from .saver import _restore_one
+    from .shards import CheckpointSet
     try:
-        with CheckpointReader(path) as r:
+        with CheckpointSet(path) as r:
             if not r.has_tensor(var.name) or tuple(r.shape(var.name)) != var.shape or r.dtype(var.name) != var.dtype:
                 return False
             try:
