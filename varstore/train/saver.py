@@ -22,14 +22,19 @@ import numpy as np
 
 from devices.dtypes import bfloat16, is_floating
 from devices.errors import InvalidArgumentError, NotFoundError
+from devices.spec import DeviceSpec
 
 from ..checkpoint import CheckpointReader, write_checkpoint
 from ..checkpoint.format import temp_target
 from ..graph import GraphKeys, get_default_graph
 from ..variables import Variable
 from . import checkpoint_state as cs
+from . import shards as _shards
 
 log = logging.getLogger("varstore")
+
+# Bytes of remote (ps task) variables fetched ahead of the writer while saving.
+GATHER_AHEAD_BYTES = 256 << 20
 
 VarList = Union[None, Iterable[Variable], dict]
 
@@ -165,7 +170,16 @@ class Saver:
         self._prepare_dir(directory, latest_filename)
         extra = {"global_step": None if global_step is None else _step_value(global_step),
                  "saved_at": time.time()}
-        write_checkpoint(path, self._locked_values(), extra=extra)
+        keys, pending = sorted(self._var_map), []
+        if self._sharded:
+            keys, pending = self._start_shards(path, keys, extra)
+        values = self._locked_values(keys, pending)
+        try:
+            write_checkpoint(path, values, extra=extra)
+        finally:
+            values.close()  # a failed write: wait for the shards in flight and remove them now
+        if self._sharded:
+            _shards.remove_shards(path, keep=[s["file"] for s in extra.get(_shards.SHARDS_KEY, [])])
         if write_meta_graph:
             from .meta_graph import export_meta_graph
             export_meta_graph(f"{path}.{meta_graph_suffix}", saver=self)
@@ -174,14 +188,76 @@ class Saver:
         log.info("saved %d variables to %s", len(self._var_map), path)
         return path
 
-    def _locked_values(self) -> Iterator[tuple[str, Any]]:
-        # Each variable's lock is held while the writer consumes its bytes, so a
-        # concurrent assign cannot tear one tensor.
+    def _start_shards(self, path: str, keys: list, extra: dict) -> tuple[list, list]:
+        """Start each ps task writing its variables to its own shard beside ``path``, in
+        parallel; list the shards in ``extra``. Returns the keys left for the main file and
+        the (shard path, wait) pairs."""
         var_map = self._var_map
-        for key in sorted(var_map):
-            var = var_map[key]
-            with var._lock:
-                yield key, var.value()
+        groups: dict[Any, list] = {}
+        for key in keys:
+            dev = var_map[key].device_object
+            if getattr(dev, "write_shard", None) is not None:
+                groups.setdefault(dev, []).append(key)
+        if not groups:
+            extra[_shards.SHARDS_KEY] = []
+            return keys, []
+        devs = sorted(groups, key=lambda d: d.name)
+        # Every value is checked before any task starts writing (an uninitialized one names itself).
+        entries = {d: [(k, var_map[k]._require()) for k in groups[d]] for d in devs}
+        save_id = os.urandom(4).hex()
+        base, directory = os.path.basename(path), os.path.dirname(os.path.abspath(path))
+        listing, pending = [], []
+        try:
+            for i, dev in enumerate(devs):
+                name = _shards.shard_file_name(base, i, len(devs), save_id)
+                shard_path = os.path.join(directory, name)
+                shard_extra = {"shard_of": base, "save_id": save_id, "shard": i, "num_shards": len(devs),
+                               "device": dev.name}
+                pending.append((shard_path, dev.write_shard(shard_path, entries[dev], shard_extra,
+                                                            write_checkpoint)))
+                listing.append({"file": name, "device": dev.name, "tensors": len(entries[dev])})
+        except BaseException:
+            _finish_shards(pending, failed=True)
+            raise
+        extra.update({_shards.SHARDS_KEY: listing, "save_id": save_id})
+        sharded = {k for d in devs for k in groups[d]}
+        return [k for k in keys if k not in sharded], pending
+
+    def _locked_values(self, keys: Optional[list] = None, pending: list = ()) -> Iterator[tuple[str, Any]]:
+        # Each variable's lock is held while the writer consumes its bytes, so a
+        # concurrent assign cannot tear one tensor. Variables on ps tasks are fetched
+        # ahead, from all tasks at once (a fetch is a snapshot taken by the task).
+        # The shards being written in parallel are waited for last, before the main
+        # file (which names them) is committed.
+        var_map = self._var_map
+        keys = sorted(var_map) if keys is None else keys
+        ok = False
+        try:
+            fetches: dict[int, Any] = {}
+            ahead, j = 0, 0
+            for i, key in enumerate(keys):
+                while j < len(keys) and (j <= i or ahead < GATHER_AHEAD_BYTES):
+                    var = var_map[keys[j]]
+                    start = getattr(var.device_object, "start_read", None)
+                    if start is not None:
+                        with var._lock:
+                            value = var._require()
+                        fetches[j] = (start(value), value.nbytes)
+                        ahead += value.nbytes
+                    j += 1
+                if i in fetches:
+                    wait, nbytes = fetches.pop(i)
+                    ahead -= nbytes
+                    yield key, wait()
+                    continue
+                var = var_map[key]
+                with var._lock:
+                    yield key, var.value()
+            _finish_shards(pending, failed=False)
+            ok = True
+        finally:
+            if not ok:
+                _finish_shards(pending, failed=True)
 
     def _prepare_dir(self, directory: str, latest_filename: Optional[str]) -> None:
         """First save into a directory: adopt its history and remove stale temp files."""
@@ -233,14 +309,20 @@ class Saver:
             for f in (p, f"{p}.{suffix}"):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(f)
+            _shards.remove_shards(p)
 
     # -- restore ----------------------------------------------------------------------
-    def restore(self, sess: Any, save_path: Optional[str]) -> None:
+    def restore(self, sess: Any, save_path: Optional[str], *, device: Any = None) -> None:
         """Load the variables from ``save_path``; they need no initializer first.
 
         Every name, shape and dtype is checked before any variable changes. If
         loading still fails part-way (a corrupt tensor), every variable touched is
         left uninitialized, never half-written and usable.
+
+        A sharded checkpoint's shards are followed. Variables on ps tasks are loaded by
+        their tasks, all tasks in parallel, whatever task count saved the checkpoint.
+        ``device`` (e.g. ``"/job:ps/task:1"``) restores only the variables placed on
+        devices matching it: after a ps task restarted, that brings back what it lost.
         """
         if save_path is None:
             raise InvalidArgumentError("Can't load save_path when it is None.")
@@ -248,16 +330,33 @@ class Saver:
         if not os.path.isfile(path):
             hint = " (it is a directory: use tf.train.latest_checkpoint(dir))" if os.path.isdir(path) else ""
             raise NotFoundError(f"Failed to find a checkpoint at {path}{hint}")
-        with CheckpointReader(path) as reader:
+        with _shards.CheckpointSet(path) as reader:
             plan = self._plan(reader)
+            if device is not None:
+                plan = [(k, v) for k, v in plan if _on_device(v, device)]
             # Variables created later in these graphs (optimizer slots) restore from here too.
             for g in {id(v.graph): v.graph for _, v in plan}.values():
                 g._last_restore = path
             touched: list[Variable] = []
             try:
+                remote: dict[Any, list] = {}
                 for key, var in plan:
-                    touched.append(var)
-                    _restore_one(reader, key, var)
+                    if getattr(var.device_object, "load_tensors", None) is not None:
+                        remote.setdefault(var.device_object, []).append((key, var))
+                waits = []
+                for dev, items in remote.items():  # every task starts loading now
+                    touched += [v for _, v in items]
+                    waits.append((items, dev.load_tensors(
+                        [(v._value, reader.file_of(k), k, reader.shape(k), v.dtype) for k, v in items],
+                        _shards.load_arrays)))
+                for key, var in plan:
+                    if getattr(var.device_object, "load_tensors", None) is None:
+                        touched.append(var)
+                        _restore_one(reader, key, var)
+                for items, wait in waits:
+                    for (_, var), array in zip(items, wait()):
+                        if array is not var._value:
+                            var._adopt(array)
             except BaseException:
                 for v in touched:
                     v._forget()
@@ -289,9 +388,18 @@ class Saver:
         return export_meta_graph(filename, clear_devices=clear_devices, saver=self)
 
 
-def _restore_one(reader: CheckpointReader, key: str, var: Variable) -> None:
+def _restore_one(reader: Any, key: str, var: Variable) -> None:
     dev = var.device_object
     shape, dtype = tuple(reader.shape(key)), reader.dtype(key)
+    load = getattr(dev, "load_tensors", None)
+    if load is not None:  # a remote device reads the file itself
+        file_of = getattr(reader, "file_of", None)
+        with var._lock:
+            [array] = load([(var._value, file_of(key) if file_of else reader.path, key, shape, var.dtype)],
+                           _shards.load_arrays)()
+            if array is not var._value:
+                var._adopt(array)
+        return
     with var._lock:
         cur = var._value
         if (dev.kind == "cpu" and cur is not None and cur.shape == shape and cur.dtype == dtype
@@ -309,6 +417,29 @@ def _restore_one(reader: CheckpointReader, key: str, var: Variable) -> None:
             dev.copy_into(cur, fresh)
         else:
             var._adopt(fresh)
+
+
+def _finish_shards(pending: list, failed: bool) -> None:
+    """Wait for the shard writes in flight; on failure (ours or theirs) remove every shard."""
+    first: Optional[BaseException] = None
+    for _, wait in pending:
+        try:
+            wait()
+        except BaseException as e:  # noqa: BLE001 - every write must end before files are removed
+            first = first or e
+    if failed or first is not None:
+        for shard_path, _ in pending:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(shard_path)
+        if first is not None and not failed:
+            raise first
+
+
+def _on_device(var: Variable, device: Any) -> bool:
+    """True when every field set in ``device`` matches where ``var`` lives."""
+    want, have = DeviceSpec.from_string(device), DeviceSpec.from_string(var.device)
+    return all(getattr(want, f) is None or getattr(want, f) == getattr(have, f)
+               for f in ("job", "replica", "task", "device_type", "device_index"))
 
 
 def _step_value(global_step: Any) -> int:
