@@ -493,3 +493,110 @@ def test_zero_hyperparameters_accept_0d_arrays():
     var, grad = np.ones(3, np.float32), np.ones(3, np.float32)
     kernels.apply_dense("sgd", CPU, var, grad, {}, lr=np.array(0.25))
     assert var.tolist() == [0.75] * 3
+
+
+# --------------------------------------------------------------------------
+# The GPU kernels' CUDA C, run as C++ on the CPU
+# --------------------------------------------------------------------------
+
+GPU_COMBOS = {  # name: (T var, G grad, S slots) as C types; bfloat16 travels as its uint16 bits
+    "f32": ("float", "float", "float"), "f64": ("double", "double", "double"),
+    "bf16": ("unsigned short", "unsigned short", "unsigned short"),
+    "bf16_f32": ("unsigned short", "float", "float"),
+}
+GPU_NP = {"float": np.float32, "double": np.float64, "unsigned short": bfloat16}
+
+
+@pytest.fixture(scope="module")
+def gpu_bodies_on_cpu(tmp_path_factory):
+    """Every generated ElementwiseKernel body, compiled by g++ into one shared library.
+
+    CI has no card; this runs the exact arithmetic and sparse indexing that
+    gpu.py sends to nvrtc (cupy's CArray/CIndexer replaced by plain pointers
+    and a loop over i), so a wrong formula or index is caught here. float16
+    (cupy's own class) is left to tests/gpu.
+    """
+    import ctypes
+    import shutil
+    import subprocess
+
+    from varstore.train.kernels import gpu
+    if shutil.which("g++") is None:
+        pytest.skip("g++ is not installed")
+    pre = "\n".join(line for line in gpu.PREAMBLE.splitlines() if "float16" not in line)
+    pre = pre.replace("__device__ __forceinline__", "static inline")
+    code = [r"""#include <cmath>
+#include <cstring>
+using std::sqrt;
+static inline float __uint_as_float(unsigned int u) { float f; std::memcpy(&f, &u, 4); return f; }
+static inline unsigned int __float_as_uint(float f) { unsigned int u; std::memcpy(&u, &f, 4); return u; }
+""", pre]
+    scalar = {"float64": "double", "int64": "long long", "int32": "int"}
+    for combo, (t, g, s) in GPU_COMBOS.items():
+        code.append(f"namespace {combo} {{ typedef {t} T; typedef {g} G; typedef {s} S;")
+        for kernel in gpu._BODIES:
+            for sparse in (False, True):
+                in_p, out_p, op = gpu.kernel_source(kernel, sparse)
+                params, prep = [], []
+                for p in (x.strip() for x in f"{in_p}, {out_p}".split(",")):
+                    raw = p.startswith("raw ")
+                    typ, name = (p[4:] if raw else p).split()
+                    ctyp = {"T": t, "G": g, "S": s}.get(typ) or scalar[typ]
+                    if raw:
+                        params.append(f"{ctyp}* {name}")
+                    elif typ in "TGS":
+                        params.append(f"{ctyp}* _raw_{name}")
+                        prep.append(f"{ctyp}& {name} = _raw_{name}[i];")
+                    else:
+                        params.append(f"{ctyp} {name}")
+                code.append(f'extern "C" void {combo}_{kernel}_{int(sparse)}({", ".join(params)}, long long n) {{\n'
+                            f'for (long long i = 0; i < n; ++i) {{ {" ".join(prep)} {op} }} }}')
+        code.append("}")
+    d = tmp_path_factory.mktemp("gpu_bodies")
+    (d / "k.cpp").write_text("\n".join(code))
+    # -ffp-contract=off: no FMAs, so the results are comparable at float32 rounding.
+    subprocess.run(["g++", "-O1", "-ffp-contract=off", "-shared", "-fPIC", "-o", str(d / "k.so"), str(d / "k.cpp")],
+                   check=True, capture_output=True)
+    return ctypes.CDLL(str(d / "k.so"))
+
+
+@pytest.mark.parametrize("combo", list(GPU_COMBOS))
+@pytest.mark.parametrize("rule,flags", VARIANTS, ids=VARIANT_IDS)
+def test_gpu_kernel_bodies_match_reference_on_cpu(gpu_bodies_on_cpu, rule, flags, combo):
+    import ctypes
+
+    from varstore.train.kernels import rules
+    t, g, s = (GPU_NP[c] for c in GPU_COMBOS[combo])
+    rng = np.random.default_rng(31)
+    h = hypers(rule, flags, rng)
+    kernel, keys, hv, flag = rules.parse(rule, h)
+    shape = (40, 6)
+    var0 = rng.normal(size=shape).astype(t)
+    slots0 = make_slots(rule, flags, shape, s, rng)
+    scalars = [ctypes.c_double(x) for x in hv] + ([ctypes.c_int(int(flag))] if kernel == "momentum" else [])
+
+    def bits(a):  # what the kernel sees: bfloat16 as uint16
+        return ctypes.c_void_p((a.view(np.uint16) if a.dtype == bfloat16 else a).ctypes.data)
+
+    var, slots = var0.copy(), {k: a.copy() for k, a in slots0.items()}
+    grad = rng.normal(size=shape).astype(g)
+    getattr(gpu_bodies_on_cpu, f"{combo}_{kernel}_0")(
+        bits(grad), *scalars, bits(var), *[bits(slots[k]) for k in keys], ctypes.c_longlong(var.size))
+    ref_var, ref_slots = reference.apply_dense(rule, var0, grad, slots0, **h)
+    rtol = RTOL[np.dtype(t)]
+    assert_close(var, slots, ref_var, ref_slots, max(rtol, RTOL[np.dtype(s)]), "dense")
+
+    # Sparse: the index arrays exactly as gpu.apply_sparse builds them.
+    idx = rng.integers(0, 40, 90)
+    values = rng.normal(size=(90, 6)).astype(g)
+    order = np.argsort(idx, kind="stable")
+    sidx = idx[order]
+    seg = np.flatnonzero(np.r_[True, sidx[1:] != sidx[:-1]])
+    rows, starts = sidx[seg].astype(np.int64), np.r_[seg, idx.size].astype(np.int64)
+    order = order.astype(np.int64)
+    var, slots = var0.copy(), {k: a.copy() for k, a in slots0.items()}
+    getattr(gpu_bodies_on_cpu, f"{combo}_{kernel}_1")(
+        bits(values), bits(order), bits(starts), bits(rows), ctypes.c_longlong(6), *scalars,
+        bits(var), *[bits(slots[k]) for k in keys], ctypes.c_longlong(rows.size * 6))
+    ref_var, ref_slots = reference.apply_sparse(rule, var0, idx, values, slots0, **h)
+    assert_close(var, slots, ref_var, ref_slots, max(rtol, RTOL[np.dtype(s)]), "sparse")
