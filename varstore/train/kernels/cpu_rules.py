@@ -62,34 +62,6 @@ def sum_rows(vals, order, a, b, buf):
             buf[j] += row[j]
 
 
-@njit(**JIT)
-def segments(idx, first_dim):
-    """Sort int64 ``idx`` stably and group equal rows.
-
-    Returns (bad, order, rows, starts): ``bad`` is the position of the first
-    index outside [0, first_dim), or -1. Segment s sums values rows
-    order[starts[s]:starts[s+1]] into row rows[s]. The stable sort keeps
-    duplicates in the order given, so their sum is reproducible.
-    """
-    n = idx.size
-    for k in range(n):
-        if idx[k] < 0 or idx[k] >= first_dim:
-            empty = np.empty(0, np.int64)
-            return k, empty, empty, empty
-    order = np.argsort(idx, kind="mergesort")
-    rows = np.empty(n, np.int64)
-    starts = np.empty(n + 1, np.int64)
-    nseg = 0
-    for k in range(n):
-        r = idx[order[k]]
-        if nseg == 0 or rows[nseg - 1] != r:
-            rows[nseg] = r
-            starts[nseg] = k
-            nseg += 1
-    starts[nseg] = n
-    return -1, order, rows[:nseg], starts[:nseg + 1]
-
-
 # -- sgd: var -= lr * g -------------------------------------------------------
 
 @njit(**JIT)
