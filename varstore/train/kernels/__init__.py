@@ -19,8 +19,8 @@ then also needs slot ``"mg"``) follow TF 1.x; for Adam the caller folds the
 bias correction into ``lr`` (lr * sqrt(1 - beta2^t) / (1 - beta1^t)).
 
 ``reference`` holds the float64 ground truth; ``cpu`` the numba kernels;
-``gpu`` the cupy kernels, imported only when a GPU variable is updated, so
-this package imports without cupy.
+``gpu`` the cupy kernels. Backends are imported on first use: importing
+this package costs neither numba (0.3 s) nor cupy, and works without cupy.
 """
 from __future__ import annotations
 
@@ -28,18 +28,46 @@ from typing import Any, Mapping
 
 from devices.errors import InvalidArgumentError
 
-from . import cpu, reference
-from .cpu import get_threads, set_threads
 from .rules import FLAGS, HYPERS, RULES, slot_names
 
 __all__ = ["apply_dense", "apply_sparse", "RULES", "HYPERS", "FLAGS", "slot_names",
-           "set_threads", "get_threads", "reference", "cpu"]
+           "set_threads", "get_threads", "reference", "cpu", "gpu"]
+
+_cpu = None  # the cpu module once imported: the hot path then costs one global lookup
+
+
+def _cpu_module():
+    global _cpu
+    if _cpu is None:
+        from . import cpu
+        _cpu = cpu
+    return _cpu
+
+
+def __getattr__(name: str):
+    if name in ("cpu", "gpu", "reference"):
+        import importlib
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def set_threads(n: int | None) -> None:
+    """Threads the CPU kernels may use for one big update (None: the CPUs available).
+
+    Results are bitwise identical for any count. See ``cpu.set_threads``.
+    """
+    _cpu_module().set_threads(n)
+
+
+def get_threads() -> int:
+    """The thread count the CPU kernels use for a big update."""
+    return _cpu_module().get_threads()
 
 
 def _backend(device: Any):
     kind = getattr(device, "kind", None)
     if kind == "cpu":
-        return cpu
+        return _cpu or _cpu_module()
     if kind == "gpu":
         from . import gpu  # lazy: cupy is optional and slow to import
         return gpu
@@ -63,7 +91,7 @@ def apply_dense(rule: str, device: Any, var: Any, grad: Any, slots: Mapping[str,
     [0.5, 0.5]
     """
     if getattr(device, "kind", None) == "cpu":  # the hot path: no extra call
-        cpu.apply_dense(rule, var, grad, slots, **hyper)
+        (_cpu or _cpu_module()).apply_dense(rule, var, grad, slots, **hyper)
     else:
         _backend(device).apply_dense(rule, var, grad, slots, **hyper)
 
