@@ -206,6 +206,34 @@ def bench_rule(rule: str, mix: str, total_elems: int, threads: int, reps: int, t
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
+def call_overhead(torch) -> dict[str, float]:
+    """Microseconds per call on a (64,) float32 tensor: the fixed cost a small tensor pays."""
+    import timeit
+    cpu0 = devices.get_device("/cpu:0")
+    out = {}
+    for rule in ("sgd", "momentum", "adam"):
+        p, g = filled(64, np.random.default_rng(0)), filled(64, np.random.default_rng(1))
+        s = {k: aligned_empty((64,), np.float32) for k in kernels.RULES[rule]}
+        for a in s.values():
+            a[:] = 0.5
+        h = {"sgd": {"lr": LR}, "momentum": {"lr": LR, "momentum": MOM},
+             "adam": {"lr": LR, "beta1": B1, "beta2": B2, "epsilon": EPS}}[rule]
+        kernels.apply_dense(rule, cpu0, p, g, s, **h)
+        n = 20000
+        best = min(timeit.repeat(lambda: kernels.apply_dense(rule, cpu0, p, g, s, **h), number=n, repeat=7))
+        out[f"varstore {rule}"] = best / n * 1e6
+        if torch is not None:
+            tp = torch.nn.Parameter(torch.from_numpy(p))
+            tp.grad = torch.from_numpy(g)
+            opt = (torch.optim.Adam([tp], lr=LR, fused=True) if rule == "adam" else
+                   torch.optim.SGD([tp], lr=LR, momentum=MOM if rule == "momentum" else 0.0, fused=True))
+            torch.set_num_threads(1)
+            opt.step()
+            best = min(timeit.repeat(opt.step, number=n // 4, repeat=7))
+            out[f"torch fused {rule}"] = best / (n // 4) * 1e6
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size-mib", type=int, default=1024, help="float32 parameter bytes (default 1024)")
@@ -228,6 +256,11 @@ def main(argv=None) -> int:
     print(f"{args.size_mib} MiB float32 parameters, median of {args.reps}, threads 1 and {args.threads}; "
           f"copy bandwidth {bw1 / 1e9:.1f} GB/s (1t), {bwn / 1e9:.1f} GB/s ({args.threads}t)")
     print(f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '')!s} (irrelevant: elementwise code)")
+    kernels.set_threads(1)
+    overhead = call_overhead(torch)
+    kernels.set_threads(None)
+    print("per-call cost on a (64,) float32 tensor (best of 7): "
+          + ", ".join(f"{k} {v:.1f} us" for k, v in overhead.items()))
     results = {}
     for rule in args.rules.split(","):
         for mix in args.mixes.split(","):

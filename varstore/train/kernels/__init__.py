@@ -91,7 +91,7 @@ def apply_dense(rule: str, device: Any, var: Any, grad: Any, slots: Mapping[str,
     [0.5, 0.5]
     """
     if getattr(device, "kind", None) == "cpu":  # the hot path: no extra call
-        (_cpu or _cpu_module()).apply_dense(rule, var, grad, slots, **hyper)
+        (_cpu or _cpu_module()).dense_update(rule, var, grad, slots, hyper)
     else:
         _backend(device).apply_dense(rule, var, grad, slots, **hyper)
 
