@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import contextlib
+import operator
 import threading
 from typing import Any, Iterator, Optional
 
@@ -178,5 +179,17 @@ def set_random_seed(seed: Optional[int]) -> None:
     >>> tf.set_random_seed(1)
     """
     g = get_default_graph()
-    g.seed = None if seed is None else int(seed)
+    g.seed = as_seed(seed, "set_random_seed")
     g._op_counter = 0
+
+
+def as_seed(seed: Any, what: str = "seed") -> Optional[int]:
+    """A seed as an int (None stays None); anything else is InvalidArgumentError (1.5 is no seed)."""
+    if seed is None:
+        return None
+    try:
+        if isinstance(seed, bool):
+            raise TypeError
+        return operator.index(seed)
+    except TypeError:
+        raise InvalidArgumentError(f"{what}: expected an integer seed, received {seed!r}") from None

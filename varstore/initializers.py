@@ -24,7 +24,7 @@ from devices.dtypes import as_dtype, is_floating
 from devices.errors import InvalidArgumentError
 from devices.shapes import as_shape, num_elements
 
-from .graph import get_default_graph
+from .graph import as_seed, get_default_graph
 
 DEFAULT_GRAPH_SEED = 87654321  # TF's, used when only the op-level seed is set
 _CPU_BLOCK = 1 << 16  # elements per block when drawing on the CPU: scaling stays in cache
@@ -160,7 +160,7 @@ class _Random(InitialValue):
     def __init__(self, shape, dtype, seed):
         self.shape, self.dtype = as_shape(shape), as_dtype(dtype)
         g = get_default_graph()
-        op_seed = None if seed is None else int(seed)
+        op_seed = as_seed(seed)
         if g.seed is not None:
             self.seeds = (g.seed, op_seed if op_seed is not None else g.next_op_id())
         elif op_seed is not None:
