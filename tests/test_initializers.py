@@ -97,6 +97,17 @@ def test_graph_seed_and_op_seeds():
     assert np.array_equal(draw(-3, -4), draw(-3, -4))  # TF seeds are any int64
 
 
+@pytest.mark.parametrize("bad", ["abc", 1.5, True, [1]])
+def test_seeds_must_be_integers(bad):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="seed"):
+        tf.set_random_seed(bad)
+    for make in (lambda: tf.random_normal([2], seed=bad), lambda: tf.random_uniform([2], seed=bad),
+                 lambda: tf.truncated_normal_initializer(seed=bad)([2])):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="seed"):
+            make()
+    tf.set_random_seed(np.int64(3))  # numpy integers are integers
+
+
 def test_different_op_seeds_differ_same_op_seed_repeats():
     a = value_of(tf.random_uniform([50], seed=1))
     b = value_of(tf.random_uniform([50], seed=2))
