@@ -27,6 +27,7 @@ from .session import ConfigProto, GPUOptions, InteractiveSession, Session, get_d
 from .variables import (Variable, global_variables, global_variables_initializer, initialize_all_variables,
                         is_variable_initialized, local_variables, local_variables_initializer,
                         report_uninitialized_variables, trainable_variables, variables_initializer)
+from .tools.summary import summary
 
 # dtypes by their TF names: tf.float32, tf.bfloat16, ...
 float16 = half = _np.dtype("float16")

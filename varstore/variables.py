@@ -20,7 +20,8 @@ from typing import Any, Iterable, Optional
 import numpy as np
 
 import devices
-from devices.dtypes import as_dtype
+from devices.backends.cpu import host_array
+from devices.dtypes import as_dtype, bfloat16
 from devices.errors import FailedPreconditionError, InvalidArgumentError
 from devices.scope import OpDescription
 from devices.spec import DeviceSpec
@@ -160,18 +161,71 @@ class Variable:
     def eval(self, session: Any = None) -> np.ndarray:
         return self.numpy()
 
-    def __array__(self, dtype=None, copy=None):
-        a = self.numpy()
-        return a if dtype is None else a.astype(dtype)
+    def __array__(self, dtype: Any = None, copy: Optional[bool] = None) -> np.ndarray:
+        """``np.asarray(v)``: the variable's own host buffer, shared (no copy) where it can be.
 
-    def __dlpack__(self, **kwargs):
-        return self.value().__dlpack__(**kwargs)
+        - A CPU variable: ``np.asarray(v)`` (and ``copy=False``) is the live buffer,
+          exactly ``v.value()``: later assigns show through it and writes into it
+          change the variable. It is not a snapshot, and it takes no lock: read while
+          another thread assigns, it may mix old and new values. For a consistent copy
+          use ``np.array(v)`` (``copy=True``, taken under the variable's lock),
+          ``v.numpy()`` or ``sess.run(v)``. An assign that changes the shape
+          (``validate_shape=False``) replaces the buffer; views taken before keep the old one.
+        - A GPU variable: numpy cannot share device memory, so ``np.asarray(v)`` is a
+          consistent host copy and ``copy=False`` raises ValueError (use
+          ``cupy.asarray(v)`` or DLPack to share).
+        - A ps variable: a read-only host copy fetched from its task.
+        - ``dtype`` other than the variable's: a converted copy (ValueError with ``copy=False``).
 
-    def __dlpack_device__(self):
+        >>> import numpy as np, varstore as tf
+        >>> v = tf.Variable([1.0, 2.0], name="shared")
+        >>> v.initializer.run()
+        >>> a = np.asarray(v)          # shares memory
+        >>> _ = v.assign([3.0, 4.0])
+        >>> a.tolist(), np.shares_memory(a, v.value()), np.shares_memory(np.array(v), a)
+        ([3.0, 4.0], True, False)
+        """
+        if copy:
+            with self._lock:
+                host = self.numpy()
+            return host if dtype is None or host.dtype == np.dtype(dtype) else host.astype(dtype)
+        live = self.value()
+        if isinstance(live, np.ndarray):
+            if dtype is None or np.dtype(dtype) == live.dtype:
+                return live
+            if copy is False:
+                raise ValueError(f"np.asarray({self.name}, dtype={np.dtype(dtype)}, copy=False): "
+                                 f"the variable holds {live.dtype}; a different dtype needs a copy")
+            with self._lock:
+                return self._require().astype(dtype)
+        if copy is False:
+            raise ValueError(f"np.asarray({self.name}, copy=False): the variable lives on {self.device}; "
+                             f"numpy cannot share its memory (use cupy.asarray(v) or DLPack)")
+        host = self.numpy()
+        return host if dtype is None else host.astype(dtype, copy=False)
+
+    def __dlpack__(self, **kwargs: Any) -> Any:
+        """DLPack export of the live buffer, no copy: ``torch.from_dlpack(v)``, ``cupy.from_dlpack(v)``.
+
+        bfloat16 works on the host too (numpy alone cannot export it). Like
+        ``np.asarray(v)`` this shares memory and takes no lock.
+        """
+        value = self.value()
+        if isinstance(value, np.ndarray) and value.dtype == bfloat16:
+            from devices.backends.dlpack import bfloat16_capsule
+            return bfloat16_capsule(value, **kwargs)
+        return value.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self) -> Any:
         return self.value().__dlpack_device__()
 
     @property
-    def __cuda_array_interface__(self):
+    def __cuda_array_interface__(self) -> dict:
+        """The GPU buffer's interface (``cupy.asarray(v)`` shares it); absent on other devices."""
+        if self._device.kind != "gpu":
+            # AttributeError, so hasattr(v, "__cuda_array_interface__") is False, initialized or not.
+            raise AttributeError(f"variable {self.name} lives on {self.device}, not on a GPU: "
+                                 f"it has no __cuda_array_interface__")
         return self.value().__cuda_array_interface__
 
     # -- writing (always on the variable's device) ----------------------------
@@ -181,11 +235,16 @@ class Variable:
             value = value.value()
         elif isinstance(value, _init.InitialValue):
             value = self._device.evaluate(value, _init.EvalContext())
-        elif (hasattr(value, "dtype") and not isinstance(value, (np.ndarray, np.generic))
-              and not hasattr(value, "__cuda_array_interface__")):
-            # Another library's host array (a torch CPU tensor): its dtype is not a numpy
-            # dtype, so take its values through __array__ / __dlpack__ first.
-            value = _init._to_numpy(value)
+        elif ((hasattr(value, "dtype") or hasattr(value, "__dlpack__"))
+              and not isinstance(value, (np.ndarray, np.generic))
+              and not isinstance(getattr(value, "dtype", None), np.dtype)):
+            # Another library's array (a torch tensor): its dtype is not a numpy dtype, so
+            # view it as numpy (host, through __array__ or DLPack: no copy, bfloat16 included)
+            # or as a device array of this variable's GPU (zero-copy) first.
+            if hasattr(value, "__cuda_array_interface__") and self._device.kind == "gpu":
+                value = self._device.asarray(value)
+            else:
+                value = host_array(value)
         src_dtype = getattr(value, "dtype", None)
         if src_dtype is not None and not isinstance(value, (np.generic,)):
             _init._check_cast(src_dtype, self._dtype, f"assign to {self.name}", values=value)

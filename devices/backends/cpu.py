@@ -38,11 +38,33 @@ def host_array(value: Any) -> np.ndarray:
         from .gpu import cupy_module  # only reached when the value is a GPU array
         return cupy_module().asnumpy(value)
     if hasattr(value, "__dlpack__") and not hasattr(value, "__array__"):
-        return np.from_dlpack(value)
+        return _from_dlpack(value)
     try:
         return np.asarray(value)
-    except (TypeError, ValueError) as e:  # ragged lists, types numpy cannot convert
+    except (TypeError, ValueError, RuntimeError) as e:  # ragged lists, types numpy cannot convert
+        if hasattr(value, "__dlpack__"):
+            # A torch bfloat16 tensor: its __array__ fails (numpy has no bfloat16), DLPack works.
+            try:
+                return _from_dlpack(value)
+            except Exception:  # noqa: BLE001 - report the first, clearer error below
+                pass
         raise InvalidArgumentError(f"cannot make an array of {type(value).__name__}: {e}") from None
+
+
+def _from_dlpack(value: Any) -> np.ndarray:
+    """A host DLPack exporter as numpy without a copy, bfloat16 included."""
+    try:
+        return np.from_dlpack(value)
+    except (BufferError, RuntimeError, TypeError, ValueError) as e:
+        if "bfloat16" not in str(getattr(value, "dtype", "")):
+            raise InvalidArgumentError(f"cannot make an array of {type(value).__name__} "
+                                       f"through DLPack: {e}") from None
+    from .dlpack import from_dlpack_host
+    try:
+        return from_dlpack_host(value)
+    except (BufferError, RuntimeError, TypeError, ValueError) as e:
+        raise InvalidArgumentError(f"cannot make an array of {type(value).__name__} "
+                                   f"through DLPack: {e}") from None
 
 
 class CpuDevice(Device):

@@ -2,6 +2,9 @@
 
     varstore inspect PATH [--tensor NAME] [--all] [--names]
     varstore verify PATH          (a checkpoint file, or a directory with a state file)
+    varstore summary PATH         (variables per device, with the .meta beside the file)
+    varstore convert SRC DST [--map OLD=NEW]... [--map-file FILE] [--from FMT] [--to FMT] [--force]
+                                  (varstore, safetensors, .npz, PyTorch state_dict; both ways)
 
 Exit status: 0 fine, 1 corruption found, 2 missing or unreadable input.
 """
@@ -15,6 +18,8 @@ from typing import Optional, Sequence
 from devices.errors import DataLossError, NotFoundError, OpError
 
 from ..checkpoint import CheckpointReader
+
+FORMATS = ("varstore", "safetensors", "npz", "torch")  # varstore.tools.convert.FORMATS, without importing it
 
 
 def _human(n: int) -> str:
@@ -105,7 +110,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="varstore", description="Inspect and verify varstore checkpoints.")
+    p = argparse.ArgumentParser(prog="varstore", description="Inspect, verify, summarize and convert "
+                                                               "varstore checkpoints.")
     sub = p.add_subparsers(dest="command", required=True)
     i = sub.add_parser("inspect", help="list a checkpoint's tensors (name, dtype, shape, bytes, checksum)")
     i.add_argument("path")
@@ -116,7 +122,39 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="check every checksum (a file, or every checkpoint of a directory)")
     v.add_argument("path")
     v.set_defaults(fn=cmd_verify)
+    s = sub.add_parser("summary", help="a table of a checkpoint's variables (shape, dtype, device, bytes, "
+                                       "trainable) and totals per device")
+    s.add_argument("path")
+    s.set_defaults(fn=cmd_summary)
+    c = sub.add_parser("convert", help="convert tensors between varstore checkpoints, safetensors, .npz and "
+                                       "PyTorch state_dict files (format from the file or its extension)")
+    c.add_argument("src")
+    c.add_argument("dst")
+    c.add_argument("--map", action="append", metavar="OLD=NEW",
+                   help="rename a tensor (repeatable); OLD ending in '/' renames a scope; empty NEW drops it")
+    c.add_argument("--map-file", metavar="FILE", help="a file of OLD=NEW lines ('#' comments allowed)")
+    c.add_argument("--from", dest="src_format", choices=FORMATS, help="the source format (default: detected)")
+    c.add_argument("--to", dest="dst_format", choices=FORMATS,
+                   help="the destination format (default: from the extension; none known: varstore)")
+    c.add_argument("--force", action="store_true", help="replace DST if it exists")
+    c.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    c.set_defaults(fn=cmd_convert)
     return p
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from .summary import _main_summary
+    return _main_summary(args)
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .convert import _main_convert
+    try:
+        return _main_convert(args)
+    except OpError as e:
+        if e.message.startswith("convert: "):  # main() already says "varstore convert: "
+            raise type(e)(e.message[len("convert: "):]) from None
+        raise
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
