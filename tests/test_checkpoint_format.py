@@ -479,6 +479,38 @@ def test_missing_file_and_not_a_checkpoint(tmp_path):
     assert not is_checkpoint(tmp_path / "empty") and not is_checkpoint(tmp_path / "nope")
 
 
+def test_paths_that_are_not_files(tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(NotFoundError, match="not a regular file"):
+        CheckpointReader(tmp_path / "fifo")  # and does not block waiting for a writer
+    with pytest.raises(NotFoundError):
+        CheckpointReader(str(tmp_path / "a\0b"))
+    with pytest.raises(InvalidArgumentError, match="PathLike"):
+        CheckpointReader(3.5)
+
+
+class HostTensorLike:
+    """Not a numpy array: reaches devices.transfer.host_chunks, as a cupy array does."""
+
+    def __init__(self, a):
+        self._a = a
+        self.shape, self.dtype = a.shape, a.dtype
+
+    def __array__(self, dtype=None, copy=None):
+        return self._a
+
+
+def test_arrays_that_are_not_numpy_go_through_host_chunks(tmp_path, monkeypatch):
+    a = np.random.default_rng(8).random((33, 17))
+    calls = []
+    real = writer_mod.host_chunks
+    monkeypatch.setattr(writer_mod, "host_chunks", lambda arr, n: calls.append(n) or real(arr, n))
+    write_checkpoint(tmp_path / "c", [("x", HostTensorLike(a)), ("n", a)], chunk_bytes=1000, fsync=False)
+    assert calls == [1000]  # only the non-numpy one
+    with CheckpointReader(tmp_path / "c") as r:
+        assert np.array_equal(r.get_tensor("x"), a) and np.array_equal(r.get_tensor("n"), a)
+
+
 def test_many_tensors(tmp_path):
     rng = np.random.default_rng(4)
     tensors = [(f"layer{i // 4}/{'wbmv'[i % 4]}", rng.random(int(rng.integers(1, 50)), dtype=np.float32))

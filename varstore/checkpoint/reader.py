@@ -10,6 +10,7 @@ import difflib
 import errno
 import mmap
 import os
+import stat
 import threading
 from typing import Any, Iterator, Optional
 
@@ -28,7 +29,9 @@ _READ_STEP = 1 << 20
 _MAX_SYSCALL = 0x7FFFF000
 
 
-def _open_error(path: str, e: OSError) -> Exception:
+def _open_error(path: str, e: Exception) -> Exception:
+    if not isinstance(e, OSError):
+        return NotFoundError(f"Checkpoint {path!r} not found: {e}")
     if e.errno == errno.EIO:
         return DataLossError(f"{path}: I/O error while reading the checkpoint: {e}")
     if isinstance(e, FileNotFoundError):
@@ -72,15 +75,20 @@ class CheckpointReader:
     """
 
     def __init__(self, path: str | os.PathLike):
-        path = os.fspath(path)
-        self.path: str = os.fsdecode(path) if isinstance(path, bytes) else path
         self._fd = -1
         self._mmap: Optional[mmap.mmap] = None
         self._lock = threading.Lock()
         self._verified: set[int] = set()  # tensors get_tensor already checked in the mapping
         try:
-            self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except OSError as e:
+            path = os.fspath(path)
+        except TypeError:
+            raise InvalidArgumentError(
+                f"CheckpointReader: path must be a str or os.PathLike, received {type(path).__name__}") from None
+        self.path: str = os.fsdecode(path) if isinstance(path, bytes) else path
+        try:
+            # O_NONBLOCK: a FIFO or device named by mistake must not block the open.
+            self._fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        except (OSError, ValueError) as e:  # ValueError: a NUL in the path
             raise _open_error(self.path, e) from None
         try:
             self._index = self._open()
@@ -101,10 +109,13 @@ class CheckpointReader:
 
     def _open(self) -> Index:
         try:
-            size = os.fstat(self._fd).st_size
+            st = os.fstat(self._fd)
         except OSError as e:
             raise _open_error(self.path, e) from None
-        self._size = size
+        if not stat.S_ISREG(st.st_mode):
+            what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise NotFoundError(f"Checkpoint {self.path!r} not found: it is {what}, not a checkpoint file")
+        size = self._size = st.st_size
         head = self._pread(min(size, fmt.HEADER_SIZE), 0)
         prefix = fmt.HEADER_PREFIX
         if not head.startswith(prefix[:len(head)]) or size == 0:
@@ -230,29 +241,39 @@ class CheckpointReader:
         return self._fail(self._index.names[i], f"checksum mismatch (xxh3_64 {got:016x}, index says "
                                                 f"{self._index.checksums[i]:016x}): the data is corrupt")
 
-    def _map(self) -> mmap.mmap:
+    def _map(self) -> Optional[mmap.mmap]:
         with self._lock:
             if self._mmap is None:
                 if self._fd < 0:
                     raise FailedPreconditionError(f"CheckpointReader({self.path!r}) is closed")
-                self._mmap = mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ)
+                try:
+                    mm = mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ)
+                except (OSError, ValueError, OverflowError):
+                    return None  # cannot map (no address space, odd filesystem): read instead
+                if len(mm) != self._size:
+                    mm.close()
+                    raise DataLossError(f"{self.path}: the file changed size since it was opened "
+                                        f"({self._size} -> {len(mm)} bytes)")
+                self._mmap = mm
             return self._mmap
 
     def get_tensor(self, name: str) -> np.ndarray:
         """The tensor as a read-only array mapped from the file (no copy), checksum verified.
 
         A tensor stored in several bins (over 4 GiB) is not contiguous in the file
-        and is read into a new read-only array instead.
+        and is read into a new read-only array instead (so is every tensor where the
+        file cannot be mapped). Do not truncate a file while arrays map it (SIGBUS);
+        write_checkpoint never does, it replaces files whole.
         """
         i = self._pos(name)
         ix = self._index
         dtype, shape, nbytes = ix.dtypes[i], ix.shapes[i], ix.nbytes[i]
-        if len(self._pieces(i)) > 1:
+        mm = self._map()
+        if mm is None or len(self._pieces(i)) > 1:
             out = np.empty(shape, dtype)
             self.read_into(name, out)
             out.flags.writeable = False
             return out
-        mm = self._map()
         off = ix.offsets[i]
         self._check_bin_headers(i, lambda n, o: mm[o:o + n])
         # The array keeps the mapping alive (through the memoryview) after close().
