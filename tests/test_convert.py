@@ -497,3 +497,38 @@ def test_convert_shows_a_bar_on_a_terminal_only(small, tmp_path, monkeypatch, ca
     monkeypatch.setattr("sys.stderr", tty2)
     conv.convert(src, str(tmp_path / "c.npz"), progress=False)
     assert tty2.getvalue() == ""
+
+
+def test_npz_header_that_overstates_its_data_is_refused_before_allocating(tmp_path):
+    p = str(tmp_path / "liar.npz")
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": (1 << 40,)})
+    buf.write(np.zeros(4, np.float32).tobytes())  # 16 bytes where the header claims 4 TiB
+    with zipfile.ZipFile(p, "w") as z:
+        z.writestr("w.npy", buf.getvalue())
+    with pytest.raises(errors.DataLossError, match=r"liar.npz: member 'w.npy': its header declares 4398046511104 "
+                                                   r"bytes .* holds 16"):
+        conv.convert(p, str(tmp_path / "o.ckpt"), progress=False)
+
+
+def test_compressed_npz_and_a_saver_directory_convert(tmp_path):
+    p = str(tmp_path / "c.npz")
+    np.savez_compressed(p, w=np.arange(1000, dtype=np.int32))
+    conv.convert(p, str(tmp_path / "c.ckpt"), progress=False)
+    assert CheckpointReader(str(tmp_path / "c.ckpt")).get_tensor("w").sum() == 499500
+    import varstore as tf
+    tf.reset_default_graph()
+    v = tf.Variable(tf.ones([3]), name="v")
+    d = tmp_path / "run"
+    d.mkdir()
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        saver = tf.train.Saver()
+        saver.save(sess, str(d / "model.ckpt"), global_step=1)
+        v.assign([2.0, 2.0, 2.0])
+        saver.save(sess, str(d / "model.ckpt"), global_step=2)
+    r = conv.convert(str(d), str(tmp_path / "latest.npz"), progress=False)
+    assert r.src.endswith("model.ckpt-2")
+    with np.load(str(tmp_path / "latest.npz")) as z:
+        assert z["v"].tolist() == [2.0, 2.0, 2.0]
+    tf.reset_default_graph()

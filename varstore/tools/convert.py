@@ -458,6 +458,7 @@ class _NpzSource(_Source):
             try:
                 with self._zip.open(zi) as f:
                     shape, fortran, dtype = _read_npy_header(f, where)
+                    header_bytes = f.tell()
             except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError) as e:
                 raise DataLossError(f"{where}: cannot be read: {e}") from None
             if dtype.hasobject:
@@ -467,6 +468,12 @@ class _NpzSource(_Source):
             if key == _NPZ_DTYPES_KEY:
                 dtypes_note = self._read_note(zi, dtype, shape)
                 continue
+            # The header's shape must account for exactly the member's bytes: a header that claims
+            # more would make numpy allocate it all before finding the data missing.
+            declared = math.prod(shape) * dtype.itemsize
+            if declared != zi.file_size - header_bytes:
+                raise DataLossError(f"{where}: its header declares {declared} bytes of data "
+                                    f"(shape {shape}, {dtype}), the member holds {zi.file_size - header_bytes}")
             members[key] = (zi.filename, shape, dtype)
         for key, name in dtypes_note.items():
             if name != "bfloat16":
@@ -548,7 +555,7 @@ class _TorchSource(_Source):
                     f"torch.load(weights_only=True), and nothing in it was executed"
                     + (f" ({found[0]})" if found else "")) from None
             raise DataLossError(f"{path}: not a readable PyTorch file: {msg.splitlines()[0] if msg else e}") from None
-        except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, struct.error) as e:
+        except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, struct.error, MemoryError) as e:
             raise DataLossError(f"{path}: not a readable PyTorch file: {type(e).__name__}: "
                                 f"{str(e).splitlines()[0] if str(e) else ''}") from None
         self._tensors: dict[str, Any] = {}
@@ -822,6 +829,8 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, name_map: Optional[M
             overwrite: bool = False, fsync: bool = True) -> ConvertResult:
     """Copy every tensor of ``src`` into a new file ``dst``, renamed by ``name_map``, byte-identical.
 
+    ``src`` may also be a Saver's directory (its latest checkpoint is converted).
+
     Formats come from the files (see the module docstring) unless ``src_format``
     / ``dst_format`` name them (``"varstore"``, ``"safetensors"``, ``"npz"``,
     ``"torch"``). ``dst`` is written atomically (a temporary file renamed into
@@ -838,6 +847,13 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, name_map: Optional[M
     src_s, dst_s = os.fsdecode(os.fspath(src)), os.fsdecode(os.fspath(dst))
     if not os.path.exists(src_s):
         raise NotFoundError(f"convert: {src_s}: no such file")
+    if os.path.isdir(src_s):  # a Saver's directory: its latest checkpoint
+        from ..train.checkpoint_state import latest_checkpoint
+        latest = latest_checkpoint(src_s)
+        if latest is None:
+            raise NotFoundError(f"convert: {src_s} is a directory without a checkpoint state file; "
+                                f"name a file")
+        src_s = latest
     sfmt = _check_format(src_format, "convert") if src_format else detect_format(src_s)
     dfmt = _check_format(dst_format, "convert") if dst_format else detect_format(dst_s, for_writing=True)
     if os.path.exists(dst_s):
