@@ -25,6 +25,7 @@ import gc
 import json
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -102,6 +103,7 @@ def w_savez(tensors, d):
 
 def w_torch(tensors, d):
     import torch
+    torch.set_num_threads(1)  # equal thread counts: every method here runs on one thread
     torch.save({k: torch.from_numpy(a) for k, a in tensors}, d / "model.pt")
     fsync_path(d / "model.pt")
 
@@ -167,6 +169,7 @@ def r_npz(d, shapes):
 
 def r_torch(d, shapes):
     import torch
+    torch.set_num_threads(1)
     return torch.load(d / "model.pt", weights_only=True)
 
 
@@ -297,22 +300,31 @@ def rss_extra(kind, name, mix, size, d) -> float:
 
 
 # -- main ------------------------------------------------------------------------------------
-def timed(fn, *args):
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def timed(fn, *args) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process, all threads)."""
     gc.collect()
+    c = _cpu()
     t = time.perf_counter()
     result = fn(*args)
     elapsed = time.perf_counter() - t
+    cpu = _cpu() - c
     del result
-    return elapsed
+    return elapsed, cpu
 
 
 def bench_mix(mix: str, size: int, runs: int, root: Path, rss: bool, skip: set[str]) -> dict:
     d = root / mix
     d.mkdir()
+    load_before = os.getloadavg()[0]
     tensors = make_tensors(mix, size)
     shapes = [(n, a.shape) for n, a in tensors]
     dest = empty_like_all(mix, size)
-    times: dict[str, list[float]] = {}
+    times: dict[str, list[tuple[float, float]]] = {}
     ops = ([("write", k, f) for k, f in WRITERS.items()] + [("into", k, f) for k, f in INTO.items()]
            + [("fresh", k, f) for k, f in FRESH.items()] + [("one", k, f) for k, f in ONE.items()])
     ops = [op for op in ops if not any(s in op[1] for s in skip)]
@@ -342,11 +354,15 @@ def bench_mix(mix: str, size: int, runs: int, root: Path, rss: bool, skip: set[s
         assert np.array_equal(r.get_tensor(name), dict(tensors)[name])
     del tensors, dest
     gc.collect()
-    result = {"median_ms": {k: statistics.median(v) * 1e3 for k, v in times.items()}, "rss_mib": {}}
+    result = {"median_ms": {k: statistics.median(w for w, _ in v) * 1e3 for k, v in times.items()},
+              "min_ms": {k: min(w for w, _ in v) * 1e3 for k, v in times.items()},
+              "cpu_ms": {k: statistics.median(c for _, c in v) * 1e3 for k, v in times.items()},
+              "rss_mib": {}}
     if rss:
         for kind, name, _ in ops:
             result["rss_mib"][name] = rss_extra(kind, name, mix, size, d)
             print(f"  {mix}: rss {name}: {result['rss_mib'][name]:+.0f} MiB", file=sys.stderr)
+    result["load"] = f"{load_before:.1f}/{os.getloadavg()[0]:.1f}"
     shutil.rmtree(d)
     return result
 
@@ -361,26 +377,30 @@ BASELINES = {
 
 
 def table(results: dict, size: int, runs: int) -> str:
-    mixes = list(results)
-    head = f"{'operation':36}" + "".join(f"{m + ' ms':>22}{'ratio':>8}{'+RSS MiB':>10}" for m in mixes)
-    lines = [f"{size // MIB} MiB float32, median of {runs} runs; ratio = time / raw baseline of its group", head,
-             "-" * len(head)]
+    cols = [("median_ms", "wall ms"), ("min_ms", "min ms"), ("cpu_ms", "CPU ms")]
+    head = f"{'operation':36}" + "".join(f"{label:>11}{'ratio':>7}" for _, label in cols) + f"{'+RSS MiB':>10}"
+    lines = [f"{size // MIB} MiB float32, {runs} interleaved runs. wall = median wall time, min = fastest run, "
+             f"CPU = median user+sys time of the process;",
+             "ratio = that time / the raw baseline of its group; +RSS = peak RSS beyond inputs and outputs "
+             "(fresh subprocess)."]
     groups = [("save", WRITERS), ("", {"xxh3_64 of all data (in memory)": 0}), ("restore into existing", INTO),
               ("restore into new arrays", FRESH), ("one tensor", ONE)]
-    for title, group in groups:
-        if title:
-            lines.append(f"[{title}]")
-        for name in group:
-            row = f"{name:36}"
-            for m in mixes:
-                med = results[m]["median_ms"]
-                if name not in med:
-                    row += f"{'-':>22}{'':>8}{'':>10}"
+    for mix, res in results.items():
+        lines += ["", f"== {mix}  (load average before/after: {res['load']})", head, "-" * len(head)]
+        for title, group in groups:
+            if title:
+                lines.append(f"[{title}]")
+            for name in group:
+                if name not in res["median_ms"]:
                     continue
-                ratio = med[name] / med[BASELINES[name]]
-                rss = results[m]["rss_mib"].get(name)
-                row += f"{med[name]:>22.1f}{ratio:>8.2f}{'' if rss is None else f'{rss:+.0f}':>10}"
-            lines.append(row)
+                row = f"{name:36}"
+                for key, _ in cols:
+                    v = res[key][name]
+                    base = res[key][BASELINES[name]]
+                    row += f"{v:>11.1f}{v / base if base else float('nan'):>7.2f}"
+                rss = res["rss_mib"].get(name)
+                row += f"{'' if rss is None else f'{rss:+.0f}':>10}"
+                lines.append(row)
     return "\n".join(lines)
 
 

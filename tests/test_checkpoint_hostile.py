@@ -5,6 +5,7 @@ validation rule is reached on its own rather than stopped by the checksum.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import tracemalloc
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 from devices.errors import DataLossError, NotFoundError, OpError
 from varstore.checkpoint import CheckpointReader, write_checkpoint
 from varstore.checkpoint import format as fmt
+from varstore.checkpoint import validate
 
 F32 = np.arange(4, dtype=np.float32)
 
@@ -76,6 +78,27 @@ def read_everything(path):
             out[name] = got
         assert all(err is None for _, err in r.verify())
         return out
+
+
+@contextlib.contextmanager
+def cross_checked():
+    """Make the column-at-a-time validator prove itself: whatever it accepts, the
+    tensor-at-a-time reference validator must accept with the same result."""
+    fast = validate._check_columns_fast
+
+    def checked(cols, bin_bytes, index_offset):
+        got = fast(cols, bin_bytes, index_offset)
+        if got is not None:
+            def bad(msg, name=None):
+                raise AssertionError(f"fast validator accepted what the reference rejects: {name}: {msg}")
+            assert validate._check_columns(cols, bin_bytes, index_offset, bad) == got
+        return got
+
+    validate._check_columns_fast = checked
+    try:
+        yield
+    finally:
+        validate._check_columns_fast = fast
 
 
 def test_crafted_baseline_is_valid(tmp_path):
@@ -252,7 +275,7 @@ def test_bad_offsets(tmp_path, offsets, match):
     if offsets[1] == 2**70:
         index["offsets"] = [64, "x" * 70]  # msgpack cannot hold 2**70; a string is as wrong
     craft(tmp_path / "c", index, body=body)
-    with pytest.raises(DataLossError, match=match) as e:
+    with cross_checked(), pytest.raises(DataLossError, match=match) as e:
         read_everything(tmp_path / "c")
     assert str(tmp_path / "c") in e.value.message
 
@@ -294,7 +317,7 @@ def test_unknown_dtype(tmp_path, dtype):
 ])
 def test_bad_shapes_and_sizes(tmp_path, shape, nbytes, match):
     craft(tmp_path / "c", one_tensor(shapes=[shape], nbytes=[nbytes]))
-    with pytest.raises(DataLossError, match=match):
+    with cross_checked(), pytest.raises(DataLossError, match=match):
         CheckpointReader(tmp_path / "c")
 
 
@@ -319,7 +342,7 @@ def test_bad_shapes_and_sizes(tmp_path, shape, nbytes, match):
 def test_bad_columns(tmp_path, changes, match):
     index, body = two_tensors(**changes)
     craft(tmp_path / "c", index, body=body)
-    with pytest.raises(DataLossError, match=match):
+    with cross_checked(), pytest.raises(DataLossError, match=match):
         CheckpointReader(tmp_path / "c")
 
 
@@ -466,7 +489,8 @@ def test_mutated_checkpoints_fail_cleanly_or_read_correctly(base, ops):
                                                          else got)
                 r.verify()
 
-        peak, err = measure_peak(attempt)
+        with cross_checked():
+            peak, err = measure_peak(attempt)
         # Only OpErrors escape (measure_peak re-raises anything else, failing the test).
         assert err is None or isinstance(err, OpError)
         for (name, _), got in results.items():
@@ -494,8 +518,89 @@ def test_fuzzed_index_values_fail_cleanly(key, where, value, whole):
     with tempfile.TemporaryDirectory() as d:
         path = craft(Path(d) / "c", index, body=body)
         try:
-            got = read_everything(path)
+            with cross_checked():
+                got = read_everything(path)
         except OpError:
             return
     # Accepted: then it must read the right bytes (e.g. value was harmless, like a new extra).
     assert got == {"a": np.arange(16, dtype=np.float32).tobytes(), "b": F32.tobytes()}
+
+
+DAMAGES = ["none", "none", "none", "misalign", "overlap", "past_index", "below_header", "size+1", "dtype",
+           "negative_dim", "duplicate", "checksum-1", "checksum2**64", "zero_and_huge", "rank65",
+           "bool_dim", "float_size", "str_offset", "name_bytes", "shape_tuple_like"]
+
+
+@st.composite
+def index_columns(draw):
+    """A valid layout of up to 6 tensors, then at most one thing wrong with it."""
+    n = draw(st.integers(1, 6))
+    bin_bytes = draw(st.sampled_from([64, 128, fmt.MAX_BIN_BYTES]))
+    names = draw(st.lists(st.text("abcdefg", min_size=1, max_size=2), min_size=n, max_size=n, unique=True))
+    dtypes = draw(st.lists(st.sampled_from(sorted(validate._ITEMSIZE)), min_size=n, max_size=n))
+    shapes = draw(st.lists(st.lists(st.integers(0, 9), max_size=3), min_size=n, max_size=n))
+    sizes = [int(np.prod(s, dtype=np.int64)) * validate._ITEMSIZE[d] for d, s in zip(dtypes, shapes)]
+    offsets, pos = [], fmt.HEADER_SIZE
+    for size in sizes:  # lay out like the writer, with random extra gaps
+        pos += fmt.padding_size(pos) + draw(st.sampled_from([0, 0, 64, 128])) + fmt.BIN_HEADER_SIZE
+        offsets.append(pos)
+        pos = fmt.tensor_span(pos, size, bin_bytes)[1]
+    order = draw(st.permutations(range(n)))  # index order need not be file order
+    offsets = [offsets[i] for i in order]
+    checksums = draw(st.lists(st.integers(0, 2**64 - 1), min_size=n, max_size=n))
+    index_offset = pos + draw(st.integers(0, 100))
+    cols = [names, dtypes, shapes, offsets, sizes, checksums]
+    damage, i = draw(st.sampled_from(DAMAGES)), draw(st.integers(0, n - 1))
+    j = (i + 1) % n
+    if damage == "misalign":
+        offsets[i] += draw(st.integers(1, 63))
+    elif damage == "overlap" and n > 1:
+        offsets[i] = offsets[j] + draw(st.sampled_from([0, 64]))
+    elif damage == "past_index":
+        index_offset = fmt.tensor_span(max(offsets), sizes[offsets.index(max(offsets))], bin_bytes)[1] - 1
+    elif damage == "below_header":
+        offsets[i] = 0
+    elif damage == "size+1":
+        sizes[i] += 1
+    elif damage == "dtype":
+        dtypes[i] = draw(st.sampled_from(["float8", "object", "", "Float32"]))
+    elif damage == "negative_dim":
+        shapes[i] = shapes[i] + [-1]
+    elif damage == "duplicate" and n > 1:
+        names[i] = names[j]
+    elif damage == "checksum-1":
+        checksums[i] = -1
+    elif damage == "checksum2**64":
+        checksums[i] = 2**64
+    elif damage == "zero_and_huge":
+        shapes[i], sizes[i] = [0, 2**62, 2**62], 0
+    elif damage == "rank65":
+        shapes[i], sizes[i] = [1] * 65, validate._ITEMSIZE[dtypes[i]]
+    elif damage == "bool_dim":
+        shapes[i] = [True] + shapes[i]
+    elif damage == "float_size":
+        sizes[i] = float(sizes[i])
+    elif damage == "str_offset":
+        offsets[i] = str(offsets[i])
+    elif damage == "name_bytes":
+        names[i] = names[i].encode()
+    elif damage == "shape_tuple_like":
+        shapes[i] = {"dims": shapes[i]}
+    return cols, bin_bytes, index_offset
+
+
+@settings(max_examples=300, deadline=None)
+@given(index_columns())
+def test_fast_validator_agrees_with_the_reference(case):
+    """Both validators accept exactly the same indexes (and build the same result)."""
+    cols, bin_bytes, index_offset = case
+
+    def bad(msg, name=None):
+        return DataLossError(msg)
+
+    fast = validate._check_columns_fast(cols, bin_bytes, index_offset)
+    try:
+        slow = validate._check_columns(cols, bin_bytes, index_offset, bad)
+    except DataLossError:
+        slow = None
+    assert fast == slow

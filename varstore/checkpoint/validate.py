@@ -203,7 +203,7 @@ def _check_columns_fast(cols: list, bin_bytes: int, index_offset: int):
         if math.prod(d or 1 for d in shape_lists[i]) * itemsizes[i] > _MAX_ELEMENTS_BYTES:
             return None
     # Everything below stays far inside int64 once offsets and sizes are below the index.
-    if min(offsets) < _LOWEST_OFFSET or max(offsets) >= index_offset or max(sizes) > index_offset:
+    if min(offsets) < _LOWEST_OFFSET or max(offsets) > index_offset or max(sizes) > index_offset:
         return None
     off = np.array(offsets, dtype=np.int64)
     size = np.array(sizes, dtype=np.int64)
