@@ -130,7 +130,8 @@ def numpy_step(rule: str, params, grads, slots, scratch, lr_t: float) -> None:
 
 # -- the run -------------------------------------------------------------------------------------
 
-def bench_rule(rule: str, mix: str, total_elems: int, threads: int, reps: int, torch) -> dict[str, float]:
+def bench_rule(rule: str, mix: str, total_elems: int, threads: int, reps: int, torch,
+               only: list[str] | None = None) -> dict[str, tuple[float, float]]:
     rng = np.random.default_rng(0)
     sizes = sizes_for(mix, total_elems, rng)
     params = [filled(n, rng) for n in sizes]
@@ -193,6 +194,8 @@ def bench_rule(rule: str, mix: str, total_elems: int, threads: int, reps: int, t
                 run()  # creates torch's state (exp_avg, ...) outside the timing
                 candidates[f"torch {kind} {t}t"] = run
 
+    if only:
+        candidates = {k: v for k, v in candidates.items() if any(o in k for o in only)}
     for run in candidates.values():  # warm up: compile, page in
         run()
     times: dict[str, list[float]] = {name: [] for name in candidates}
@@ -203,7 +206,7 @@ def bench_rule(rule: str, mix: str, total_elems: int, threads: int, reps: int, t
             run()
             times[name].append(time.perf_counter() - t)
     kernels.set_threads(None)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    return {name: (statistics.median(ts), min(ts)) for name, ts in times.items()}
 
 
 def call_overhead(torch) -> dict[str, float]:
@@ -243,6 +246,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rules", default="sgd,momentum,adam")
     ap.add_argument("--mixes", default="64,2004")
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--only", default="", help="comma-separated substrings: run only matching candidates")
     args = ap.parse_args(argv)
     torch = None
     if not args.no_torch:
@@ -260,27 +264,29 @@ def main(argv=None) -> int:
     overhead = call_overhead(torch)
     kernels.set_threads(None)
     print("per-call cost on a (64,) float32 tensor (best of 7): "
-          + ", ".join(f"{k} {v:.1f} us" for k, v in overhead.items()))
+          + ", ".join(f"{k} {v:.1f} us" for k, v in overhead.items()), flush=True)
     results = {}
     for rule in args.rules.split(","):
         for mix in args.mixes.split(","):
-            r = bench_rule(rule, mix, total, args.threads, args.reps, torch)
+            r = bench_rule(rule, mix, total, args.threads, args.reps, torch,
+                           args.only.split(",") if args.only else None)
             nbytes = BYTES_PER_ELEM[rule] * total
-            r["floor 1t"] = nbytes / bw1
+            r["floor 1t"] = (nbytes / bw1,) * 2
             if args.threads > 1:
-                r[f"floor {args.threads}t"] = nbytes / bwn
+                r[f"floor {args.threads}t"] = (nbytes / bwn,) * 2
             results[rule, mix] = r
             gc.collect()
-    for (rule, mix), r in results.items():
-        print(f"\n{rule}, {mix} tensors")
-        print(f"  {'candidate':22s} {'ms':>9s} {'vs torch fused':>15s} {'per byte vs 64-mix':>19s}")
-        for name, t in r.items():
-            tcount = name.rsplit(" ", 1)[-1]
-            ref = r.get(f"torch fused {tcount}")
-            ratio = f"{t / ref:.2f}x" if ref else ""
-            base = results.get((rule, "64"), {}).get(name)
-            per_byte = f"{t / base:.2f}x" if base and mix != "64" else ""
-            print(f"  {name:22s} {t * 1e3:9.1f} {ratio:>15s} {per_byte:>19s}")
+            print(f"\n{rule}, {mix} tensors ({'median' if args.reps > 1 else 'one run'} of {args.reps}; "
+                  f"ratios of medians)")
+            print(f"  {'candidate':22s} {'ms':>9s} {'best ms':>9s} {'vs torch fused':>15s} "
+                  f"{'per byte vs 64-mix':>19s}")
+            for name, (t, best) in r.items():
+                tcount = name.rsplit(" ", 1)[-1]
+                ref = r.get(f"torch fused {tcount}")
+                ratio = f"{t / ref[0]:.2f}x" if ref else ""
+                base = results.get((rule, "64"), {}).get(name)
+                per_byte = f"{t / base[0]:.2f}x" if base and mix != "64" else ""
+                print(f"  {name:22s} {t * 1e3:9.1f} {best * 1e3:9.1f} {ratio:>15s} {per_byte:>19s}", flush=True)
     return 0
 
 
