@@ -333,16 +333,22 @@ class AdamOptimizer(Optimizer):
         return self._make_variable(name, value, proxy, (), None)
 
     def _hyper(self):
-        b1p = float(self._non_slot["beta1_power"].numpy())
-        b2p = float(self._non_slot["beta2_power"].numpy())
+        # Read once per step: _finish advances these same values (on a ps task each read
+        # is a round trip).
+        self._powers_read = {k: self._non_slot[k].numpy() for k in ("beta1_power", "beta2_power")}
+        b1p = float(self._powers_read["beta1_power"])
+        b2p = float(self._powers_read["beta2_power"])
         lr = _scalar(self._lr) * math.sqrt(1.0 - b2p) / (1.0 - b1p)
         return {"lr": lr, "beta1": _scalar(self._beta1), "beta2": _scalar(self._beta2),
                 "epsilon": _scalar(self._epsilon)}
 
     def _finish(self):
+        read = getattr(self, "_powers_read", None) or {}
+        self._powers_read = None
         for key, beta in (("beta1_power", self._beta1), ("beta2_power", self._beta2)):
             p = self._non_slot[key]
-            p.assign(p.numpy() * p.dtype.type(_scalar(beta)))
+            cur = read.get(key)
+            p.assign((p.numpy() if cur is None else cur) * p.dtype.type(_scalar(beta)))
 
     def get_beta_powers(self) -> tuple[Variable, Variable]:
         return self._non_slot["beta1_power"], self._non_slot["beta2_power"]
