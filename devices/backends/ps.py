@@ -15,10 +15,11 @@ What lives where:
   are written and read there.
 - The driver holds :class:`RemoteArray` handles (a key, a shape, a dtype). A
   handle's array is deleted on the task when the handle is collected.
-- Host data bound for a task (an assigned value, a gradient) is *staged*: a
-  RemoteArray without a key that holds the host array until the call that
-  consumes it. Small data travels inside that call; larger data goes through
-  ``ray.put`` (measured: 64 MiB by value 55-70 ms, through ``ray.put`` 17-19 ms).
+- Host data bound for a task (an assigned value, a gradient) is *staged*:
+  ``PsDevice.asarray`` checks it and hands back the host array, and the call
+  that consumes it sends it. Small data travels inside that call; larger data
+  goes through ``ray.put`` (measured: 64 MiB by value 55-70 ms, through
+  ``ray.put`` 17-19 ms), many small arrays packed into one buffer.
 - Reads come back as Ray's read-only zero-copy views of the object store.
 
 Failures: every wait has a timeout, and Ray's errors for a dead, restarting or
@@ -62,21 +63,46 @@ def _ray():
     return ray
 
 
+_valid_dtypes: dict = {}
+_ready_dtypes: set = set()  # dtypes a host array may have as it is (supported, native order)
+
+
+def _valid_dtype(dtype: Any) -> np.dtype:
+    """``as_dtype`` (supported dtypes only, native byte order), remembered per dtype: it is on
+    the path of every gradient, and numpy's dtype introspection costs microseconds."""
+    try:
+        return _valid_dtypes[dtype]
+    except (KeyError, TypeError):
+        pass
+    dt = as_dtype(dtype)
+    try:
+        _valid_dtypes[dtype] = dt
+    except TypeError:  # an unhashable spelling
+        pass
+    if isinstance(dtype, np.dtype) and dtype == dt and dtype.isnative:
+        _ready_dtypes.add(dtype)
+    return dt
+
+
+def _ready(a: Any) -> bool:
+    """True for a host array that can be sent as it is (the common gradient)."""
+    return type(a) is np.ndarray and a.dtype in _ready_dtypes and a.flags.c_contiguous
+
+
 # =====================================================================================
 # Driver side
 # =====================================================================================
 class RemoteArray:
-    """An array on a ps task (``key`` set), or host data staged for one (``key`` None).
+    """An array on a ps task: its task's key for it, its shape and dtype.
 
     Carries what code above the device reads off an array: ``shape``, ``dtype``,
     ``ndim``, ``size``, ``nbytes``. ``np.asarray(handle)`` fetches a read-only copy.
     """
 
-    __slots__ = ("device", "key", "shape", "dtype", "_host", "__weakref__")
+    __slots__ = ("device", "key", "shape", "dtype", "__weakref__")
 
-    def __init__(self, device: "PsDevice", key: Optional[str], shape: tuple, dtype: np.dtype,
-                 host: Optional[np.ndarray] = None):
-        self.device, self.key, self.shape, self.dtype, self._host = device, key, tuple(shape), dtype, host
+    def __init__(self, device: "PsDevice", key: int, shape: tuple, dtype: np.dtype):
+        self.device, self.key, self.shape, self.dtype = device, key, tuple(shape), dtype
 
     @property
     def ndim(self) -> int:
@@ -90,10 +116,6 @@ class RemoteArray:
     def nbytes(self) -> int:
         return self.size * self.dtype.itemsize
 
-    @property
-    def staged(self) -> bool:
-        return self.key is None
-
     def __len__(self) -> int:
         if not self.shape:
             raise TypeError("len() of a 0-d array")
@@ -104,8 +126,7 @@ class RemoteArray:
         return a if dtype is None else a.astype(dtype)
 
     def __repr__(self) -> str:
-        where = "staged for" if self.staged else "on"
-        return f"<RemoteArray {where} {self.device.name} shape={self.shape} dtype={self.dtype.name}>"
+        return f"<RemoteArray on {self.device.name} shape={self.shape} dtype={self.dtype.name}>"
 
 
 class PsTask:
@@ -116,21 +137,23 @@ class PsTask:
     """
 
     def __init__(self, job: str, index: int, actor: Any, timeout: float = DEFAULT_TIMEOUT,
-                 gpus: int = 0, key_prefix: str = ""):
+                 gpus: int = 0):
         self.job, self.index, self.actor = job, index, actor
         self.name = f"/job:{job}/replica:0/task:{index}"
         self.timeout = float(timeout)
         self.gpus = int(gpus)
         self.closed = False
-        self._prefix = key_prefix or os.urandom(4).hex()
-        self._counter = itertools.count()
+        # Keys are ints (compact in a batch of thousands): a random 30-bit prefix per driver
+        # process, so drivers sharing a task (connect()) never collide, then a counter.
+        self._counter = itertools.count((int.from_bytes(os.urandom(4), "little") >> 2) << 33)
         self._lock = threading.Lock()
-        self._doomed: list[str] = []  # keys of collected handles, deleted with the next call
+        self._doomed: list[int] = []  # keys of collected handles, deleted with the next call
+        self._unchecked: list = []  # calls sent without waiting (whole-array writes): checked later
 
-    def new_key(self) -> str:
-        return f"{self._prefix}.{next(self._counter)}"
+    def new_key(self) -> int:
+        return next(self._counter)
 
-    def release(self, key: str) -> None:
+    def release(self, key: int) -> None:
         """A handle was collected: delete its array with the next call (no extra round trip)."""
         with self._lock:
             self._doomed.append(key)
@@ -149,12 +172,50 @@ class PsTask:
             raise self.unavailable(e) from None
 
     def wait(self, ref: Any, nbytes: int = 0, timeout: Optional[float] = None) -> Any:
-        """The call's result; Ray's failures as UnavailableError, the task's own errors as raised there."""
+        """The call's result; Ray's failures as UnavailableError, the task's own errors as raised there.
+
+        Calls sent earlier without waiting ran before this one (a task runs one driver's
+        calls in order); if one of them failed, its error is raised here.
+        """
         limit = (self.timeout if timeout is None else timeout) + nbytes * _SECONDS_PER_BYTE
+        ray = _ray()
         try:
-            return _ray().get(ref, timeout=limit)
+            result = ray.get(ref, timeout=limit)
         except Exception as e:  # noqa: BLE001 - mapped below
+            with self._lock:
+                self._unchecked = []  # this failure says it all (the task is gone or hung)
             raise self.translate(e, limit) from None
+        self._check_sent()
+        return result
+
+    def send(self, method: str, *args: Any) -> None:
+        """A call whose only possible failure is the task's loss: not waited for, checked by
+        the next wait (or the next send, once many are outstanding)."""
+        ref = self.submit(method, *args)
+        with self._lock:
+            self._unchecked.append(ref)
+            many = len(self._unchecked) > 256
+        if many:
+            self._check_sent(block=True)
+
+    def _check_sent(self, block: bool = False) -> None:
+        with self._lock:
+            refs, self._unchecked = self._unchecked, []
+        if not refs:
+            return
+        ray = _ray()
+        try:
+            if block:
+                ray.get(refs, timeout=self.timeout)
+                return
+            done, pending = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
+            if done:
+                ray.get(done, timeout=self.timeout)
+        except Exception as e:  # noqa: BLE001
+            raise self.translate(e, self.timeout) from None
+        if not block and pending:
+            with self._lock:
+                self._unchecked[:0] = pending
 
     def call(self, method: str, *args: Any, nbytes: int = 0) -> Any:
         return self.wait(self.submit(method, *args), nbytes)
@@ -192,6 +253,16 @@ def _payload(arrays: list) -> tuple[Any, int]:
     return arrays, nbytes
 
 
+# Gradients below this size travel packed (one buffer per dtype, see apply_updates); larger
+# ones as arrays of their own. Ray serializes each array of a list as an object of its own,
+# ~10 us apiece both ways: for 2000 small gradients that was a third of the step.
+PACK_MAX = 64 << 10
+# Operand codes in a batch (int64): ~key for an array on the task (negative), i for the i-th
+# array sent, PACKED | buffer << 48 | element offset for a packed one.
+PACKED = 1 << 62
+_OFFSET_MASK = (1 << 48) - 1
+
+
 class PsDevice(Device):
     """A CPU or GPU of a ps task. Without a task (``task=None``) every method raises
     UnavailableError: the interface exists, the cluster does not.
@@ -209,7 +280,6 @@ class PsDevice(Device):
         self.task = task
         self.where = (device_type, int(device_index))
         self._tokens: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-        self._token_counter = itertools.count()
 
     # -- plumbing ------------------------------------------------------------------
     def _task(self) -> PsTask:
@@ -217,7 +287,7 @@ class PsDevice(Device):
             raise UnavailableError(f"ps task {self.name}: no cluster is connected")
         return self.task
 
-    def _handle(self, key: str, shape: tuple, dtype: np.dtype) -> RemoteArray:
+    def _handle(self, key: int, shape: tuple, dtype: np.dtype) -> RemoteArray:
         h = RemoteArray(self, key, shape, dtype)
         task = self._task()
         weakref.finalize(h, task.release, key)
@@ -229,10 +299,9 @@ class PsDevice(Device):
             raise InvalidArgumentError(f"{what}: expected an array on {self.name}, received {type(array).__name__}")
         return array
 
-    def _source(self, src: Any) -> tuple[Optional[str], Any, int]:
+    def _source(self, src: Any) -> tuple[Optional[int], Any, int]:
         """(key, data, nbytes) for an operand: a key on this task, or host data to send."""
-        if isinstance(src, RemoteArray) and src.device.task is self.task and not src.staged \
-                and src.device.where == self.where:
+        if isinstance(src, RemoteArray) and src.device.task is self.task and src.device.where == self.where:
             return src.key, None, 0
         host = self._host_of(src)
         if host.nbytes >= BY_VALUE_MAX:
@@ -240,14 +309,17 @@ class PsDevice(Device):
         return None, host, host.nbytes
 
     def _host_of(self, value: Any, dtype: Any = None) -> np.ndarray:
-        if isinstance(value, RemoteArray):
-            host = value._host if value.staged else value.device.read(value)
+        """``value`` as a C-contiguous host array of a supported dtype (no copy when it is one)."""
+        if isinstance(value, np.ndarray):
+            host = value
+        elif isinstance(value, RemoteArray):
+            host = value.device.read(value)
         else:
             from .cpu import host_array
             host = host_array(value)
-        dt = as_dtype(host.dtype if dtype is None else dtype)
-        if host.dtype != dt or not host.flags.c_contiguous:
-            out = np.empty(host.shape, dt)
+        want = _valid_dtype(host.dtype if dtype is None else dtype)
+        if host.dtype != want or not host.flags.c_contiguous:
+            out = np.empty(host.shape, want)
             np.copyto(out, host, casting="unsafe")
             host = out
         return host
@@ -264,7 +336,7 @@ class PsDevice(Device):
         raise InvalidArgumentError(f"{self.name}: random values for a ps task are drawn by the task itself")
 
     def holds(self, array: Any) -> bool:
-        return isinstance(array, RemoteArray) and array.device is self and not array.staged
+        return isinstance(array, RemoteArray) and array.device is self
 
     def empty(self, shape, dtype) -> RemoteArray:
         return self._new("empty", as_shape(shape), as_dtype(dtype))
@@ -278,24 +350,23 @@ class PsDevice(Device):
         task.call(how, key, self.where, list(shape), dtype.str, *extra)
         return self._handle(key, shape, dtype)
 
-    def asarray(self, value: Any, dtype: Any = None, copy: bool = False) -> RemoteArray:
-        """``value`` for this task: an array already here is returned (or copied there with
-        ``copy``); anything else is staged (host data, sent by the op that uses it)."""
+    def asarray(self, value: Any, dtype: Any = None, copy: bool = False) -> Any:
+        """``value`` for this task. An array already here is returned (or copied there, with
+        ``copy``). Anything else, without ``copy``, comes back as a checked host array (C
+        order, a supported dtype): data *staged* for the op that uses it (an assign, an
+        update), which sends it along; with ``copy`` it becomes a new array on the task."""
+        if dtype is None and not copy and _ready(value) and self.task is not None:
+            return value  # the hot path: a gradient on its way to an update
         self._task()
-        dt = None if dtype is None else as_dtype(dtype)
-        if isinstance(value, RemoteArray) and value.device is self and not value.staged:
+        dt = None if dtype is None else _valid_dtype(dtype)
+        if isinstance(value, RemoteArray) and value.device is self:
             if not copy and (dt is None or dt == value.dtype):
                 return value
             key = self.task.new_key()
             self.task.call("copy", key, value.key, (dt or value.dtype).str)
             return self._handle(key, value.shape, dt or value.dtype)
-        if isinstance(value, RemoteArray) and value.staged and value.device is self and not copy \
-                and (dt is None or dt == value.dtype):
-            return value
         host = self._host_of(value, dt)
-        if copy:
-            return self._materialize(host)
-        return RemoteArray(self, None, host.shape, host.dtype, host)
+        return self._materialize(host) if copy else host
 
     def _materialize(self, host: np.ndarray) -> RemoteArray:
         task = self._task()
@@ -310,9 +381,8 @@ class PsDevice(Device):
 
     def start_read(self, array: Any) -> Callable[[], np.ndarray]:
         """Start fetching; the returned function waits and returns the read-only host view."""
-        if isinstance(array, RemoteArray) and array.staged:
-            host = array._host
-            return lambda: host
+        if isinstance(array, np.ndarray):  # staged host data
+            return lambda: array
         h = self._mine(array, "read")
         task = self._task()
         ref = task.submit("get", h.key)
@@ -334,11 +404,12 @@ class PsDevice(Device):
             yield memoryview(flat[start:start + chunk_bytes])
 
     def copy_into(self, dst: Any, src: Any) -> None:
-        """``dst[...] = src`` on the task. Overwriting the whole array also recreates one a
-        restarted task lost."""
+        """``dst[...] = src`` on the task, sent without waiting: shape and dtype are checked
+        here, and overwriting the whole array also recreates one a restarted task lost, so
+        only the task's loss can fail it, and the next op that waits reports that."""
         d = self._mine(dst, "copy_into")
         key, data, nbytes = self._source(src)
-        self._task().call("assign", d.key, self.where, list(d.shape), d.dtype.str, key, data, nbytes=nbytes)
+        self._task().send("assign", d.key, self.where, list(d.shape), d.dtype.str, key, data)
 
     def add_into(self, dst: Any, src: Any, sign: int = 1) -> None:
         d = self._mine(dst, "add_into")
@@ -358,14 +429,14 @@ class PsDevice(Device):
             return self._materialize(self._host_of(initial.evaluate(get_device("/cpu:0"), ctx)))
         for v in initial.dependencies():  # initialized_value(): initialize those first
             ctx.ensure(v)
-        keys: dict[str, str] = {}
+        keys: dict[str, int] = {}
         shipped_names: list[str] = []
         shipped: list[np.ndarray] = []
         for v in _variables_read(initial):
             if v.name in keys or v.name in shipped_names:
                 continue
             raw = v._require()
-            if isinstance(raw, RemoteArray) and raw.device is self and not raw.staged:
+            if isinstance(raw, RemoteArray) and raw.device is self:
                 keys[v.name] = raw.key
             else:
                 shipped_names.append(v.name)
@@ -377,7 +448,7 @@ class PsDevice(Device):
         if not keys and not shipped:
             token = self._tokens.get(initial)
             if token is None:
-                token = self._tokens[initial] = f"{task._prefix}.init{next(self._token_counter)}"
+                token = self._tokens[initial] = task.new_key()
                 weakref.finalize(initial, task.release, token)  # the task forgets it with the value
         key = task.new_key()
         shape, dtype = task.call("create", key, self.where, type(initial).__module__, desc, token,
@@ -389,29 +460,61 @@ class PsDevice(Device):
         """Start one update of many variables as one call on the task; returns the wait.
 
         ``items``: ``(gradient, variable, [slot variables])``, gradients already staged here
-        (dense) or an object with ``values``/``indices`` (sparse). All host data goes in one
-        ``ray.put`` when large.
+        (dense) or an object with ``values``/``indices`` (sparse). The call carries a few
+        int64 columns (keys, operand codes) and the gradients: small ones concatenated into
+        one buffer per dtype, large ones as themselves, all in one ``ray.put`` when large.
         """
         task = self._task()
         arrays: list[np.ndarray] = []
-        batch = []
+        groups: dict = {}  # dtype -> [arrays, elements so far, buffer index]
+        var_keys, slot_keys, sparse, ops_a, ops_b = [], [], [], [], []
 
-        def operand(g: Any) -> tuple:
-            if isinstance(g, RemoteArray) and g.device.task is self.task and not g.staged \
-                    and g.device.where == self.where:
-                return ("key", g.key)
+        def operand(g: Any) -> int:
+            if isinstance(g, RemoteArray) and g.device.task is self.task and g.device.where == self.where:
+                return ~g.key
             arrays.append(self._host_of(g))
-            return ("data", len(arrays) - 1)
+            return len(arrays) - 1
 
+        # Once per variable per step: no calls on the common path.
+        last_dtype, grp = None, None
         for g, var, slots in items:
-            h = self._mine(var._require(), f"apply_gradients ({var.name})")
-            slot_keys = [self._mine(s._require(), f"apply_gradients ({s.name})").key for s in slots]
-            if hasattr(g, "indices") and hasattr(g, "values"):
-                batch.append((h.key, slot_keys, "sparse", operand(g.values), operand(g.indices)))
+            h = var._value
+            if type(h) is not RemoteArray or h.device is not self:
+                h = self._mine(var._require(), f"apply_gradients ({var.name})")
+            var_keys.append(h.key)
+            for sv in slots:
+                h = sv._value
+                if type(h) is not RemoteArray or h.device is not self:
+                    h = self._mine(sv._require(), f"apply_gradients ({sv.name})")
+                slot_keys.append(h.key)
+            if type(g) is np.ndarray and (g.dtype is last_dtype or g.dtype in _ready_dtypes):
+                if g.nbytes < PACK_MAX:  # a dense gradient has its variable's shape: only the offset travels
+                    if g.dtype is not last_dtype:
+                        last_dtype = g.dtype
+                        grp = groups.get(last_dtype)
+                        if grp is None:
+                            grp = groups[last_dtype] = [[], 0, len(groups)]
+                    ops_a.append(PACKED | grp[2] << 48 | grp[1])
+                    grp[0].append(g)  # concatenated in C order below, whatever its strides
+                    grp[1] += g.size
+                else:
+                    ops_a.append(len(arrays))
+                    arrays.append(g if g.flags.c_contiguous else np.ascontiguousarray(g))
+                ops_b.append(0)
+            elif hasattr(g, "indices") and hasattr(g, "values"):
+                sparse.append(len(ops_a))
+                ops_a.append(operand(g.values))
+                ops_b.append(operand(g.indices))
             else:
-                batch.append((h.key, slot_keys, "dense", operand(g), None))
-        data, nbytes = _payload(arrays)
-        ref = task.submit("apply", rule, list(slot_names), dict(hyper), batch, data)
+                ops_a.append(operand(g))
+                ops_b.append(0)
+        batch = (np.array(var_keys, np.int64), np.array(slot_keys, np.int64).reshape(len(var_keys), len(slot_names)),
+                 np.array(sparse, np.int64), np.array(ops_a, np.int64), np.array(ops_b, np.int64))
+        data = (arrays, [np.concatenate(grp[0], axis=None) for grp in groups.values()])
+        nbytes = sum(a.nbytes for a in arrays) + sum(b.nbytes for b in data[1])
+        if nbytes >= BY_VALUE_MAX:
+            data = _ray().put(data)
+        ref = task.submit("apply", self.where, rule, list(slot_names), dict(hyper), batch, data)
         return lambda: task.wait(ref, nbytes)
 
     # -- checkpoints ---------------------------------------------------------------------
@@ -439,7 +542,7 @@ class PsDevice(Device):
         sent, handles = [], []
         for cur, path, name, shape, dtype in entries:
             dtype = as_dtype(dtype)
-            if isinstance(cur, RemoteArray) and cur.device is self and not cur.staged \
+            if isinstance(cur, RemoteArray) and cur.device is self \
                     and cur.shape == tuple(shape) and cur.dtype == dtype:
                 key = cur.key
                 handles.append(cur)
@@ -498,8 +601,8 @@ class PsTaskServer:
     def __init__(self, job: str, index: int, gpus: int = 0):
         self.name = f"/job:{job}/replica:0/task:{index}"
         self.gpus = int(gpus)
-        self.arrays: dict[str, Any] = {}
-        self.initials: dict[str, Any] = {}
+        self.arrays: dict[int, Any] = {}
+        self.initials: dict[int, Any] = {}
         self.incarnation = os.urandom(8).hex()
         self.started = time.time()
         self._devices: dict[tuple, Any] = {}
@@ -516,7 +619,7 @@ class PsTaskServer:
             self._devices[(kind, index)] = dev
         return dev
 
-    def _get(self, key: str) -> Any:
+    def _get(self, key: int) -> Any:
         try:
             return self.arrays[key]
         except KeyError:
@@ -527,7 +630,7 @@ class PsTaskServer:
                 f"saver.restore(sess, path, device='{self.name}')") from None
 
     @staticmethod
-    def _operand(dev: Any, key: Optional[str], data: Any, get: Callable) -> Any:
+    def _operand(dev: Any, key: Optional[int], data: Any, get: Callable) -> Any:
         return get(key) if key is not None else dev.asarray(data)
 
     @staticmethod
@@ -551,30 +654,30 @@ class PsTaskServer:
             self.arrays.pop(k, None)
             self.initials.pop(k, None)
 
-    def empty(self, key: str, where: Sequence, shape: list, dtype: str) -> None:
+    def empty(self, key: int, where: Sequence, shape: list, dtype: str) -> None:
         self.arrays[key] = self._device(where).empty(tuple(shape), np.dtype(dtype))
 
-    def fill(self, key: str, where: Sequence, shape: list, dtype: str, value: Any) -> None:
+    def fill(self, key: int, where: Sequence, shape: list, dtype: str, value: Any) -> None:
         a = self._device(where).empty(tuple(shape), np.dtype(dtype))
         a[...] = value
         self.arrays[key] = a
 
-    def put(self, key: str, where: Sequence, data: Any) -> None:
+    def put(self, key: int, where: Sequence, data: Any) -> None:
         # Ray hands us a read-only view of its object store: keep our own, writable copy.
         self.arrays[key] = self._device(where).asarray(data, copy=True)
 
-    def copy(self, key: str, src: str, dtype: str) -> None:
+    def copy(self, key: int, src: int, dtype: str) -> None:
         a = self._get(src)
         dev = self._device_of_array(a)
         self.arrays[key] = dev.asarray(a, dtype=np.dtype(dtype), copy=True)
 
-    def get(self, key: str) -> Any:
+    def get(self, key: int) -> Any:
         a = self._get(key)
         if isinstance(a, np.ndarray):
             return a  # Ray copies it into the object store as the call returns: a snapshot
         return self._device_of_array(a).to_host(a)
 
-    def assign(self, key: str, where: Sequence, shape: list, dtype: str, src: Optional[str], data: Any) -> None:
+    def assign(self, key: int, where: Sequence, shape: list, dtype: str, src: Optional[int], data: Any) -> None:
         cur = self.arrays.get(key)
         dev = self._device(where)
         value = self._operand(dev, src, data, self._get)
@@ -583,13 +686,13 @@ class PsTaskServer:
             self.arrays[key] = cur
         dev.copy_into(cur, value if value.dtype == cur.dtype else dev.asarray(value, dtype=cur.dtype))
 
-    def add(self, key: str, src: Optional[str], data: Any, sign: int) -> None:
+    def add(self, key: int, src: Optional[int], data: Any, sign: int) -> None:
         cur = self._get(key)
         dev = self._device_of_array(cur)
         value = self._operand(dev, src, data, self._get)
         dev.add_into(cur, value if value.dtype == cur.dtype else dev.asarray(value, dtype=cur.dtype), sign)
 
-    def create(self, key: str, where: Sequence, module: str, desc: dict, token: Optional[str],
+    def create(self, key: int, where: Sequence, module: str, desc: dict, token: Optional[int],
                keys: dict, shipped_names: list, data: list) -> tuple:
         dev = self._device(where)
         mod = importlib.import_module(module)
@@ -611,19 +714,42 @@ class PsTaskServer:
         self.arrays[key] = value
         return list(value.shape), value.dtype.str
 
-    def apply(self, rule: str, slot_names: list, hyper: dict, batch: list, data: Any) -> None:
+    def apply(self, where: Sequence, rule: str, slot_names: list, hyper: dict, batch: tuple, data: tuple) -> None:
         kernels = importlib.import_module(KERNELS_MODULE)
-        for var_key, slot_keys, kind, a, b in batch:
-            var = self._get(var_key)
-            dev = self._device_of_array(var)
-            slots = {s: self._get(k) for s, k in zip(slot_names, slot_keys)}
+        dev = self._device(where)
+        arrays, bufs = data
+        # Host data is used as Ray hands it over (read-only, zero-copy) on a CPU; a GPU copies it in.
+        on_cpu = dev.kind == "cpu"
+        get = self._get
 
-            def operand(ref: tuple) -> Any:
-                return self._get(ref[1]) if ref[0] == "key" else dev.asarray(data[ref[1]])
-            if kind == "dense":
-                kernels.apply_dense(rule, dev, var, operand(a), slots, **hyper)
+        def operand(code: int, like: Any) -> Any:
+            if code < 0:
+                return get(~code)
+            if code >= PACKED:
+                o = code & _OFFSET_MASK
+                x = bufs[(code >> 48) & 0x3FFF][o:o + like.size].reshape(like.shape)
             else:
-                kernels.apply_sparse(rule, dev, var, operand(b), operand(a), slots, **hyper)
+                x = arrays[code]
+            return x if on_cpu else dev.asarray(x)
+        var_keys, slot_keys, sparse, ops_a, ops_b = batch
+        sparse = set(sparse.tolist())
+        apply_dense, lookup = kernels.apply_dense, self.arrays.__getitem__
+        try:
+            for n, (var_key, keys, a, b) in enumerate(zip(var_keys.tolist(), slot_keys.tolist(), ops_a.tolist(),
+                                                          ops_b.tolist())):
+                var = lookup(var_key)
+                slots = dict(zip(slot_names, map(lookup, keys)))
+                if n in sparse:
+                    kernels.apply_sparse(rule, dev, var, operand(b, None), operand(a, None), slots, **hyper)
+                elif a >= PACKED and on_cpu:  # the common case, inline
+                    o = a & _OFFSET_MASK
+                    apply_dense(rule, dev, var, bufs[(a >> 48) & 0x3FFF][o:o + var.size].reshape(var.shape),
+                                slots, **hyper)
+                else:
+                    apply_dense(rule, dev, var, operand(a, var), slots, **hyper)
+        except KeyError as e:  # a key this task lost: say so, naming the task
+            get(e.args[0])
+            raise
 
     def save(self, path: str, names: list, extra: dict, writer: Callable) -> int:
         return int(writer(path, [(name, self._get(key)) for name, key in names], extra=extra))
