@@ -35,6 +35,10 @@ class DataLossError(OpError, ValueError):
     """A corrupt, truncated or hostile checkpoint: checksum, bounds or format."""
 
 
+class ResourceExhaustedError(OpError, MemoryError):
+    """An allocation this device cannot make (a shape far larger than its memory)."""
+
+
 class UnavailableError(OpError, RuntimeError):
     """A device or parameter-server task that is gone or cannot be reached."""
 
@@ -46,4 +50,5 @@ __all__ = [
     "NotFoundError",
     "DataLossError",
     "UnavailableError",
+    "ResourceExhaustedError",
 ]

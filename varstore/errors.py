@@ -8,7 +8,7 @@
 bad spec
 """
 from devices.errors import (DataLossError, FailedPreconditionError, InvalidArgumentError, NotFoundError,
-                            OpError, UnavailableError)
+                            OpError, ResourceExhaustedError, UnavailableError)
 
 __all__ = ["OpError", "InvalidArgumentError", "FailedPreconditionError", "NotFoundError",
-           "DataLossError", "UnavailableError"]
+           "DataLossError", "UnavailableError", "ResourceExhaustedError"]

@@ -6,7 +6,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..dtypes import as_dtype
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, ResourceExhaustedError
 from ..shapes import as_shape, num_elements
 from .base import DEFAULT_CHUNK_BYTES, Device
 
@@ -21,7 +21,11 @@ def aligned_empty(shape: Any, dtype: Any) -> np.ndarray:
     """
     shape, dtype = as_shape(shape), as_dtype(dtype)
     nbytes = num_elements(shape) * dtype.itemsize
-    raw = np.empty(nbytes + ALIGNMENT, dtype=np.uint8)
+    try:
+        raw = np.empty(nbytes + ALIGNMENT, dtype=np.uint8)
+    except (MemoryError, ValueError):  # ValueError: beyond numpy's maximum dimension
+        raise ResourceExhaustedError(
+            f"cannot allocate {nbytes} bytes for shape {shape} {dtype.name} on the CPU") from None
     start = (-raw.ctypes.data) % ALIGNMENT
     return raw[start:start + nbytes].view(dtype).reshape(shape)
 

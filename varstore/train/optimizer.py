@@ -129,14 +129,18 @@ class Optimizer:
         """A non-trainable variable on ``like``'s device, reused if a meta graph import or an earlier
         optimizer already made it, restored if the last Saver.restore of this graph holds it."""
         g = like.graph
+        # Variables another optimizer of this process owns are never shared: a second Adam in
+        # the graph gets beta1_power_1, as in TF. Unowned ones came from import_meta_graph.
+        owned = g.__dict__.setdefault("_optimizer_owned", set())
         existing = g.get_variable_by_name(name)
-        if existing is not None and existing.shape == tuple(shape) and existing.dtype == like.dtype \
-                and getattr(existing, "_slot_of", None) == slot_of:
+        if existing is not None and id(existing) not in owned and existing.shape == tuple(shape) \
+                and existing.dtype == like.dtype and getattr(existing, "_slot_of", None) == slot_of:
             var = existing
         else:
             with devices.device(None), devices.device(like._requested), g.name_scope(None):
                 var = Variable(_init.Fill(shape, value, like.dtype), trainable=False, name=name, graph=g)
             var._slot_of = slot_of
+        owned.add(id(var))
         if not var.is_initialized and not _restore_pending(var):
             var.initializer.run()
         return var
