@@ -83,6 +83,10 @@ class Device:
         """A locally readable array for ``array`` (the array itself; a remote backend fetches)."""
         return array
 
+    def snapshot(self, array: Any) -> Any:
+        """A private copy of ``array`` that later writes to it do not change (an async save's view)."""
+        return self.asarray(array, copy=True)
+
     def evaluate(self, initial: Any, ctx: Any) -> Any:
         """Evaluate a deferred initial value here (a remote backend ships its description)."""
         return initial.evaluate(self, ctx)

@@ -67,9 +67,14 @@ def export_meta_graph(filename: Optional[str] = None, clear_devices: bool = Fals
                          "max_to_keep": saver._max_to_keep,
                          "keep_checkpoint_every_n_hours": saver._keep_hours}
     if filename is not None:
-        from .checkpoint_state import write_text_atomic_bytes
-        write_text_atomic_bytes(os.fspath(filename), msgpack.packb(meta, use_bin_type=True))
+        write_meta_graph(filename, meta)
     return meta
+
+
+def write_meta_graph(filename: str, meta: dict) -> None:
+    """Write a description made by :func:`export_meta_graph` atomically to ``filename``."""
+    from .checkpoint_state import write_text_atomic_bytes
+    write_text_atomic_bytes(os.fspath(filename), msgpack.packb(meta, use_bin_type=True))
 
 
 def read_meta_graph(filename: str) -> dict:

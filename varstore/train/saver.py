@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 import time
 from typing import Any, Iterable, Iterator, Optional, Union
 
@@ -35,6 +36,43 @@ log = logging.getLogger("varstore")
 
 # Bytes of remote (ps task) variables fetched ahead of the writer while saving.
 GATHER_AHEAD_BYTES = 256 << 20
+# One save writes at a time in this process: an async save's snapshot is the only extra copy.
+_IN_FLIGHT = threading.Lock()
+
+
+class SaveHandle:
+    """The handle ``save(..., async_save=True)`` returns. ``sess.run(handle)`` waits and gives the path."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._done = threading.Event()
+        self._error: Optional[BaseException] = None
+
+    def done(self) -> bool:
+        """True once the checkpoint is durable (or the save failed)."""
+        return self._done.is_set()
+
+    def result(self, timeout: Optional[float] = None) -> str:
+        """Wait (up to ``timeout`` seconds) and return the path; raise the save's error if it failed."""
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"save to {self.path} still running after {timeout} s")
+        if self._error is not None:
+            raise self._error
+        return self.path
+
+    def _fetch(self, session: Any) -> str:
+        return self.result()
+
+    def __repr__(self) -> str:
+        state = "done" if self.done() else "running"
+        return f"<SaveHandle {self.path} {state}{' FAILED' if self._error else ''}>"
+
+
+def _counted(values: Iterator[tuple[str, Any]], bar: Any) -> Iterator[tuple[str, Any]]:
+    """Pass (name, array) pairs through, counting each one's bytes once the writer is done with it."""
+    for key, array in values:
+        yield key, array
+        bar.update(int(getattr(array, "nbytes", 0)))
 
 VarList = Union[None, Iterable[Variable], dict]
 
@@ -122,6 +160,7 @@ class Saver:
         self._last: list[tuple[str, float]] = []  # (path, timestamp), oldest first
         self._next_keep_time = time.time() + self._keep_hours * 3600
         self._prepared_dirs: set[str] = set()
+        self._pending: Optional[SaveHandle] = None
         get_default_graph().add_to_collection(GraphKeys.SAVERS, self)
 
     # -- properties -------------------------------------------------------------
@@ -152,12 +191,24 @@ class Saver:
     # -- save ---------------------------------------------------------------------
     def save(self, sess: Any, save_path: str, global_step: Any = None, latest_filename: Optional[str] = None,
              meta_graph_suffix: str = "meta", write_meta_graph: bool = True, write_state: bool = True,
-             **unused_tf_options: Any) -> str:
+             *, async_save: bool = False, progress: Optional[bool] = None, **unused_tf_options: Any) -> Any:
         """Write the variables to ``save_path`` (``-<global_step>`` appended) and return the path.
 
         The checkpoint is durable (fsynced and renamed into place) before the state file
         names it, and old checkpoints are deleted only after that.
+
+        ``async_save=True`` returns at once with a :class:`SaveHandle` (``.done()``,
+        ``.result(timeout)``, ``.path``); the file holds the values the variables had at
+        the call, whatever steps run meanwhile. That costs one snapshot of every saved
+        variable, taken on its own device (a device-side copy on a GPU, a host copy on
+        the CPU), held until the write ends. Only one save is in flight per process, so
+        at most one snapshot exists: a save called while another runs waits for it. A
+        failure in the background is raised by ``.result()`` and again by this Saver's
+        next ``save``. Interpreter exit waits for a pending save.
+
+        ``progress``: a progress bar on a terminal for saves over ~2 s (None: automatic).
         """
+        self._raise_pending()
         if not isinstance(save_path, (str, os.PathLike)):
             raise InvalidArgumentError(f"Saver.save: save_path must be a path, received {save_path!r}")
         path = os.fspath(save_path)
@@ -167,26 +218,86 @@ class Saver:
         directory = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(directory):
             raise NotFoundError(f"Parent directory of {path} doesn't exist, can't save.")
-        self._prepare_dir(directory, latest_filename)
         extra = {"global_step": None if global_step is None else _step_value(global_step),
                  "saved_at": time.time()}
-        keys, pending = sorted(self._var_map), []
-        if self._sharded:
-            keys, pending = self._start_shards(path, keys, extra)
-        values = self._locked_values(keys, pending)
-        try:
-            write_checkpoint(path, values, extra=extra)
-        finally:
-            values.close()  # a failed write: wait for the shards in flight and remove them now
-        if self._sharded:
-            _shards.remove_shards(path, keep=[s["file"] for s in extra.get(_shards.SHARDS_KEY, [])])
+        meta = None
         if write_meta_graph:
             from .meta_graph import export_meta_graph
-            export_meta_graph(f"{path}.{meta_graph_suffix}", saver=self)
+            meta = export_meta_graph(None, saver=self)  # the graph as it is now, even if saved later
+        args = (path, directory, extra, meta, latest_filename, meta_graph_suffix, write_state, progress)
+        if not async_save:
+            with _IN_FLIGHT:
+                self._prepare_dir(directory, latest_filename)
+                self._write(None, *args)
+            return path
+        _IN_FLIGHT.acquire()  # released by the writer thread: one snapshot in memory at a time
+        try:
+            self._prepare_dir(directory, latest_filename)
+            snapshot = self._snapshot()
+        except BaseException:
+            _IN_FLIGHT.release()
+            raise
+        handle = SaveHandle(path)
+        self._pending = handle
+
+        def run() -> None:
+            try:
+                self._write(snapshot, *args)
+            except BaseException as e:  # kept for .result() and the next save
+                handle._error = e
+            finally:
+                snapshot.clear()
+                _IN_FLIGHT.release()
+                handle._done.set()
+
+        threading.Thread(target=run, name=f"varstore-save {os.path.basename(path)}", daemon=False).start()
+        return handle
+
+    def _raise_pending(self) -> None:
+        """Wait for this Saver's background save; raise its failure (once) if it failed."""
+        handle, self._pending = self._pending, None
+        if handle is not None:
+            handle._done.wait()
+            if handle._error is not None:
+                raise handle._error
+
+    def wait(self) -> None:
+        """Block until this Saver's background save (if any) is done; raise its failure."""
+        self._raise_pending()
+
+    def _snapshot(self) -> list:
+        """(key, copy) of every saved variable, each copied on its own device under its lock."""
+        var_map = self._var_map
+        out = []
+        for key in sorted(var_map):
+            var = var_map[key]
+            with var._lock:
+                out.append((key, var.device_object.snapshot(var._require())))
+        return out
+
+    def _write(self, snapshot: Optional[list], path: str, directory: str, extra: dict, meta: Optional[dict],
+               latest_filename: Optional[str], suffix: str, write_state: bool, progress: Optional[bool]) -> None:
+        from ..progress import Progress
+        keys, pending = (sorted(self._var_map), []) if snapshot is None else ([k for k, _ in snapshot], [])
+        if self._sharded and snapshot is None:
+            keys, pending = self._start_shards(path, keys, extra)
+        values = self._locked_values(keys, pending) if snapshot is None else iter(snapshot)
+        total = sum(int(getattr(a, "nbytes", 0)) for _, a in snapshot) if snapshot is not None else \
+            sum(int(np.prod(self._var_map[k].shape)) * self._var_map[k].dtype.itemsize for k in keys)
+        with Progress(total, f"save {os.path.basename(path)}", enabled=progress) as bar:
+            try:
+                write_checkpoint(path, _counted(values, bar), extra=extra)
+            finally:
+                if hasattr(values, "close"):
+                    values.close()  # a failed write: wait for the shards in flight and remove them now
+        if self._sharded and snapshot is None:
+            _shards.remove_shards(path, keep=[s["file"] for s in extra.get(_shards.SHARDS_KEY, [])])
+        if meta is not None:
+            from .meta_graph import write_meta_graph
+            write_meta_graph(f"{path}.{suffix}", meta)
         if write_state:
-            self._record(path, directory, latest_filename, meta_graph_suffix)
-        log.info("saved %d variables to %s", len(self._var_map), path)
-        return path
+            self._record(path, directory, latest_filename, suffix)
+        log.info("saved %d tensors to %s", len(keys), path)
 
     def _start_shards(self, path: str, keys: list, extra: dict) -> tuple[list, list]:
         """Start each ps task writing its variables to its own shard beside ``path``, in
