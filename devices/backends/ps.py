@@ -63,6 +63,13 @@ def _ray():
     return ray
 
 
+def task_unavailable(task: str, message: str) -> UnavailableError:
+    """UnavailableError for ``task`` (``.task`` names it: ``saver.restore(..., device=e.task)``)."""
+    err = UnavailableError(message)
+    err.task = task
+    return err
+
+
 _valid_dtypes: dict = {}
 _ready_dtypes: set = set()  # dtypes a host array may have as it is (supported, native order)
 
@@ -161,7 +168,7 @@ class PsTask:
     def submit(self, method: str, *args: Any) -> Any:
         """Send one call (after any pending deletes); returns the ObjectRef of its result."""
         if self.closed:
-            raise UnavailableError(f"ps task {self.name} is unavailable: the cluster was shut down")
+            raise task_unavailable(self.name, f"ps task {self.name} is unavailable: the cluster was shut down")
         with self._lock:
             doomed, self._doomed = self._doomed, []
         try:
@@ -230,19 +237,16 @@ class PsTask:
                 return self.unavailable(cause)
             return OpError(f"ps task {self.name}: {type(cause or e).__name__}: {cause or e}")
         if isinstance(e, ex.GetTimeoutError):
-            err = UnavailableError(f"ps task {self.name} is unavailable: no answer within {limit:.1f} s "
-                                   "(the task is hung or overloaded)")
-            err.task = self.name
-            return err
+            return task_unavailable(self.name, f"ps task {self.name} is unavailable: no answer within "
+                                               f"{limit:.1f} s (the task is hung or overloaded)")
         return self.unavailable(e)
 
     def unavailable(self, e: BaseException) -> UnavailableError:
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
-        err = UnavailableError(f"ps task {self.name} is unavailable: its process died, restarted or cannot be "
-                               f"reached ({type(e).__name__}: {first}). If it restarted, restore its variables "
-                               f"from the latest checkpoint: saver.restore(sess, path, device='{self.name}')")
-        err.task = self.name
-        return err
+        return task_unavailable(
+            self.name, f"ps task {self.name} is unavailable: its process died, restarted or cannot be reached "
+                       f"({type(e).__name__}: {first}). If it restarted, restore its variables from the latest "
+                       f"checkpoint: saver.restore(sess, path, device='{self.name}')")
 
 
 def _payload(arrays: list) -> tuple[Any, int]:
@@ -284,7 +288,7 @@ class PsDevice(Device):
     # -- plumbing ------------------------------------------------------------------
     def _task(self) -> PsTask:
         if self.task is None:
-            raise UnavailableError(f"ps task {self.name}: no cluster is connected")
+            raise task_unavailable(self.name, f"ps task {self.name}: no cluster is connected")
         return self.task
 
     def _handle(self, key: int, shape: tuple, dtype: np.dtype) -> RemoteArray:
@@ -623,8 +627,8 @@ class PsTaskServer:
         try:
             return self.arrays[key]
         except KeyError:
-            raise UnavailableError(
-                f"ps task {self.name} does not hold array {key}: the task restarted (incarnation "
+            raise task_unavailable(
+                self.name, f"ps task {self.name} does not hold array {key}: the task restarted (incarnation "
                 f"{self.incarnation}, up since {time.strftime('%H:%M:%S', time.localtime(self.started))}) "
                 f"and lost its variables. Restore them from the latest checkpoint: "
                 f"saver.restore(sess, path, device='{self.name}')") from None
