@@ -91,6 +91,20 @@ class Device:
         """Evaluate a deferred initial value here (a remote backend ships its description)."""
         return initial.evaluate(self, ctx)
 
+    # -- optional hooks of a remote backend (None here; callers probe with getattr) -----------
+    # apply_updates(rule, [(grad, var, [slot vars])], slot_names, hyper) -> wait: one batched
+    #     optimizer step for many variables (Optimizer._apply_on).
+    # start_read(array) -> wait: begin a fetch; wait() returns the host value (Saver.save
+    #     gathers from every remote device at once).
+    # write_shard(path, [(name, array)], extra, writer) -> wait: write a checkpoint shard
+    #     where the arrays live (Saver(sharded=True)).
+    # load_tensors([(current, file, name, shape, dtype)], loader) -> wait: read tensors
+    #     from checkpoint files where the arrays live (Saver.restore).
+    apply_updates = None
+    start_read = None
+    write_shard = None
+    load_tensors = None
+
     def zeros(self, shape: tuple[int, ...], dtype: np.dtype) -> Any:
         a = self.empty(shape, dtype)
         a[...] = 0
