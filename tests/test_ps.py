@@ -564,6 +564,14 @@ def test_a_hung_task_times_out_instead_of_hanging(ps):
         os.kill(pid, signal.SIGCONT)
         task.timeout = saved
     assert v.numpy().tolist() == [0.0, 0.0]
+    # A task that stays hung is replaced by hand; its variables come back by restore or, as
+    # here, by a whole-array write (an initializer).
+    after = ps.restart_task(0)
+    assert after["pid"] != pid
+    with pytest.raises(tf.errors.UnavailableError, match="task:0"):
+        v.numpy()
+    v.initializer.run()
+    assert v.numpy().tolist() == [0.0, 0.0]
 
 
 def test_saved_on_two_tasks_restores_on_three(ps3, tmp_path):
