@@ -460,6 +460,20 @@ def test_save_gathers_from_every_task(ps, tmp_path, sharded):
     assert _values() == want
 
 
+def test_async_save_snapshots_every_task_without_blocking_on_them(ps, tmp_path):
+    vs, step = _model(2)
+    tf.global_variables_initializer().run()
+    _train(vs, step)
+    want = _values()
+    saver = tf.train.Saver()
+    handle = saver.save(None, str(tmp_path / "model.ckpt"), global_step=step, async_save=True)
+    for v in vs:  # later writes do not reach the checkpoint
+        v.assign(np.zeros(v.shape, v.dtype))
+    path = handle.result()
+    saver.restore(None, path)
+    assert _values() == want
+
+
 def test_sharded_checkpoint_restores_on_other_task_counts_and_without_a_cluster(clusters, tmp_path):
     """Saved on 2 tasks; restored on 1, on 2 with another placement, with no cluster, and on 3."""
     gen = _use(clusters, 2)

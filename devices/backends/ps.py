@@ -136,6 +136,34 @@ class RemoteArray:
         return f"<RemoteArray on {self.device.name} shape={self.shape} dtype={self.dtype.name}>"
 
 
+class PendingRead:
+    """A value being fetched from a task: ``shape``, ``dtype``, ``nbytes`` now, the values
+    (a read-only host array) from ``np.asarray`` (waits). The task took the snapshot when
+    the fetch was sent: later writes, sent after it, do not show."""
+
+    __slots__ = ("shape", "dtype", "_wait", "_value")
+
+    def __init__(self, shape: tuple, dtype: np.dtype, wait: Callable[[], np.ndarray]):
+        self.shape, self.dtype, self._wait, self._value = tuple(shape), dtype, wait, None
+
+    @property
+    def nbytes(self) -> int:
+        return num_elements(self.shape) * self.dtype.itemsize
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def result(self) -> np.ndarray:
+        if self._value is None:
+            self._value, self._wait = self._wait(), None
+        return self._value
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        a = self.result()
+        return a if dtype is None else a.astype(dtype)
+
+
 class PsTask:
     """The driver's view of one task: its actor, the calls in flight, the errors.
 
@@ -391,6 +419,13 @@ class PsDevice(Device):
         task = self._task()
         ref = task.submit("get", h.key)
         return lambda: task.wait(ref, h.nbytes)
+
+    def snapshot(self, array: Any) -> PendingRead:
+        """An async save's private copy: a fetch sent now (the task snapshots the value as it
+        runs it, before any later write) and waited for when the writer reads it. No round
+        trip here, and every task serves its fetches in parallel."""
+        h = self._mine(array, "snapshot")
+        return PendingRead(h.shape, h.dtype, self.start_read(h))
 
     def to_host(self, array: Any, out: Optional[np.ndarray] = None) -> np.ndarray:
         a = self.read(array)
