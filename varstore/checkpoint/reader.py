@@ -301,7 +301,7 @@ class CheckpointReader:
             if not out.flags.c_contiguous or not out.flags.writeable:
                 raise InvalidArgumentError(
                     f"read_into: out for tensor {name!r} must be a writable C-contiguous array")
-            return memoryview(out.reshape(-1).view(np.uint8))
+            return out.reshape(-1).view(np.uint8).data
         try:
             view = memoryview(out)
         except TypeError:
@@ -323,7 +323,8 @@ class CheckpointReader:
             raise FailedPreconditionError(f"CheckpointReader({self.path!r}) is closed")
         views = [v for v in views if v.nbytes]
         while views:
-            batch, size = [], 0
+            batch: list[memoryview] = []
+            size = 0
             for v in views:  # stay under the per-call limit
                 if size + v.nbytes > _MAX_SYSCALL:
                     if not batch:

@@ -22,7 +22,7 @@ from devices.shapes import as_shape, num_elements
 from devices.transfer import host_chunks
 
 from . import format as fmt
-from .validate import unpack_limited
+from .validate import DECODE_ERRORS, unpack_limited
 
 # Small writes (headers, padding, small tensors) are gathered in one buffer so
 # that a checkpoint of thousands of small tensors costs a few syscalls, not
@@ -76,7 +76,8 @@ class _Out:
 
     def _writev(self, views: list[memoryview]) -> None:
         while views:
-            batch, size = [], 0
+            batch: list[memoryview] = []
+            size = 0
             for v in views:  # stay under the per-call limit
                 if size + v.nbytes > _MAX_SYSCALL:
                     if not batch:
@@ -221,7 +222,7 @@ def _pack_extra(extra: Optional[dict]) -> dict:
     # What is written must be readable: decode it with the reader's own limits.
     try:
         return unpack_limited(raw)
-    except ValueError as e:
+    except DECODE_ERRORS as e:
         raise InvalidArgumentError(f"write_checkpoint: extra cannot be read back: {e}") from None
 
 
