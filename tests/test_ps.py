@@ -521,7 +521,7 @@ def test_a_killed_task_is_unavailable_within_seconds_and_recovers_by_one_restore
     tf.global_variables_initializer().run()
     opt = _train(vs, step, n=1)
     saver = tf.train.Saver()
-    path = saver.save(None, str(tmp_path / "model.ckpt"), global_step=step)
+    saver.save(None, str(tmp_path / "model.ckpt"), global_step=step)
     want = _values()
     on1 = [v for v in tf.global_variables() if v.device == PS1]
     on0 = [v for v in tf.global_variables() if v.device == PS0]
