@@ -91,3 +91,19 @@ def test_console_script_is_installed():
                         "print([e.value for e in entry_points(group='console_scripts') if e.name == 'varstore'])"],
                        capture_output=True, text=True)
     assert "varstore.tools.cli:main" in r.stdout
+
+
+def test_inspect_and_verify_follow_a_sharded_checkpoints_shards(tmp_path, capsys):
+    from tests.test_ps import _write_sharded
+    path, tensors = _write_sharded(tmp_path)
+    assert main(["inspect", path, "--names"]) == 0
+    assert capsys.readouterr().out.split() == ["b", "step", "w"]
+    shard = next(p for p in tmp_path.iterdir() if ".shard-1-" in p.name)
+    raw = bytearray(shard.read_bytes())
+    from varstore.checkpoint import CheckpointReader
+    with CheckpointReader(str(shard)) as r:
+        raw[r._index.offsets[r._pos("b")]] ^= 1
+    shard.write_bytes(bytes(raw))
+    assert main(["verify", path]) == 1
+    out = capsys.readouterr().out
+    assert "CORRUPT" in out and "'b'" in out

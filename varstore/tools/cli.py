@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 
 from devices.errors import DataLossError, NotFoundError, OpError
 
-from ..checkpoint import CheckpointReader
+from ..train.shards import open_checkpoint as CheckpointReader  # follows a sharded save's shards
 
 FORMATS = ("varstore", "safetensors", "npz", "torch")  # varstore.tools.convert.FORMATS, without importing it
 

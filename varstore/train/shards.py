@@ -170,6 +170,13 @@ class CheckpointSet:
         return {n: self.dtype(n) for n in self.names()}
 
     # -- lifetime --------------------------------------------------------------------
+    def verify(self) -> list:
+        """(name, error or None) for every tensor of the main file and its shards."""
+        out = []
+        for r in [self.main] + self._readers:
+            out += r.verify()
+        return sorted(out, key=lambda ne: ne[0])
+
     def close(self) -> None:
         for r in [self.main] + self._readers:
             r.close()
