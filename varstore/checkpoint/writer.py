@@ -21,6 +21,7 @@ from devices.errors import InvalidArgumentError, NotFoundError
 from devices.shapes import as_shape, num_elements
 from devices.transfer import host_chunks
 
+from . import fileio
 from . import format as fmt
 from .validate import DECODE_ERRORS, unpack_limited
 
@@ -85,7 +86,7 @@ class _Out:
                     break
                 batch.append(v)
                 size += v.nbytes
-            written = os.writev(self.fd, batch)
+            written = fileio.syscall("write", os.writev, self.fd, batch)
             # Drop what was written (a short write happens on a full disk or a signal).
             while views and written >= views[0].nbytes:
                 written -= views[0].nbytes
@@ -267,8 +268,10 @@ def write_checkpoint(path: str | os.PathLike, tensors: Iterable[tuple[str, Any]]
         raise InvalidArgumentError(f"write_checkpoint: MAX_BIN_BYTES={bin_bytes} is not a valid bin size")
 
     tmp = os.path.join(directory, fmt.temp_name(os.path.basename(path)))
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    fd = -1
     try:
+        fd = fileio.syscall("open", os.open, tmp,
+                            os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
         out = _Out(fd)
         out.small(fmt.HEADER)
         names: list[str] = []
@@ -317,33 +320,28 @@ def write_checkpoint(path: str | os.PathLike, tensors: Iterable[tuple[str, Any]]
         out.flush()
         total = out.pos
         if fsync:
-            os.fsync(fd)
-        os.close(fd)
-        fd = -1
-        os.replace(tmp, path)
-    except BaseException:
+            fileio.syscall("fsync", os.fsync, fd)
+        fd, closing = -1, fd
+        fileio.syscall("close", os.close, closing)  # the descriptor is gone even if close fails
+        fileio.syscall("rename", os.replace, tmp, path)
+    except BaseException as e:
         if fd >= 0:
             os.close(fd)
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError):  # a full disk, an I/O error: same errno, and which file
+            raise fileio.with_context(e, f"writing checkpoint {path}; nothing was written there, "
+                                         f"the file it replaces (if any) is untouched") from e
         raise
     if fsync:
-        _fsync_dir(directory)
+        try:
+            fileio.fsync_dir(directory)
+        except OSError as e:
+            raise fileio.with_context(e, f"checkpoint {path} was written and renamed into place, but "
+                                         f"syncing its directory failed: it may not survive a power loss") from e
     return total
-
-
-def _fsync_dir(directory: str) -> None:
-    """Make the rename durable (POSIX: the directory entry lives in the directory)."""
-    try:
-        dfd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:  # e.g. Windows cannot open directories; the rename is already done
-        return
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 __all__ = ["write_checkpoint"]

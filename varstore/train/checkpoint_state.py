@@ -137,11 +137,8 @@ def latest_checkpoint(checkpoint_dir: str, latest_filename: Optional[str] = None
 
 
 def fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    from ..checkpoint import fileio
+    fileio.fsync_dir(directory)
 
 
 def write_text_atomic(path: str, text: str) -> None:
@@ -150,20 +147,38 @@ def write_text_atomic(path: str, text: str) -> None:
 
 
 def write_text_atomic_bytes(path: str, data: bytes) -> None:
-    """Replace ``path`` with ``data``: temp file, fsync, rename, fsync of the directory."""
+    """Replace ``path`` with ``data``: temp file, fsync, rename, fsync of the directory.
+
+    On any error before the rename the temporary file is removed and ``path`` is
+    untouched; the OSError (a full disk, an I/O error) keeps its errno and names
+    ``path``. Every system call goes through ``varstore.checkpoint.fileio``.
+    """
+    from ..checkpoint import fileio
     from ..checkpoint.format import temp_name
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), temp_name(os.path.basename(path)))
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, temp_name(os.path.basename(path)))
+    fd = -1
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        fd = fileio.syscall("open", os.open, tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
+                            0o666)
+        fileio.write_all(fd, data)
+        fileio.syscall("fsync", os.fsync, fd)
+        fd, closing = -1, fd
+        fileio.syscall("close", os.close, closing)  # closed even when close reports an error
+        fileio.syscall("rename", os.replace, tmp, path)
+    except BaseException as e:
+        if fd >= 0:
+            os.close(fd)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise fileio.with_context(e, f"writing {path}; it was left as it was") from e
         raise
-    fsync_dir(os.path.dirname(os.path.abspath(path)))
+    try:
+        fileio.fsync_dir(directory)
+    except OSError as e:
+        raise fileio.with_context(e, f"{path} was replaced, but syncing its directory failed: "
+                                     f"the change may not survive a power loss") from e
 
 
 def update_checkpoint_state(directory: str, state: CheckpointState, latest_filename: Optional[str] = None) -> None:
@@ -172,8 +187,18 @@ def update_checkpoint_state(directory: str, state: CheckpointState, latest_filen
 
 @contextlib.contextmanager
 def directory_lock(directory: str) -> Iterator[None]:
-    """An exclusive advisory lock on the directory's state (two processes saving into one directory)."""
-    fd = os.open(os.path.join(directory, ".checkpoint.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    """An exclusive advisory lock on the directory's state (two processes saving into one directory).
+
+    The Saver holds it while it reads the state file, writes the new one and deletes
+    the checkpoints retention dropped, so concurrent writers never lose each other's
+    checkpoints from the state file and never delete what it names.
+    """
+    from ..checkpoint import fileio
+    path = os.path.join(directory, ".checkpoint.lock")
+    try:
+        fd = fileio.syscall("lock", os.open, path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except OSError as e:
+        raise fileio.with_context(e, f"opening the lock file {path}") from e
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -1,0 +1,65 @@
+"""The system calls of the write path, in one place.
+
+``write_checkpoint`` and every file the Saver writes next to a checkpoint (the
+meta file, the state file and its lock, through
+``varstore.train.checkpoint_state``) create, write, sync, close and rename files
+only through :func:`syscall`. Fault-injection tests replace this module's
+``syscall`` attribute (``monkeypatch.setattr(fileio, "syscall", ...)``) to make
+the k-th call fail with a full disk (ENOSPC) or an I/O error (EIO), or to make a
+write short; nothing else in the write path is mocked.
+
+``op`` names the call: ``"open"`` (a temporary file, O_CREAT | O_EXCL),
+``"lock"`` (opening the directory's lock file), ``"write"``, ``"fsync"``,
+``"close"``, ``"rename"`` and ``"fsync_dir"`` (after a rename).
+
+>>> syscall("write", len, b"abc")  # calls fn(*args)
+3
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+OPS = ("open", "lock", "write", "fsync", "close", "rename", "fsync_dir")
+
+# Linux moves at most 0x7ffff000 bytes per write call.
+MAX_SYSCALL = 0x7FFFF000
+
+
+def syscall(op: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run one system call of the write path: ``fn(*args)``. The seam tests replace."""
+    return fn(*args)
+
+
+def write_all(fd: int, data: Any) -> None:
+    """Write all of ``data`` to ``fd`` (short writes are continued, as a full disk may cause)."""
+    view = memoryview(data).cast("B")
+    while view.nbytes:
+        n = syscall("write", os.write, fd, view[:MAX_SYSCALL])
+        view = view[n:]
+
+
+def fsync_dir(directory: str) -> None:
+    """fsync a directory, so that a rename in it survives a power loss (POSIX).
+
+    Where a directory cannot be opened (Windows) there is nothing to do: the
+    rename is already done.
+    """
+    try:
+        dfd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        syscall("fsync_dir", os.fsync, dfd)
+    finally:
+        os.close(dfd)
+
+
+def with_context(e: OSError, what: str) -> OSError:
+    """The same error (same errno, so the same OSError subclass) with ``what`` said:
+    which file was being written and what state it is left in."""
+    strerror = e.strerror or str(e)
+    return OSError(e.errno, f"{strerror} ({what})") if e.errno is not None else OSError(f"{strerror} ({what})")
+
+
+__all__ = ["syscall", "write_all", "fsync_dir", "with_context", "OPS"]
