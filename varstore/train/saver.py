@@ -22,11 +22,11 @@ from typing import Any, Iterable, Iterator, Optional, Union
 import numpy as np
 
 from devices.dtypes import bfloat16, is_floating
-from devices.errors import InvalidArgumentError, NotFoundError
+from devices.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError, OpError
 from devices.spec import DeviceSpec
 
 from ..checkpoint import CheckpointReader, write_checkpoint
-from ..checkpoint.format import temp_target
+from ..checkpoint.format import temp_name, temp_target
 from ..graph import GraphKeys, get_default_graph
 from ..variables import Variable
 from . import checkpoint_state as cs
@@ -160,6 +160,12 @@ class Saver:
         self._last: list[tuple[str, float]] = []  # (path, timestamp), oldest first
         self._next_keep_time = time.time() + self._keep_hours * 3600
         self._prepared_dirs: set[str] = set()
+        # State file -> {path: timestamp} it listed when this Saver last read or wrote it:
+        # what is new there since then was recorded by another writer.
+        self._seen: dict[str, dict[str, Optional[float]]] = {}
+        # Path -> (device, inode) of the checkpoint and of its meta file when recorded: another
+        # writer may replace a file of the same name, and retention must not delete that one.
+        self._ids: dict[str, tuple[Optional[tuple[int, int]], Optional[tuple[int, int]]]] = {}
         self._pending: Optional[SaveHandle] = None
         get_default_graph().add_to_collection(GraphKeys.SAVERS, self)
 
@@ -284,19 +290,32 @@ class Saver:
         values = self._locked_values(keys, pending) if snapshot is None else iter(snapshot)
         total = sum(int(getattr(a, "nbytes", 0)) for _, a in snapshot) if snapshot is not None else \
             sum(int(np.prod(self._var_map[k].shape)) * self._var_map[k].dtype.itemsize for k in keys)
-        with Progress(total, f"save {os.path.basename(path)}", enabled=progress) as bar:
-            try:
-                write_checkpoint(path, _counted(values, bar), extra=extra)
-            finally:
-                if hasattr(values, "close"):
-                    values.close()  # a failed write: wait for the shards in flight and remove them now
-        if self._sharded and snapshot is None:
-            _shards.remove_shards(path, keep=[s["file"] for s in extra.get(_shards.SHARDS_KEY, [])])
-        if meta is not None:
-            from .meta_graph import write_meta_graph
-            write_meta_graph(f"{path}.{suffix}", meta)
-        if write_state:
-            self._record(path, directory, latest_filename, suffix)
+        meta_path = f"{path}.{suffix}"
+        before, meta_before = _file_id(path), _file_id(meta_path)
+        ids: list = [None, None]  # (device, inode) of the files this save renamed into place
+        try:
+            with Progress(total, f"save {os.path.basename(path)}", enabled=progress) as bar:
+                try:
+                    write_checkpoint(path, _counted(values, bar), extra=extra)
+                finally:
+                    if hasattr(values, "close"):
+                        values.close()  # a failed write: wait for the shards in flight and remove them now
+            ids[0] = _file_id(path)
+            if self._sharded and snapshot is None:
+                _shards.remove_shards(path, keep=[s["file"] for s in extra.get(_shards.SHARDS_KEY, [])])
+            if meta is not None:
+                from .meta_graph import write_meta_graph
+                write_meta_graph(meta_path, meta)
+                ids[1] = _file_id(meta_path)
+            if write_state:
+                self._record(path, directory, latest_filename, suffix, (ids[0], ids[1]))
+        except BaseException:
+            now = _file_id(path)
+            if now is not None and now != before:  # our checkpoint was renamed into place, then something failed
+                meta_now = _file_id(meta_path) if meta is not None else None
+                meta_id = ids[1] or (meta_now if meta_now != meta_before else None)
+                _discard_unrecorded(path, directory, latest_filename, suffix, ids[0] or now, meta_id)
+            raise
         log.info("saved %d tensors to %s", len(keys), path)
 
     def _start_shards(self, path: str, keys: list, extra: dict) -> tuple[list, list]:
@@ -388,6 +407,7 @@ class Saver:
             st = None
         if st is None:
             return
+        self._seen[os.path.join(directory, latest_filename or cs.STATE_FILENAME)] = dict(_listed(st))
         known = {p for p, _ in self._last}
         ts = st.all_model_checkpoint_timestamps
         for i, p in enumerate(st.all_model_checkpoint_paths):
@@ -397,30 +417,78 @@ class Saver:
         if st.last_preserved_timestamp:
             self._next_keep_time = st.last_preserved_timestamp + self._keep_hours * 3600
 
-    def _record(self, path: str, directory: str, latest_filename: Optional[str], suffix: str) -> None:
-        now = time.time()
-        self._last = [(p, t) for p, t in self._last if p != path] + [(path, now)]
-        doomed = []
-        if self._max_to_keep:
-            while len(self._last) > self._max_to_keep:
-                p, t = self._last.pop(0)
-                if t > self._next_keep_time:
-                    self._next_keep_time += self._keep_hours * 3600  # preserved forever
-                else:
-                    doomed.append(p)
-        state = cs.CheckpointState(
-            model_checkpoint_path=path,
-            all_model_checkpoint_paths=[p for p, _ in self._last],
-            all_model_checkpoint_timestamps=[t for _, t in self._last],
-            last_preserved_timestamp=self._next_keep_time - self._keep_hours * 3600)
+    def _record(self, path: str, directory: str, latest_filename: Optional[str], suffix: str,
+                ids: tuple = (None, None)) -> None:
+        """Name ``path`` (durable by now) in the state file as the latest, apply retention.
+
+        Under the directory's lock: read the state file and merge what another process
+        recorded since this Saver last looked (two writers share one history and one
+        ``max_to_keep``; neither drops the other's checkpoints from the file), write the
+        new state, and only then delete what retention dropped, so that the state file
+        never names a deleted checkpoint. This Saver's history changes only once the
+        state file is written.
+
+        ``ids`` are the (device, inode) of the checkpoint and meta file this save wrote:
+        retention deletes a file only while it is still the one recorded (another writer
+        may have saved the same path since).
+        """
+        state_key = os.path.join(directory, latest_filename or cs.STATE_FILENAME)
         with cs.directory_lock(directory):
+            if not os.path.exists(path):
+                raise FailedPreconditionError(
+                    f"{path} was deleted by another process saving into {directory} (its retention) "
+                    f"before this save could record it; the state file still names the previous checkpoints")
+            stamps = {p: t for p, t in self._last if p != path and os.path.exists(p)}
+            try:
+                st = cs.get_checkpoint_state(directory, latest_filename)
+            except OpError as e:  # a corrupt state file is replaced below
+                log.warning("ignoring unreadable state file in %s: %s", directory, e)
+                st = None
+            if st is not None:
+                seen = self._seen.get(state_key, {})
+                for p, t in _listed(st):
+                    if p == path or (p in seen and seen[p] == t):
+                        continue  # ours, or listed when we last looked
+                    if p in stamps:  # saved again by another writer: its newer record wins
+                        if t is not None and t > stamps[p]:
+                            stamps[p] = t
+                            self._ids.pop(p, None)
+                    elif os.path.exists(p):  # recorded by another writer
+                        t = t if t is not None else _mtime(p)
+                        if t is not None:
+                            stamps[p] = t
+            history = sorted(stamps.items(), key=lambda pt: pt[1])
+            history.append((path, time.time()))
+            self._ids[path] = ids if ids[0] is not None else (_file_id(path), _file_id(f"{path}.{suffix}"))
+            for p, _ in history:  # which files these are: retention deletes only those
+                if p not in self._ids:
+                    self._ids[p] = (_file_id(p), _file_id(f"{p}.{suffix}"))
+            next_keep = self._next_keep_time
+            doomed = []
+            if self._max_to_keep:
+                while len(history) > self._max_to_keep:
+                    p, t = history.pop(0)
+                    if t > next_keep:
+                        next_keep += self._keep_hours * 3600  # preserved forever
+                    else:
+                        doomed.append(p)
+            state = cs.CheckpointState(
+                model_checkpoint_path=path,
+                all_model_checkpoint_paths=[p for p, _ in history],
+                all_model_checkpoint_timestamps=[t for _, t in history],
+                last_preserved_timestamp=next_keep - self._keep_hours * 3600)
             cs.update_checkpoint_state(directory, state, latest_filename)
-        # Only now that the state file no longer names them may old checkpoints go.
-        for p in doomed:
-            for f in (p, f"{p}.{suffix}"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(f)
-            _shards.remove_shards(p)
+            self._last, self._next_keep_time = history, next_keep
+            self._seen[state_key] = dict(history)
+            # Only now that the state file no longer names them may old checkpoints go.
+            for p in doomed:
+                ckpt_id, meta_id = self._ids.pop(p, (None, None))
+                if _remove_if(p, ckpt_id):
+                    _shards.remove_shards(p)
+                _remove_if(f"{p}.{suffix}", meta_id)
+            live = {p for p, _ in history}
+            for p in [p for p in self._ids if p not in live]:
+                del self._ids[p]
 
     # -- restore ----------------------------------------------------------------------
     def restore(self, sess: Any, save_path: Optional[str], *, device: Any = None) -> None:
@@ -528,6 +596,83 @@ def _restore_one(reader: Any, key: str, var: Variable) -> None:
             dev.copy_into(cur, fresh)
         else:
             var._adopt(fresh)
+
+
+def _file_id(path: str) -> Optional[tuple[int, int]]:
+    """(device, inode) of ``path``, None when absent: tells whether a rename replaced it."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _mtime(path: str) -> Optional[float]:
+    try:
+        return os.path.getmtime(path)
+    except OSError:
+        return None
+
+
+def _listed(st: cs.CheckpointState) -> list[tuple[str, Optional[float]]]:
+    """(path, timestamp or None) of every checkpoint a state file lists."""
+    ts = st.all_model_checkpoint_timestamps
+    return [(p, ts[i] if ts else None) for i, p in enumerate(st.all_model_checkpoint_paths)]
+
+
+def _remove_if(path: str, file_id: Optional[tuple[int, int]]) -> bool:
+    """Delete ``path`` if it is still the file ``file_id`` (None: whatever is there).
+
+    Another process may rename a new file of the same name into place at any moment,
+    so the file is first moved aside (atomically) and checked there; a file that
+    turns out not to be ours is linked back, unless an even newer one has landed.
+    Returns True when something was deleted.
+    """
+    if file_id is None:
+        try:
+            os.unlink(path)
+            return True
+        except FileNotFoundError:
+            return False
+    aside = os.path.join(os.path.dirname(path), temp_name(os.path.basename(path)))
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return False
+    try:
+        if _file_id(aside) != file_id:
+            try:
+                os.link(aside, path)  # never replaces: a newer file at path stays
+            except FileExistsError:
+                pass
+            except OSError:  # no hard links here: put it back the plain way
+                os.rename(aside, path)
+                return False
+            return False
+        return True
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(aside)
+
+
+def _discard_unrecorded(path: str, directory: str, latest_filename: Optional[str], suffix: str,
+                        ckpt_id: Optional[tuple[int, int]], meta_id: Optional[tuple[int, int]]) -> None:
+    """A save failed after its checkpoint was renamed into place (syncing the directory,
+    writing the meta file or the state file failed): remove the checkpoint, and its meta
+    file and shards if this save wrote them, so that a failed save leaves nothing behind
+    (on a full disk above all), unless the state file names it (it was replaced, then
+    syncing the directory failed; or another writer saved the same path)."""
+    try:
+        with cs.directory_lock(directory):
+            st = cs.get_checkpoint_state(directory, latest_filename)
+            if st is not None and path in [st.model_checkpoint_path] + st.all_model_checkpoint_paths:
+                return
+            if _remove_if(path, ckpt_id):
+                _shards.remove_shards(path)
+            if meta_id is not None:
+                _remove_if(f"{path}.{suffix}", meta_id)
+    except Exception as e:  # noqa: BLE001 - the save's own error is the one to raise
+        log.warning("could not remove %s after a failed save: %s", path, e)
 
 
 def _finish_shards(pending: list, failed: bool) -> None:
