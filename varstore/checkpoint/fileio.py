@@ -18,6 +18,7 @@ write short; nothing else in the write path is mocked.
 from __future__ import annotations
 
 import os
+import stat
 from typing import Any, Callable
 
 OPS = ("open", "lock", "write", "fsync", "close", "rename", "fsync_dir")
@@ -62,4 +63,36 @@ def with_context(e: OSError, what: str) -> OSError:
     return OSError(e.errno, f"{strerror} ({what})") if e.errno is not None else OSError(f"{strerror} ({what})")
 
 
-__all__ = ["syscall", "write_all", "fsync_dir", "with_context", "OPS"]
+def read_small_file(path: str, limit: int) -> bytes:
+    """The bytes of the regular file ``path``, read with memory bounded by its size.
+
+    At most ``limit + 1`` bytes are read (more than ``limit`` returned: the file is too
+    large for what the caller expects). ``f.read(limit + 1)`` would allocate ``limit``
+    bytes whatever the file's size; this allocates the file's size. Something that is
+    not a regular file (a FIFO, a device, a directory) is never read: it raises
+    IsADirectoryError or OSError(EINVAL) at once, without blocking. Other OSErrors
+    (missing, permissions, I/O) propagate.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(21, "Is a directory", path)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(22, "not a regular file", path)
+        want = min(st.st_size, limit) + 1
+        chunks, got = [], 0
+        while got < want:  # the file may have grown since fstat: never past limit + 1
+            chunk = os.read(fd, want - got)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+            if got == want and got <= limit:
+                want = min(want + (1 << 20), limit + 1)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+__all__ = ["syscall", "write_all", "fsync_dir", "with_context", "read_small_file", "OPS"]

@@ -101,14 +101,16 @@ def get_checkpoint_state(checkpoint_dir: str, latest_filename: Optional[str] = N
 
     A corrupt state file raises DataLossError naming it.
     """
+    from ..checkpoint.fileio import read_small_file
     path = os.path.join(os.fspath(checkpoint_dir), latest_filename or STATE_FILENAME)
     try:
-        with open(path, "rb") as f:
-            data = f.read(_MAX_STATE_BYTES + 1)
+        data = read_small_file(path, _MAX_STATE_BYTES)
     except FileNotFoundError:
         return None
     except IsADirectoryError:
         raise DataLossError(f"{path}: expected a state file, found a directory") from None
+    except (OSError, ValueError) as e:  # not a regular file, permissions, an I/O error; ValueError: a NUL
+        raise DataLossError(f"{path}: cannot read the state file: {getattr(e, 'strerror', None) or e}") from None
     if len(data) > _MAX_STATE_BYTES:
         raise DataLossError(f"{path}: {len(data)}+ bytes is too large for a state file")
     try:

@@ -17,6 +17,7 @@ runs no code and validates everything; a bad file is DataLossError.
 """
 from __future__ import annotations
 
+import errno
 import os
 from typing import Any, Optional
 
@@ -34,6 +35,7 @@ from ..variables import Variable
 META_FORMAT = "varstore.meta"
 META_VERSION = 1
 MAX_META_BYTES = 256 << 20
+MAX_INITIALIZER_DEPTH = 100  # nested operations in one variable's initial value
 
 
 def _describe(var: Variable, clear_devices: bool) -> dict:
@@ -79,14 +81,18 @@ def write_meta_graph(filename: str, meta: dict) -> None:
 
 def read_meta_graph(filename: str) -> dict:
     """Load and validate a meta file; DataLossError names the file and what is wrong."""
+    from ..checkpoint.fileio import read_small_file
     path = os.fspath(filename)
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_META_BYTES + 1)
+        data = read_small_file(path, MAX_META_BYTES)
     except FileNotFoundError:
         raise NotFoundError(f"meta graph {path} does not exist") from None
     except IsADirectoryError:
         raise NotFoundError(f"meta graph {path} is a directory") from None
+    except (OSError, ValueError) as e:  # not a regular file, permissions, an I/O error; ValueError: a NUL
+        if getattr(e, "errno", None) == errno.EIO:
+            raise DataLossError(f"{path}: I/O error while reading the meta graph") from None
+        raise NotFoundError(f"meta graph {path} cannot be read: {getattr(e, 'strerror', None) or e}") from None
     if len(data) > MAX_META_BYTES:
         raise DataLossError(f"{path}: meta graph larger than {MAX_META_BYTES} bytes")
     try:
@@ -137,6 +143,13 @@ def _check_var(path: str, i: int, v: Any) -> None:
         raise DataLossError(f"{where}: 'slot_of' must be [variable name, slot name]")
     if v.get("initializer") is not None and not isinstance(v["initializer"], dict):
         raise DataLossError(f"{where}: 'initializer' must be a description or nil")
+    # Rebuilding an initializer recurses once per level: bound the depth here, where it is cheap.
+    level, depth = [v.get("initializer")], 0
+    while level:
+        depth += 1
+        if depth > MAX_INITIALIZER_DEPTH:
+            raise DataLossError(f"{where}: initializer nested deeper than {MAX_INITIALIZER_DEPTH} levels")
+        level = [x for d in level if isinstance(d, dict) for x in d.values() if isinstance(x, dict)]
 
 
 def import_meta_graph(meta_graph_or_file: Any, clear_devices: bool = False, import_scope: Optional[str] = None,
@@ -173,8 +186,9 @@ def import_meta_graph(meta_graph_or_file: Any, clear_devices: bool = False, impo
                 init = _init.from_description(d["initializer"], build)
             except DataLossError:
                 raise
-            except (OpError, KeyError, TypeError, ValueError) as e:
-                raise DataLossError(f"{path}: variable {name!r}: bad initializer: {e}") from None
+            except (OpError, KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as e:
+                # Hostile values reach the initializers' constructors: any of these is a bad file.
+                raise DataLossError(f"{path}: variable {name!r}: bad initializer: {type(e).__name__}: {e}") from None
             if init.shape != shape or init.dtype != dtype:
                 raise DataLossError(f"{path}: variable {name!r}: initializer gives {init.shape} {init.dtype.name}, "
                                     f"the variable is {shape} {dtype.name}")
@@ -188,8 +202,11 @@ def import_meta_graph(meta_graph_or_file: Any, clear_devices: bool = False, impo
         built[name] = v
         return v
 
-    for name in descs:
-        build(name)
+    try:
+        for name in descs:
+            build(name)
+    except RecursionError:  # a chain of initializers reading other variables, thousands long
+        raise DataLossError(f"{path}: initializers refer to other variables too deeply") from None
     from .saver import Saver
     saver_desc = meta.get("saver")
     if saver_desc is None:
