@@ -10,7 +10,7 @@ so a file mixing two saves is detected; every 4th round both writers save the sa
 path (``model.ckpt-<round>``), racing on the same file name.
 
 Run as a script, this file is the writer and the reader (``writer DIR ID ROUNDS KEEP``,
-``reader DIR STOP_FILE``).
+``reader DIR STOP_FILE``), and the long run (``long RUNS ROUNDS``: the test RUNS times).
 """
 from __future__ import annotations
 
@@ -80,7 +80,8 @@ def reader(directory: str, stop_file: str) -> None:
     polls = opened = vanished = 0
     failures: list[str] = []
     seen_state = False
-    while not os.path.exists(stop_file) and len(failures) < 20:
+    parent = os.getppid()
+    while not os.path.exists(stop_file) and len(failures) < 20 and os.getppid() == parent:
         polls += 1
         try:
             st = cs.get_checkpoint_state(directory)
@@ -167,11 +168,39 @@ def test_two_writers_share_a_directory(tmp_path):
     directory = tmp_path / "run"
     directory.mkdir()
     t0 = time.monotonic()
-    summary = run_two_writers(str(directory), rounds=150)
+    summary = run_two_writers(str(directory), rounds=300)
     print(f"two writers: {summary} in {time.monotonic() - t0:.1f} s")
     assert summary["failures"] == [], summary
     assert summary["opened"] > 0
     final_checks(str(directory))
+
+
+def long_run(runs: int, rounds: int) -> int:
+    """``python tests/test_two_writers.py long RUNS ROUNDS``: the CI test, RUNS times, longer."""
+    import shutil
+    import tempfile
+    total = {"runs": 0, "rounds": 0, "polls": 0, "opened": 0, "vanished": 0, "failed_runs": 0}
+    for i in range(runs):
+        base = tempfile.mkdtemp(prefix="two-writers-")
+        directory = os.path.join(base, "run")
+        os.mkdir(directory)
+        summary = {"polls": 0, "opened": 0, "vanished": 0}
+        try:
+            summary = run_two_writers(directory, rounds)
+            assert summary["failures"] == [], summary["failures"][:3]
+            final_checks(directory)
+        except AssertionError as e:
+            total["failed_runs"] += 1
+            print(f"run {i}: FAILED {e} (kept in {base})", flush=True)
+        else:
+            shutil.rmtree(base)
+        total["runs"] += 1
+        total["rounds"] += rounds
+        for k in ("polls", "opened", "vanished"):
+            total[k] += summary[k]
+        print(f"run {i + 1}/{runs}: {summary}", flush=True)
+    print(json.dumps(total))
+    return 1 if total["failed_runs"] else 0
 
 
 if __name__ == "__main__":
@@ -179,5 +208,7 @@ if __name__ == "__main__":
         writer(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
     elif sys.argv[1] == "reader":
         reader(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "long":
+        sys.exit(long_run(int(sys.argv[2]), int(sys.argv[3])))
     else:
-        sys.exit(f"usage: {sys.argv[0]} writer DIR ID ROUNDS KEEP | reader DIR STOP_FILE")
+        sys.exit(f"usage: {sys.argv[0]} writer DIR ID ROUNDS KEEP | reader DIR STOP_FILE | long RUNS ROUNDS")

@@ -229,7 +229,7 @@ def _pack_extra(extra: Optional[dict]) -> dict:
 
 def write_checkpoint(path: str | os.PathLike, tensors: Iterable[tuple[str, Any]], *,
                      extra: Optional[dict] = None, chunk_bytes: int = 64 << 20,
-                     fsync: bool = True) -> int:
+                     fsync: bool = True, stat_out: Optional[list] = None) -> int:
     """Write ``tensors`` (pairs of name and numpy/cupy array) to the checkpoint ``path``.
 
     The file appears complete or not at all: the data goes to a temporary file
@@ -239,8 +239,10 @@ def write_checkpoint(path: str | os.PathLike, tensors: Iterable[tuple[str, Any]]
     file at ``path`` is untouched, and the exception propagates.
 
     ``extra`` is a small dict of msgpack-native values stored in the index.
-    ``chunk_bytes`` bounds the staging memory for device arrays. Returns the
-    number of bytes written.
+    ``chunk_bytes`` bounds the staging memory for device arrays. ``stat_out``, a
+    list, receives the ``os.stat_result`` of the file written, taken before the
+    rename: its inode tells this file from one another process renames to the same
+    name later (the Saver's retention uses it). Returns the number of bytes written.
 
     Raises NotFoundError when the parent directory is missing and
     InvalidArgumentError for duplicate names, non-str names, unsupported
@@ -321,6 +323,8 @@ def write_checkpoint(path: str | os.PathLike, tensors: Iterable[tuple[str, Any]]
         total = out.pos
         if fsync:
             fileio.syscall("fsync", os.fsync, fd)
+        if stat_out is not None:
+            stat_out.append(os.fstat(fd))
         fd, closing = -1, fd
         fileio.syscall("close", os.close, closing)  # the descriptor is gone even if close fails
         fileio.syscall("rename", os.replace, tmp, path)

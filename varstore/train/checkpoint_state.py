@@ -148,12 +148,13 @@ def write_text_atomic(path: str, text: str) -> None:
     write_text_atomic_bytes(path, text.encode("utf-8"))
 
 
-def write_text_atomic_bytes(path: str, data: bytes) -> None:
+def write_text_atomic_bytes(path: str, data: bytes, stat_out: Optional[list] = None) -> None:
     """Replace ``path`` with ``data``: temp file, fsync, rename, fsync of the directory.
 
     On any error before the rename the temporary file is removed and ``path`` is
     untouched; the OSError (a full disk, an I/O error) keeps its errno and names
     ``path``. Every system call goes through ``varstore.checkpoint.fileio``.
+    ``stat_out``, a list, receives the file's ``os.stat_result`` (taken before the rename).
     """
     from ..checkpoint import fileio
     from ..checkpoint.format import temp_name
@@ -165,6 +166,8 @@ def write_text_atomic_bytes(path: str, data: bytes) -> None:
                             0o666)
         fileio.write_all(fd, data)
         fileio.syscall("fsync", os.fsync, fd)
+        if stat_out is not None:
+            stat_out.append(os.fstat(fd))
         fd, closing = -1, fd
         fileio.syscall("close", os.close, closing)  # closed even when close reports an error
         fileio.syscall("rename", os.replace, tmp, path)

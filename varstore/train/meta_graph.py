@@ -73,10 +73,11 @@ def export_meta_graph(filename: Optional[str] = None, clear_devices: bool = Fals
     return meta
 
 
-def write_meta_graph(filename: str, meta: dict) -> None:
-    """Write a description made by :func:`export_meta_graph` atomically to ``filename``."""
+def write_meta_graph(filename: str, meta: dict, stat_out: Optional[list] = None) -> None:
+    """Write a description made by :func:`export_meta_graph` atomically to ``filename``
+    (``stat_out``: see ``write_text_atomic_bytes``)."""
     from .checkpoint_state import write_text_atomic_bytes
-    write_text_atomic_bytes(os.fspath(filename), msgpack.packb(meta, use_bin_type=True))
+    write_text_atomic_bytes(os.fspath(filename), msgpack.packb(meta, use_bin_type=True), stat_out)
 
 
 def read_meta_graph(filename: str) -> dict:

@@ -22,7 +22,7 @@ from typing import Any, Iterable, Iterator, Optional, Union
 import numpy as np
 
 from devices.dtypes import bfloat16, is_floating
-from devices.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError, OpError
+from devices.errors import InvalidArgumentError, NotFoundError, OpError
 from devices.spec import DeviceSpec
 
 from ..checkpoint import CheckpointReader, write_checkpoint
@@ -292,29 +292,30 @@ class Saver:
             sum(int(np.prod(self._var_map[k].shape)) * self._var_map[k].dtype.itemsize for k in keys)
         meta_path = f"{path}.{suffix}"
         before, meta_before = _file_id(path), _file_id(meta_path)
-        ids: list = [None, None]  # (device, inode) of the files this save renamed into place
+        # (device, inode) of the files this save wrote, from their own descriptors: another
+        # process may rename a file to the same name at any moment after ours.
+        ckpt_stat: list = []
+        meta_stat: list = []
         try:
             with Progress(total, f"save {os.path.basename(path)}", enabled=progress) as bar:
                 try:
-                    write_checkpoint(path, _counted(values, bar), extra=extra)
+                    write_checkpoint(path, _counted(values, bar), extra=extra, stat_out=ckpt_stat)
                 finally:
                     if hasattr(values, "close"):
                         values.close()  # a failed write: wait for the shards in flight and remove them now
-            ids[0] = _file_id(path)
             if self._sharded and snapshot is None:
                 _shards.remove_shards(path, keep=[s["file"] for s in extra.get(_shards.SHARDS_KEY, [])])
             if meta is not None:
                 from .meta_graph import write_meta_graph
-                write_meta_graph(meta_path, meta)
-                ids[1] = _file_id(meta_path)
+                write_meta_graph(meta_path, meta, stat_out=meta_stat)
             if write_state:
-                self._record(path, directory, latest_filename, suffix, (ids[0], ids[1]))
+                self._record(path, directory, latest_filename, suffix, (_stat_id(ckpt_stat), _stat_id(meta_stat)))
         except BaseException:
             now = _file_id(path)
             if now is not None and now != before:  # our checkpoint was renamed into place, then something failed
                 meta_now = _file_id(meta_path) if meta is not None else None
-                meta_id = ids[1] or (meta_now if meta_now != meta_before else None)
-                _discard_unrecorded(path, directory, latest_filename, suffix, ids[0] or now, meta_id)
+                meta_id = _stat_id(meta_stat) or (meta_now if meta_now != meta_before else None)
+                _discard_unrecorded(path, directory, latest_filename, suffix, _stat_id(ckpt_stat) or now, meta_id)
             raise
         log.info("saved %d tensors to %s", len(keys), path)
 
@@ -435,9 +436,13 @@ class Saver:
         state_key = os.path.join(directory, latest_filename or cs.STATE_FILENAME)
         with cs.directory_lock(directory):
             if not os.path.exists(path):
-                raise FailedPreconditionError(
-                    f"{path} was deleted by another process saving into {directory} (its retention) "
-                    f"before this save could record it; the state file still names the previous checkpoints")
+                # Another process saved the same name over ours and its retention has deleted that
+                # since: newer checkpoints are in the directory. Nothing to name; the state stays.
+                log.warning("not recording %s: another process saving into %s replaced it with its own "
+                            "save of that name, and deleted it since (retention)", path, directory)
+                if ids[1] is not None:
+                    _remove_if(f"{path}.{suffix}", ids[1])
+                return
             stamps = {p: t for p, t in self._last if p != path and os.path.exists(p)}
             try:
                 st = cs.get_checkpoint_state(directory, latest_filename)
@@ -605,6 +610,11 @@ def _file_id(path: str) -> Optional[tuple[int, int]]:
     except OSError:
         return None
     return st.st_dev, st.st_ino
+
+
+def _stat_id(stats: list) -> Optional[tuple[int, int]]:
+    """(device, inode) of the os.stat_result a writer put in ``stats``, None if none."""
+    return (stats[0].st_dev, stats[0].st_ino) if stats else None
 
 
 def _mtime(path: str) -> Optional[float]:
