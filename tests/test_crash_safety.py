@@ -100,6 +100,7 @@ def test_sigkill_at_every_system_call_of_a_save(tmp_path, async_save):
     assert _save(driver, str(tmp_path / "count"), 3, mib, async_save=async_save, count_to=str(count)) == 0
     calls = int(count.read_text())
     assert calls >= 20
+    print(f"crash safety: SIGKILL at each of the {calls} system calls of a{'n async' if async_save else ' blocking'} save")
     for k in range(1, calls + 1):
         d = tmp_path / f"kill-{k}"
         shutil.copytree(base, d)
