@@ -107,3 +107,12 @@ def test_inspect_and_verify_follow_a_sharded_checkpoints_shards(tmp_path, capsys
     assert main(["verify", path]) == 1
     out = capsys.readouterr().out
     assert "CORRUPT" in out and "'b'" in out
+
+
+def test_verify_directory_reports_a_listed_non_checkpoint_and_goes_on(ckpt, tmp_path, capsys):
+    with open(ckpt[0], "wb") as f:
+        f.write(b"this is not a checkpoint at all\n")
+    assert main(["verify", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "CORRUPT" in out and ckpt[0] in out
+    assert f"ok       {ckpt[1]}" in out

@@ -71,7 +71,7 @@ def _verify_file(path: str) -> list[str]:
     try:
         with CheckpointReader(path) as r:
             problems += [e for _, e in r.verify() if e is not None]
-    except DataLossError as e:
+    except (DataLossError, NotFoundError) as e:  # listed as a checkpoint but not one: corrupt
         problems.append(str(e))
     meta = f"{path}.meta"
     if os.path.exists(meta):
@@ -94,6 +94,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     else:
         if not os.path.exists(path):
             raise NotFoundError(f"{path}: no such file")
+        try:  # a file named on the command line that is not a checkpoint at all: exit 2
+            CheckpointReader(path).close()
+        except DataLossError:
+            pass  # reported as CORRUPT below
         paths = [path]
     bad = 0
     for p in paths:
