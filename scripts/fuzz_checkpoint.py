@@ -43,7 +43,6 @@ import hashlib
 import io
 import os
 import random
-import struct
 import sys
 import tempfile
 import time

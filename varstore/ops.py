@@ -40,7 +40,7 @@ class Fetch:
         return self._fn()
 
     def __bool__(self) -> bool:
-        return bool(len(self._fn()) if isinstance(self._fn(), (list, tuple)) else self._fn())
+        return bool(self._fn())
 
     def __len__(self) -> int:
         return len(self._fn())

@@ -16,7 +16,6 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-import numpy as np
 
 import devices
 from devices.errors import InvalidArgumentError

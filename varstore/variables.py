@@ -21,10 +21,9 @@ import numpy as np
 
 import devices
 from devices.backends.cpu import host_array
-from devices.dtypes import as_dtype, bfloat16
+from devices.dtypes import bfloat16
 from devices.errors import FailedPreconditionError, InvalidArgumentError
 from devices.scope import OpDescription
-from devices.spec import DeviceSpec
 
 from . import initializers as _init
 from .graph import Graph, GraphKeys, get_default_graph

@@ -1,7 +1,6 @@
 """CUDA GPUs through cupy, imported lazily: without cupy or a card, no GPU exists."""
 from __future__ import annotations
 
-import contextlib
 import functools
 import threading
 from typing import Any, Iterator

@@ -25,7 +25,7 @@ import msgpack
 
 import devices
 from devices.dtypes import as_dtype
-from devices.errors import DataLossError, InvalidArgumentError, NotFoundError, OpError
+from devices.errors import DataLossError, NotFoundError, OpError
 from devices.shapes import as_shape
 
 from .. import initializers as _init

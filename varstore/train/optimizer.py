@@ -23,7 +23,7 @@ import numpy as np
 
 import devices
 from devices.dtypes import is_floating
-from devices.errors import FailedPreconditionError, InvalidArgumentError
+from devices.errors import InvalidArgumentError
 
 from .. import initializers as _init
 from ..graph import GraphKeys, get_default_graph
