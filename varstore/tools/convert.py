@@ -537,13 +537,18 @@ class _TorchSource(_Source):
     def __init__(self, path: str):
         super().__init__(path)
         torch = _torch()
-        import pickle
         is_zip = zipfile.is_zipfile(path)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 obj = torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
-        except pickle.UnpicklingError as e:
+        except Exception as e:  # noqa: BLE001 - sorted below; no pickle module is imported here
+            if type(e).__name__ != "UnpicklingError":  # torch's refusal (pickle.UnpicklingError)
+                if isinstance(e, (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, struct.error,
+                                  MemoryError)):
+                    raise DataLossError(f"{path}: not a readable PyTorch file: {type(e).__name__}: "
+                                        f"{str(e).splitlines()[0] if str(e) else ''}") from None
+                raise
             msg = str(e)
             if "weights only" in msg.lower() or "weights_only" in msg.lower():
                 # torch's message suggests weights_only=False; keep only what it found.
@@ -555,9 +560,6 @@ class _TorchSource(_Source):
                     f"torch.load(weights_only=True), and nothing in it was executed"
                     + (f" ({found[0]})" if found else "")) from None
             raise DataLossError(f"{path}: not a readable PyTorch file: {msg.splitlines()[0] if msg else e}") from None
-        except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, struct.error, MemoryError) as e:
-            raise DataLossError(f"{path}: not a readable PyTorch file: {type(e).__name__}: "
-                                f"{str(e).splitlines()[0] if str(e) else ''}") from None
         self._tensors: dict[str, Any] = {}
         skipped: list[str] = []
         self._flatten(obj, "", skipped, torch)
