@@ -24,8 +24,12 @@ Candidates, interleaved round by round (median of ``--reps``):
 - ``floor``: bytes the update must move (SGD 12 B/element: read var and
   grad, write var; Momentum 20; Adam 28) over the copy bandwidth measured
   with ``np.copyto`` on a large array, at 1 and ``--threads`` threads.
+  A copy streams slower than a fused update (its destination lines are
+  write-allocated; an update writes lines it has just read), so the fused
+  kernels run *below* this "floor": read it as a scale, not a bound.
 
-Arrays are 64-byte aligned, as ``devices`` allocates variables. Ratios are
+Arrays are 64-byte aligned, as ``devices`` allocates variables. On a shared
+machine, compare the "best ms" column too: other processes only add time. Ratios are
 against torch fused at the same thread count; "per byte vs 64-mix" compares
 the 2004-tensor mix's time with the 64-tensor mix's (same bytes).
 Benchmarks are not tests: nothing here asserts a timing.
