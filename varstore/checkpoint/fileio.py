@@ -27,6 +27,25 @@ OPS = ("open", "lock", "write", "fsync", "close", "rename", "fsync_dir")
 MAX_SYSCALL = 0x7FFFF000
 
 
+def iov_batch(views: list) -> list:
+    """The leading views of ``views`` that one readv/writev may move (at most MAX_SYSCALL bytes;
+    a single larger view is cut). Shared by the writer and the reader.
+
+    >>> [v.nbytes for v in iov_batch([memoryview(b"ab"), memoryview(b"c")])]
+    [2, 1]
+    """
+    batch: list = []
+    size = 0
+    for v in views:
+        if size + v.nbytes > MAX_SYSCALL:
+            if not batch:
+                batch.append(v[:MAX_SYSCALL])
+            break
+        batch.append(v)
+        size += v.nbytes
+    return batch
+
+
 def syscall(op: str, fn: Callable[..., Any], *args: Any) -> Any:
     """Run one system call of the write path: ``fn(*args)``. The seam tests replace."""
     return fn(*args)

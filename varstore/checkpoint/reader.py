@@ -19,6 +19,7 @@ import xxhash
 
 from devices.errors import DataLossError, FailedPreconditionError, InvalidArgumentError, NotFoundError
 
+from . import fileio
 from . import format as fmt
 from .validate import Index, decode_index
 
@@ -26,7 +27,6 @@ from .validate import Index, decode_index
 # one pass over memory instead of two (measured on 1 GiB from the page cache:
 # 1 MiB steps add ~5% to a plain readinto; a separate xxh3 pass adds ~20%).
 _READ_STEP = 1 << 20
-_MAX_SYSCALL = 0x7FFFF000
 
 
 def _open_error(path: str, e: Exception) -> Exception:
@@ -323,15 +323,7 @@ class CheckpointReader:
             raise FailedPreconditionError(f"CheckpointReader({self.path!r}) is closed")
         views = [v for v in views if v.nbytes]
         while views:
-            batch: list[memoryview] = []
-            size = 0
-            for v in views:  # stay under the per-call limit
-                if size + v.nbytes > _MAX_SYSCALL:
-                    if not batch:
-                        batch.append(v[:_MAX_SYSCALL])
-                    break
-                batch.append(v)
-                size += v.nbytes
+            batch = fileio.iov_batch(views)  # stay under the per-call limit
             try:
                 got = os.preadv(fd, batch, offset)
             except OSError as e:

@@ -35,8 +35,6 @@ _FLUSH_BYTES = 1 << 20
 # one pass over memory instead of two (measured: hashing then costs ~1/3 of a
 # separate xxh3 pass).
 _STEP = 1 << 20
-# Linux moves at most 0x7ffff000 bytes per write call.
-_MAX_SYSCALL = 0x7FFFF000
 
 
 class _Out:
@@ -77,15 +75,7 @@ class _Out:
 
     def _writev(self, views: list[memoryview]) -> None:
         while views:
-            batch: list[memoryview] = []
-            size = 0
-            for v in views:  # stay under the per-call limit
-                if size + v.nbytes > _MAX_SYSCALL:
-                    if not batch:
-                        batch.append(v[:_MAX_SYSCALL])
-                    break
-                batch.append(v)
-                size += v.nbytes
+            batch = fileio.iov_batch(views)  # stay under the per-call limit
             written = fileio.syscall("write", os.writev, self.fd, batch)
             # Drop what was written (a short write happens on a full disk or a signal).
             while views and written >= views[0].nbytes:
