@@ -65,7 +65,7 @@ from .cpu_rules import KERNELS
 _F16, _F32, _F64 = np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)
 # Storage dtype -> the view numba sees (None: as is). int16 vs uint16 tags float16 vs bfloat16.
 _VIEW = {_F32: None, _F64: None, _F16: np.dtype(np.int16), bfloat16: np.dtype(np.uint16)}
-_HALF = (_F16, bfloat16)
+_HALF = rules.HALF
 
 _BLOCK = 1 << 15  # half-precision block: 128 KiB of float32 per array, L2-resident
 _tls = threading.local()
@@ -186,15 +186,7 @@ def _slow_flat(a: Any, shape: tuple, dtype: np.dtype, what: str, rule: str, out:
     """Copy a non-contiguous input, or raise InvalidArgumentError saying what is wrong."""
     if not isinstance(a, np.ndarray):
         raise InvalidArgumentError(f"{rule}: {what} must be a numpy array on the CPU, got {type(a).__name__}")
-    if a.shape != shape:
-        raise InvalidArgumentError(f"{rule}: {what} has shape {a.shape}, expected {shape}")
-    if (dtype, a.dtype) not in _COMPAT:
-        if what == "var":
-            raise InvalidArgumentError(
-                f"{rule}: var has dtype {a.dtype}; expected float16, bfloat16, float32 or float64")
-        raise InvalidArgumentError(
-            f"{rule}: {what} has dtype {a.dtype}, var has {dtype}"
-            + (" (float32 is also accepted with a half-precision var)" if dtype in _HALF else ""))
+    rules.check_operand(rule, what, shape, dtype, a.shape, a.dtype)
     if out and not a.flags.c_contiguous:
         raise InvalidArgumentError(f"{rule}: {what} must be C-contiguous (it is updated in place)")
     if out:

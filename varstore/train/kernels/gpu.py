@@ -39,8 +39,6 @@ from . import rules
 
 _F16, _F32, _F64 = np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)
 _U16 = np.dtype(np.uint16)
-_HALF = (_F16, bfloat16)
-_ALLOWED = {(d, d) for d in (_F16, _F32, _F64, bfloat16)} | {(h, _F32) for h in _HALF}
 
 # Loads and stores by C++ overload on the element type. `unsigned short` is
 # only ever a bfloat16 view here (the Python side never passes real uint16).
@@ -155,15 +153,7 @@ def _operand(cp, a: Any, shape: tuple, dtype: np.dtype, what: str, rule: str, ou
     """``a`` checked against var, as the array the kernel takes (bfloat16 as uint16 bits)."""
     if not isinstance(a, cp.ndarray):
         raise InvalidArgumentError(f"{rule}: {what} must be a cupy array on the GPU, got {type(a).__name__}")
-    if a.shape != shape:
-        raise InvalidArgumentError(f"{rule}: {what} has shape {a.shape}, expected {shape}")
-    if (dtype, a.dtype) not in _ALLOWED:
-        if what == "var":
-            raise InvalidArgumentError(
-                f"{rule}: var has dtype {a.dtype}; expected float16, bfloat16, float32 or float64")
-        raise InvalidArgumentError(
-            f"{rule}: {what} has dtype {a.dtype}, var has {dtype}"
-            + (" (float32 is also accepted with a half-precision var)" if dtype in _HALF else ""))
+    rules.check_operand(rule, what, shape, dtype, a.shape, a.dtype)
     if a.device.id != device_id:
         raise InvalidArgumentError(f"{rule}: {what} is on GPU {a.device.id}, var on GPU {device_id}")
     if not a.flags.c_contiguous:

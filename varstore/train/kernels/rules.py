@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+import numpy as np
+
+from devices.dtypes import bfloat16
 from devices.errors import InvalidArgumentError
 
 # Slot keys the caller must pass (TF 1.x slot names). RMSProp adds "mg" when centered.
@@ -91,3 +94,23 @@ def check_slots(rule: str, keys: tuple[str, ...], slots: Mapping[str, Any]) -> l
         raise InvalidArgumentError(
             f"{rule}: unexpected slot(s) {sorted(set(slots) - set(keys))}; this rule needs {list(keys)}")
     return arrays
+
+
+HALF = (np.dtype(np.float16), bfloat16)
+# (var dtype, operand dtype) pairs every backend accepts: the same dtype, or float32
+# gradients/slots beside a half-precision var (computed in float32 anyway).
+DTYPE_PAIRS = frozenset({(np.dtype(d), np.dtype(d)) for d in (np.float16, np.float32, np.float64, bfloat16)}
+                        | {(h, np.dtype(np.float32)) for h in HALF})
+
+
+def check_operand(rule: str, what: str, shape: tuple, dtype: np.dtype, a_shape: tuple, a_dtype: Any) -> None:
+    """Raise InvalidArgumentError when an operand's shape or dtype does not fit the var's."""
+    if a_shape != shape:
+        raise InvalidArgumentError(f"{rule}: {what} has shape {a_shape}, expected {shape}")
+    if (dtype, a_dtype) not in DTYPE_PAIRS:
+        if what == "var":
+            raise InvalidArgumentError(
+                f"{rule}: var has dtype {a_dtype}; expected float16, bfloat16, float32 or float64")
+        raise InvalidArgumentError(
+            f"{rule}: {what} has dtype {a_dtype}, var has {dtype}"
+            + (" (float32 is also accepted with a half-precision var)" if dtype in HALF else ""))
