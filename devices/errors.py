@@ -40,7 +40,12 @@ class ResourceExhaustedError(OpError, MemoryError):
 
 
 class UnavailableError(OpError, RuntimeError):
-    """A device or parameter-server task that is gone or cannot be reached."""
+    """A device, parameter-server task or storage endpoint that is gone or cannot be reached."""
+
+
+class PermissionDeniedError(OpError, RuntimeError):
+    """Storage that refuses access: missing or wrong credentials (not an OSError, so that
+    no file-error handler mistakes it for a local disk's)."""
 
 
 __all__ = [
@@ -51,4 +56,5 @@ __all__ = [
     "DataLossError",
     "UnavailableError",
     "ResourceExhaustedError",
+    "PermissionDeniedError",
 ]

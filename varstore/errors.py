@@ -8,7 +8,7 @@
 bad spec
 """
 from devices.errors import (DataLossError, FailedPreconditionError, InvalidArgumentError, NotFoundError,
-                            OpError, ResourceExhaustedError, UnavailableError)
+                            OpError, PermissionDeniedError, ResourceExhaustedError, UnavailableError)
 
 __all__ = ["OpError", "InvalidArgumentError", "FailedPreconditionError", "NotFoundError",
-           "DataLossError", "UnavailableError", "ResourceExhaustedError"]
+           "DataLossError", "UnavailableError", "ResourceExhaustedError", "PermissionDeniedError"]

@@ -17,10 +17,11 @@ from typing import Any, Iterator, Optional
 import numpy as np
 import xxhash
 
-from devices.errors import DataLossError, FailedPreconditionError, InvalidArgumentError, NotFoundError
+from devices.errors import DataLossError, FailedPreconditionError, InvalidArgumentError, NotFoundError, OpError
 
 from . import fileio
 from . import format as fmt
+from . import remote
 from .validate import Index, decode_index
 
 # Hash each step right after reading it, while it is still in the CPU cache:
@@ -48,6 +49,11 @@ def is_checkpoint(path: str | os.PathLike) -> bool:
     >>> is_checkpoint("/nonexistent")
     False
     """
+    if remote.is_url(path):
+        try:
+            return remote.Source(path).pread(fmt.HEADER_SIZE - 1, 0) == fmt.HEADER_PREFIX
+        except OpError:
+            return False
     try:
         with open(path, "rb") as f:
             return f.read(fmt.HEADER_SIZE - 1) == fmt.HEADER_PREFIX
@@ -72,6 +78,10 @@ class CheckpointReader:
     truncated, corrupt or hostile raises DataLossError naming the file (and
     the tensor, where there is one). Missing keys raise NotFoundError with
     the closest names. The reader is safe to share between threads.
+
+    ``path`` may be an fsspec URL (``s3://...``, ``memory://...``): the tensors are
+    read with ranged requests, and a checkpoint whose commit marker is missing or
+    belongs to another save (an interrupted save) is NotFoundError.
     """
 
     def __init__(self, path: str | os.PathLike):
@@ -85,6 +95,12 @@ class CheckpointReader:
             raise InvalidArgumentError(
                 f"CheckpointReader: path must be a str or os.PathLike, received {type(path).__name__}") from None
         self.path: str = os.fsdecode(path) if isinstance(path, bytes) else path
+        self._remote: Optional[remote.Source] = None
+        if remote.is_url(self.path):
+            self._remote = remote.Source(self.path)
+            self._index = self._open()
+            self.extra = self._index.extra
+            return
         try:
             # O_NONBLOCK: a FIFO or device named by mistake must not block the open.
             self._fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
@@ -99,6 +115,11 @@ class CheckpointReader:
 
     # -- opening -----------------------------------------------------------------
     def _pread(self, n: int, offset: int) -> bytes:
+        if self._remote is not None:
+            data = self._remote.pread(n, offset)
+            if len(data) != n:
+                raise DataLossError(f"{self.path}: object shrank while being read (short read at {offset})")
+            return data
         try:
             data = os.pread(self._fd, n, offset)
         except OSError as e:
@@ -107,7 +128,9 @@ class CheckpointReader:
             raise DataLossError(f"{self.path}: file shrank while being read (short read at {offset})")
         return data
 
-    def _open(self) -> Index:
+    def _size_of(self) -> int:
+        if self._remote is not None:
+            return self._remote.size
         try:
             st = os.fstat(self._fd)
         except OSError as e:
@@ -115,7 +138,14 @@ class CheckpointReader:
         if not stat.S_ISREG(st.st_mode):
             what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
             raise NotFoundError(f"Checkpoint {self.path!r} not found: it is {what}, not a checkpoint file")
-        size = self._size = st.st_size
+        return st.st_size
+
+    def _open(self) -> Index:
+        marker = remote.read_commit(self.path) if self._remote is not None else None
+        if self._remote is not None and marker is None:
+            raise NotFoundError(f"Checkpoint {self.path!r} is not committed (no {remote.COMMIT_SUFFIX} marker "
+                                f"beside it): its save was interrupted or is still running")
+        size = self._size = self._size_of()
         head = self._pread(min(size, fmt.HEADER_SIZE), 0)
         prefix = fmt.HEADER_PREFIX
         if not head.startswith(prefix[:len(head)]) or size == 0:
@@ -133,7 +163,11 @@ class CheckpointReader:
         if version not in fmt.SUPPORTED_VERSIONS:
             raise DataLossError(f"{self.path}: checkpoint format version {version} is not understood "
                                 f"by this reader (it reads versions {sorted(fmt.SUPPORTED_VERSIONS)})")
-        footer = fmt.parse_footer(self._pread(fmt.FOOTER_SIZE, size - fmt.FOOTER_SIZE))
+        footer_raw = self._pread(fmt.FOOTER_SIZE, size - fmt.FOOTER_SIZE)
+        if self._remote is not None and not remote.marker_matches(marker, size, footer_raw):
+            raise NotFoundError(f"Checkpoint {self.path!r} is not committed: its {remote.COMMIT_SUFFIX} marker is "
+                                f"for another save of that name (this one was interrupted or is still running)")
+        footer = fmt.parse_footer(footer_raw)
         if footer is None:
             raise DataLossError(f"{self.path}: truncated or corrupt checkpoint: no valid footer in the "
                                 f"last {fmt.FOOTER_SIZE} bytes")
@@ -242,6 +276,8 @@ class CheckpointReader:
                                                 f"{self._index.checksums[i]:016x}): the data is corrupt")
 
     def _map(self) -> Optional[mmap.mmap]:
+        if self._remote is not None:
+            return None  # a remote object is read, never mapped
         with self._lock:
             if self._mmap is None:
                 if self._fd < 0:
@@ -318,6 +354,10 @@ class CheckpointReader:
     def _preadv(self, views: list[memoryview], offset: int) -> None:
         """Fill ``views`` (in order) from the file at ``offset``: no copy, no seek, so
         safe between threads."""
+        if self._remote is not None:
+            if self._remote.preadv(views, offset) != sum(v.nbytes for v in views):
+                raise DataLossError(f"{self.path}: object shrank while being read (short read at {offset})")
+            return
         fd = self._fd
         if fd < 0:
             raise FailedPreconditionError(f"CheckpointReader({self.path!r}) is closed")

@@ -23,6 +23,7 @@ from devices.transfer import host_chunks
 
 from . import fileio
 from . import format as fmt
+from . import remote
 from .validate import DECODE_ERRORS, unpack_limited
 
 # Small writes (headers, padding, small tensors) are gathered in one buffer so
@@ -38,10 +39,13 @@ _STEP = 1 << 20
 
 
 class _Out:
-    """A file descriptor with a position, a small coalescing buffer and writev."""
+    """A sink with a position, a small coalescing buffer and writev.
 
-    def __init__(self, fd: int):
-        self.fd = fd
+    ``writev(views)`` writes some leading bytes of ``views`` and returns how many
+    (a file descriptor may write short; a remote sink takes them all)."""
+
+    def __init__(self, writev: Any):
+        self._sink = writev
         self.pos = 0
         self._pending = bytearray()
 
@@ -76,7 +80,7 @@ class _Out:
     def _writev(self, views: list[memoryview]) -> None:
         while views:
             batch = fileio.iov_batch(views)  # stay under the per-call limit
-            written = fileio.syscall("write", os.writev, self.fd, batch)
+            written = self._sink(batch)
             # Drop what was written (a short write happens on a full disk or a signal).
             while views and written >= views[0].nbytes:
                 written -= views[0].nbytes
@@ -217,6 +221,58 @@ def _pack_extra(extra: Optional[dict]) -> dict:
         raise InvalidArgumentError(f"write_checkpoint: extra cannot be read back: {e}") from None
 
 
+def _write_body(out: _Out, tensors: Iterable[tuple[str, Any]], extra_obj: dict, bin_bytes: int,
+                chunk_bytes: int) -> int:
+    """Header, tensors, index and footer into ``out`` (flushed); returns the index checksum."""
+    out.small(fmt.HEADER)
+    names: list[str] = []
+    dtypes: list[str] = []
+    shapes: list[list[int]] = []
+    offsets: list[int] = []
+    sizes: list[int] = []
+    checksums: list[int] = []
+    seen: set[str] = set()
+    for item in tensors:
+        try:
+            name, array = item
+        except (TypeError, ValueError):
+            raise InvalidArgumentError(
+                f"write_checkpoint: expected (name, array) pairs, received {type(item).__name__}") from None
+        if not isinstance(name, str):
+            raise InvalidArgumentError(
+                f"write_checkpoint: tensor names must be str, received {type(name).__name__} {name!r}")
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidArgumentError(
+                f"write_checkpoint: tensor name {name!r} is not valid unicode (lone surrogate)") from None
+        if name in seen:
+            raise InvalidArgumentError(f"write_checkpoint: duplicate tensor name {name!r}")
+        seen.add(name)
+        offset, dtype, shape, nbytes, checksum = _write_tensor(out, name, array, bin_bytes, chunk_bytes)
+        names.append(name)
+        dtypes.append(dtype)
+        shapes.append(list(shape))
+        offsets.append(offset)
+        sizes.append(nbytes)
+        checksums.append(checksum)
+    index = msgpack.packb({
+        "names": names, "dtypes": dtypes, "shapes": shapes, "offsets": offsets,
+        "nbytes": sizes, "checksums": checksums, "bin_bytes": bin_bytes,
+        "checksum": fmt.CHECKSUM, "extra": extra_obj,
+    }, use_bin_type=True)
+    if len(index) > fmt.MAX_INDEX_BYTES:
+        raise InvalidArgumentError(
+            f"write_checkpoint: the index of {len(names)} tensors packs to {len(index)} bytes, "
+            f"more than the {fmt.MAX_INDEX_BYTES} a reader accepts")
+    index_offset = out.pos
+    index_checksum = xxhash.xxh3_64_intdigest(index)
+    out.small(index)
+    out.small(fmt.pack_footer(index_offset, len(index), index_checksum))
+    out.flush()
+    return index_checksum
+
+
 def write_checkpoint(path: str | os.PathLike, tensors: Iterable[tuple[str, Any]], *,
                      extra: Optional[dict] = None, chunk_bytes: int = 64 << 20,
                      fsync: bool = True, stat_out: Optional[list] = None) -> int:
@@ -234,6 +290,12 @@ def write_checkpoint(path: str | os.PathLike, tensors: Iterable[tuple[str, Any]]
     rename: its inode tells this file from one another process renames to the same
     name later (the Saver's retention uses it). Returns the number of bytes written.
 
+    ``path`` may be an fsspec URL (``s3://bucket/run/model.ckpt``, ``memory://...``):
+    the data is streamed to that object, then its commit marker is written
+    (``varstore.checkpoint.remote``); readers take it only from then on. A failed
+    save removes what it uploaded, unless the object there is still an older,
+    committed checkpoint. ``fsync`` and ``stat_out`` do not apply to URLs.
+
     Raises NotFoundError when the parent directory is missing and
     InvalidArgumentError for duplicate names, non-str names, unsupported
     dtypes or an unpackable ``extra``. Other OSErrors (a full disk) propagate.
@@ -250,66 +312,24 @@ def write_checkpoint(path: str | os.PathLike, tensors: Iterable[tuple[str, Any]]
         path = os.fsdecode(path)
     if not isinstance(chunk_bytes, int) or chunk_bytes <= 0:
         raise InvalidArgumentError(f"write_checkpoint: chunk_bytes must be a positive int, received {chunk_bytes!r}")
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise NotFoundError(
-            f"write_checkpoint: cannot write {path!r}: directory {directory!r} does not exist")
     extra_obj = _pack_extra(extra)
     bin_bytes = fmt.MAX_BIN_BYTES
     if bin_bytes <= 0 or bin_bytes % fmt.ALIGNMENT or bin_bytes > 2**32 - 1:
         raise InvalidArgumentError(f"write_checkpoint: MAX_BIN_BYTES={bin_bytes} is not a valid bin size")
+    if remote.is_url(path):
+        return _write_remote(path, tensors, extra_obj, bin_bytes, chunk_bytes)
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise NotFoundError(
+            f"write_checkpoint: cannot write {path!r}: directory {directory!r} does not exist")
 
     tmp = os.path.join(directory, fmt.temp_name(os.path.basename(path)))
     fd = -1
     try:
         fd = fileio.syscall("open", os.open, tmp,
                             os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
-        out = _Out(fd)
-        out.small(fmt.HEADER)
-        names: list[str] = []
-        dtypes: list[str] = []
-        shapes: list[list[int]] = []
-        offsets: list[int] = []
-        sizes: list[int] = []
-        checksums: list[int] = []
-        seen: set[str] = set()
-        for item in tensors:
-            try:
-                name, array = item
-            except (TypeError, ValueError):
-                raise InvalidArgumentError(
-                    f"write_checkpoint: expected (name, array) pairs, received {type(item).__name__}") from None
-            if not isinstance(name, str):
-                raise InvalidArgumentError(
-                    f"write_checkpoint: tensor names must be str, received {type(name).__name__} {name!r}")
-            try:
-                name.encode("utf-8")
-            except UnicodeEncodeError:
-                raise InvalidArgumentError(
-                    f"write_checkpoint: tensor name {name!r} is not valid unicode (lone surrogate)") from None
-            if name in seen:
-                raise InvalidArgumentError(f"write_checkpoint: duplicate tensor name {name!r}")
-            seen.add(name)
-            offset, dtype, shape, nbytes, checksum = _write_tensor(out, name, array, bin_bytes, chunk_bytes)
-            names.append(name)
-            dtypes.append(dtype)
-            shapes.append(list(shape))
-            offsets.append(offset)
-            sizes.append(nbytes)
-            checksums.append(checksum)
-        index = msgpack.packb({
-            "names": names, "dtypes": dtypes, "shapes": shapes, "offsets": offsets,
-            "nbytes": sizes, "checksums": checksums, "bin_bytes": bin_bytes,
-            "checksum": fmt.CHECKSUM, "extra": extra_obj,
-        }, use_bin_type=True)
-        if len(index) > fmt.MAX_INDEX_BYTES:
-            raise InvalidArgumentError(
-                f"write_checkpoint: the index of {len(names)} tensors packs to {len(index)} bytes, "
-                f"more than the {fmt.MAX_INDEX_BYTES} a reader accepts")
-        index_offset = out.pos
-        out.small(index)
-        out.small(fmt.pack_footer(index_offset, len(index), xxhash.xxh3_64_intdigest(index)))
-        out.flush()
+        out = _Out(lambda batch: fileio.syscall("write", os.writev, fd, batch))
+        _write_body(out, tensors, extra_obj, bin_bytes, chunk_bytes)
         total = out.pos
         if fsync:
             fileio.syscall("fsync", os.fsync, fd)
@@ -336,6 +356,21 @@ def write_checkpoint(path: str | os.PathLike, tensors: Iterable[tuple[str, Any]]
             raise fileio.with_context(e, f"checkpoint {path} was written and renamed into place, but "
                                          f"syncing its directory failed: it may not survive a power loss") from e
     return total
+
+
+def _write_remote(url: str, tensors: Iterable[tuple[str, Any]], extra_obj: dict, bin_bytes: int,
+                  chunk_bytes: int) -> int:
+    """Stream the checkpoint to the object at ``url``, then commit it with its marker."""
+    sink = remote.Sink(url)
+    try:
+        out = _Out(sink.writev)
+        index_checksum = _write_body(out, tensors, extra_obj, bin_bytes, chunk_bytes)
+        sink.close()
+        remote.write_commit(url, out.pos, index_checksum)
+    except BaseException:
+        sink.abort()
+        raise
+    return out.pos
 
 
 __all__ = ["write_checkpoint"]

@@ -11,6 +11,11 @@ Paths in the same directory are stored relative, so the directory can be
 moved. The file is replaced atomically (temp file, fsync, rename, fsync of
 the directory) under a lock, so two writers never leave it torn.
 
+In a directory at an fsspec URL the state file is one object, replaced by a
+single PUT (atomic on object stores), and it names only committed checkpoints:
+``latest_checkpoint`` takes the newest listed one whose commit marker matches it.
+There is no lock there: give each remote directory one writer.
+
 >>> import tempfile, varstore as tf
 >>> tf.train.latest_checkpoint(tempfile.mkdtemp()) is None
 True
@@ -24,7 +29,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterator, Optional
 
-from devices.errors import DataLossError
+from devices.errors import DataLossError, OpError
+
+from ..checkpoint import remote
 
 STATE_FILENAME = "checkpoint"
 _MAX_STATE_BYTES = 16 << 20  # a state file is a few lines; anything bigger is not one
@@ -50,9 +57,11 @@ def _unescape(s: str) -> str:
 
 
 def format_state(state: CheckpointState, directory: str) -> str:
+    here = remote.parent(remote.join(directory, "x"))
+
     def rel(p: str) -> str:
         # Relative when the checkpoint sits in this directory: the directory can be moved.
-        return os.path.basename(p) if os.path.dirname(os.path.abspath(p)) == os.path.abspath(directory) else p
+        return os.path.basename(p) if remote.parent(p) == here else p
 
     lines = [f'model_checkpoint_path: "{_escape(rel(state.model_checkpoint_path))}"']
     lines += [f'all_model_checkpoint_paths: "{_escape(rel(p))}"' for p in state.all_model_checkpoint_paths]
@@ -75,7 +84,7 @@ def parse_state(text: str, directory: str, filename: str = STATE_FILENAME) -> Ch
             if sval is None:
                 raise DataLossError(f"{filename}: line {n}: {key} expects a quoted path")
             p = _unescape(sval)
-            p = p if os.path.isabs(p) or "://" in p else os.path.join(directory, p)
+            p = p if os.path.isabs(p) or remote.is_url(p) else remote.join(directory, p)
             if key == "model_checkpoint_path":
                 st.model_checkpoint_path = p
             else:
@@ -102,11 +111,13 @@ def get_checkpoint_state(checkpoint_dir: str, latest_filename: Optional[str] = N
     A corrupt state file raises DataLossError naming it.
     """
     from ..checkpoint.fileio import read_small_file
-    path = os.path.join(os.fspath(checkpoint_dir), latest_filename or STATE_FILENAME)
+    path = remote.join(os.fspath(checkpoint_dir), latest_filename or STATE_FILENAME)
     try:
         data = read_small_file(path, _MAX_STATE_BYTES)
     except FileNotFoundError:
         return None
+    except OpError:  # a store that cannot be reached or refuses access: not a corrupt file
+        raise
     except IsADirectoryError:
         raise DataLossError(f"{path}: expected a state file, found a directory") from None
     except (OSError, ValueError) as e:  # not a regular file, permissions, an I/O error; ValueError: a NUL
@@ -117,7 +128,7 @@ def get_checkpoint_state(checkpoint_dir: str, latest_filename: Optional[str] = N
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise DataLossError(f"{path}: not UTF-8 text, so not a checkpoint state file") from None
-    st = parse_state(text, os.path.dirname(os.path.abspath(path)), path)
+    st = parse_state(text, remote.parent(path), path)
     return st if st.model_checkpoint_path else None
 
 
@@ -129,13 +140,18 @@ def latest_checkpoint(checkpoint_dir: str, latest_filename: Optional[str] = None
     st = get_checkpoint_state(checkpoint_dir, latest_filename)
     if st is None:
         return None
-    if os.path.isfile(st.model_checkpoint_path):
+    if _present(st.model_checkpoint_path):
         return st.model_checkpoint_path
     # The newest one is gone (deleted by hand?): fall back to the newest retained that exists.
     for p in reversed(st.all_model_checkpoint_paths):
-        if os.path.isfile(p):
+        if _present(p):
             return p
     return None
+
+
+def _present(path: str) -> bool:
+    """A local checkpoint file that exists, or a committed one at a URL."""
+    return remote.is_committed(path) if remote.is_url(path) else os.path.isfile(path)
 
 
 def fsync_dir(directory: str) -> None:
@@ -158,6 +174,9 @@ def write_text_atomic_bytes(path: str, data: bytes, stat_out: Optional[list] = N
     """
     from ..checkpoint import fileio
     from ..checkpoint.format import temp_name
+    if remote.is_url(path):
+        remote.write_small(path, data)  # one PUT: the object is old or new, never torn
+        return
     directory = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(directory, temp_name(os.path.basename(path)))
     fd = -1
@@ -187,7 +206,7 @@ def write_text_atomic_bytes(path: str, data: bytes, stat_out: Optional[list] = N
 
 
 def update_checkpoint_state(directory: str, state: CheckpointState, latest_filename: Optional[str] = None) -> None:
-    write_text_atomic(os.path.join(directory, latest_filename or STATE_FILENAME), format_state(state, directory))
+    write_text_atomic(remote.join(directory, latest_filename or STATE_FILENAME), format_state(state, directory))
 
 
 @contextlib.contextmanager
@@ -199,6 +218,9 @@ def directory_lock(directory: str) -> Iterator[None]:
     checkpoints from the state file and never delete what it names.
     """
     from ..checkpoint import fileio
+    if remote.is_url(directory):  # object stores have no locks: one writer per remote directory
+        yield
+        return
     path = os.path.join(directory, ".checkpoint.lock")
     try:
         fd = fileio.syscall("lock", os.open, path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)

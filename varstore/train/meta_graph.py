@@ -88,6 +88,8 @@ def read_meta_graph(filename: str) -> dict:
         data = read_small_file(path, MAX_META_BYTES)
     except FileNotFoundError:
         raise NotFoundError(f"meta graph {path} does not exist") from None
+    except OpError:  # a remote store that failed: its own error names the URL
+        raise
     except IsADirectoryError:
         raise NotFoundError(f"meta graph {path} is a directory") from None
     except (OSError, ValueError) as e:  # not a regular file, permissions, an I/O error; ValueError: a NUL

@@ -22,10 +22,10 @@ from typing import Any, Iterable, Iterator, Optional, Union
 import numpy as np
 
 from devices.dtypes import bfloat16, is_floating
-from devices.errors import InvalidArgumentError, NotFoundError, OpError
+from devices.errors import DataLossError, InvalidArgumentError, NotFoundError, OpError
 from devices.spec import DeviceSpec
 
-from ..checkpoint import CheckpointReader, write_checkpoint
+from ..checkpoint import CheckpointReader, remote, write_checkpoint
 from ..checkpoint.format import temp_name, temp_target
 from ..graph import GraphKeys, get_default_graph
 from ..variables import Variable
@@ -191,8 +191,7 @@ class Saver:
 
     def recover_last_checkpoints(self, checkpoint_paths: list) -> None:
         now = time.time()
-        self._last = [(p, os.path.getmtime(p) if os.path.exists(p) else now)
-                      for p in checkpoint_paths if os.path.exists(p)]
+        self._last = [(p, _mtime(p) or now) for p in checkpoint_paths if _exists(p)]
 
     # -- save ---------------------------------------------------------------------
     def save(self, sess: Any, save_path: str, global_step: Any = None, latest_filename: Optional[str] = None,
@@ -213,6 +212,11 @@ class Saver:
         next ``save``. Interpreter exit waits for a pending save.
 
         ``progress``: a progress bar on a terminal for saves over ~2 s (None: automatic).
+
+        ``save_path`` may be an fsspec URL (``s3://bucket/run/model.ckpt``): the checkpoint is
+        committed with a marker object before the state file names it (docs/FORMAT.md).
+        There, ``sharded=True`` writes one object, and one process should save into a
+        directory at a time (an object store has no lock).
         """
         self._raise_pending()
         if not isinstance(save_path, (str, os.PathLike)):
@@ -221,8 +225,10 @@ class Saver:
         if global_step is not None:
             step = _step_value(global_step)
             path = f"{path}-{step:08d}" if self._pad_step_number else f"{path}-{step}"
-        directory = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(directory):
+        directory = remote.parent(path)
+        if remote.is_url(path):
+            remote.filesystem(path, "saving checkpoint")  # an unknown protocol fails here, before any work
+        elif not os.path.isdir(directory):
             raise NotFoundError(f"Parent directory of {path} doesn't exist, can't save.")
         extra = {"global_step": None if global_step is None else _step_value(global_step),
                  "saved_at": time.time()}
@@ -285,7 +291,8 @@ class Saver:
                latest_filename: Optional[str], suffix: str, write_state: bool, progress: Optional[bool]) -> None:
         from ..progress import Progress
         keys, pending = (sorted(self._var_map), []) if snapshot is None else ([k for k, _ in snapshot], [])
-        if self._sharded and snapshot is None:
+        sharded = self._sharded and snapshot is None and not remote.is_url(path)
+        if sharded:
             keys, pending = self._start_shards(path, keys, extra)
         values = self._locked_values(keys, pending) if snapshot is None else iter(snapshot)
         total = sum(int(getattr(a, "nbytes", 0)) for _, a in snapshot) if snapshot is not None else \
@@ -296,14 +303,16 @@ class Saver:
         # process may rename a file to the same name at any moment after ours.
         ckpt_stat: list = []
         meta_stat: list = []
+        committed = False
         try:
             with Progress(total, f"save {os.path.basename(path)}", enabled=progress) as bar:
                 try:
                     write_checkpoint(path, _counted(values, bar), extra=extra, stat_out=ckpt_stat)
+                    committed = True
                 finally:
                     if hasattr(values, "close"):
                         values.close()  # a failed write: wait for the shards in flight and remove them now
-            if self._sharded and snapshot is None:
+            if sharded:
                 _shards.remove_shards(path, keep=[s["file"] for s in extra.get(_shards.SHARDS_KEY, [])])
             if meta is not None:
                 from .meta_graph import write_meta_graph
@@ -311,6 +320,10 @@ class Saver:
             if write_state:
                 self._record(path, directory, latest_filename, suffix, (_stat_id(ckpt_stat), _stat_id(meta_stat)))
         except BaseException:
+            if remote.is_url(path):  # no inodes there: what this save committed, it removes
+                if committed:
+                    _discard_unrecorded(path, directory, latest_filename, suffix, None, None)
+                raise
             now = _file_id(path)
             if now is not None and now != before:  # our checkpoint was renamed into place, then something failed
                 meta_now = _file_id(meta_path) if meta is not None else None
@@ -395,7 +408,7 @@ class Saver:
         if directory in self._prepared_dirs:
             return
         self._prepared_dirs.add(directory)
-        for name in os.listdir(directory):
+        for name in [] if remote.is_url(directory) else os.listdir(directory):
             t = temp_target(name)
             if t is not None and not _pid_alive(t[1]):
                 with contextlib.suppress(OSError):
@@ -403,17 +416,20 @@ class Saver:
                     log.info("removed stale temporary file %s", name)
         try:
             st = cs.get_checkpoint_state(directory, latest_filename)
-        except Exception as e:  # a corrupt state file is replaced by our next write
+        except DataLossError as e:  # a corrupt state file is replaced by our next write
             log.warning("ignoring unreadable state file in %s: %s", directory, e)
             st = None
+        except BaseException:
+            self._prepared_dirs.discard(directory)  # a store that failed (no credentials): try again next time
+            raise
         if st is None:
             return
-        self._seen[os.path.join(directory, latest_filename or cs.STATE_FILENAME)] = dict(_listed(st))
+        self._seen[remote.join(directory, latest_filename or cs.STATE_FILENAME)] = dict(_listed(st))
         known = {p for p, _ in self._last}
         ts = st.all_model_checkpoint_timestamps
         for i, p in enumerate(st.all_model_checkpoint_paths):
-            if p not in known and os.path.exists(p):
-                self._last.append((p, ts[i] if ts else os.path.getmtime(p)))
+            if p not in known and _exists(p):
+                self._last.append((p, ts[i] if ts else (_mtime(p) or time.time())))
         self._last.sort(key=lambda pt: pt[1])
         if st.last_preserved_timestamp:
             self._next_keep_time = st.last_preserved_timestamp + self._keep_hours * 3600
@@ -433,9 +449,9 @@ class Saver:
         retention deletes a file only while it is still the one recorded (another writer
         may have saved the same path since).
         """
-        state_key = os.path.join(directory, latest_filename or cs.STATE_FILENAME)
+        state_key = remote.join(directory, latest_filename or cs.STATE_FILENAME)
         with cs.directory_lock(directory):
-            if not os.path.exists(path):
+            if not _exists(path):
                 # Another process saved the same name over ours and its retention has deleted that
                 # since: newer checkpoints are in the directory. Nothing to name; the state stays.
                 log.warning("not recording %s: another process saving into %s replaced it with its own "
@@ -443,7 +459,7 @@ class Saver:
                 if ids[1] is not None:
                     _remove_if(f"{path}.{suffix}", ids[1])
                 return
-            stamps = {p: t for p, t in self._last if p != path and os.path.exists(p)}
+            stamps = {p: t for p, t in self._last if p != path and _exists(p)}
             try:
                 st = cs.get_checkpoint_state(directory, latest_filename)
             except OpError as e:  # a corrupt state file is replaced below
@@ -458,7 +474,7 @@ class Saver:
                         if t is not None and t > stamps[p]:
                             stamps[p] = t
                             self._ids.pop(p, None)
-                    elif os.path.exists(p):  # recorded by another writer
+                    elif _exists(p):  # recorded by another writer
                         t = t if t is not None else _mtime(p)
                         if t is not None:
                             stamps[p] = t
@@ -488,8 +504,7 @@ class Saver:
             # Only now that the state file no longer names them may old checkpoints go.
             for p in doomed:
                 ckpt_id, meta_id = self._ids.pop(p, (None, None))
-                if _remove_if(p, ckpt_id):
-                    _shards.remove_shards(p)
+                _remove_checkpoint(p, ckpt_id)
                 _remove_if(f"{p}.{suffix}", meta_id)
             live = {p for p, _ in history}
             for p in [p for p in self._ids if p not in live]:
@@ -511,7 +526,7 @@ class Saver:
         if save_path is None:
             raise InvalidArgumentError("Can't load save_path when it is None.")
         path = os.fspath(save_path)
-        if not os.path.isfile(path):
+        if not (remote.exists(path) if remote.is_url(path) else os.path.isfile(path)):
             hint = " (it is a directory: use tf.train.latest_checkpoint(dir))" if os.path.isdir(path) else ""
             raise NotFoundError(f"Failed to find a checkpoint at {path}{hint}")
         with _shards.CheckpointSet(path) as reader:
@@ -523,12 +538,12 @@ class Saver:
                 g._last_restore = path
             touched: list[Variable] = []
             try:
-                remote: dict[Any, list] = {}
+                by_task: dict[Any, list] = {}
                 for key, var in plan:
                     if getattr(var.device_object, "load_tensors", None) is not None:
-                        remote.setdefault(var.device_object, []).append((key, var))
+                        by_task.setdefault(var.device_object, []).append((key, var))
                 waits = []
-                for dev, items in remote.items():  # every task starts loading now
+                for dev, items in by_task.items():  # every task starts loading now
                     touched += [v for _, v in items]
                     waits.append((items, dev.load_tensors(
                         [(v._value, reader.file_of(k), k, reader.shape(k), v.dtype) for k, v in items],
@@ -604,7 +619,9 @@ def _restore_one(reader: Any, key: str, var: Variable) -> None:
 
 
 def _file_id(path: str) -> Optional[tuple[int, int]]:
-    """(device, inode) of ``path``, None when absent: tells whether a rename replaced it."""
+    """(device, inode) of ``path``, None when absent or at a URL: tells whether a rename replaced it."""
+    if remote.is_url(path):
+        return None
     try:
         st = os.stat(path)
     except OSError:
@@ -617,7 +634,13 @@ def _stat_id(stats: list) -> Optional[tuple[int, int]]:
     return (stats[0].st_dev, stats[0].st_ino) if stats else None
 
 
+def _exists(path: str) -> bool:
+    return remote.exists(path) if remote.is_url(path) else os.path.exists(path)
+
+
 def _mtime(path: str) -> Optional[float]:
+    if remote.is_url(path):
+        return remote.mtime(path)
     try:
         return os.path.getmtime(path)
     except OSError:
@@ -638,6 +661,8 @@ def _remove_if(path: str, file_id: Optional[tuple[int, int]]) -> bool:
     turns out not to be ours is linked back, unless an even newer one has landed.
     Returns True when something was deleted.
     """
+    if remote.is_url(path):
+        return remote.remove(path)
     if file_id is None:
         try:
             os.unlink(path)
@@ -665,6 +690,15 @@ def _remove_if(path: str, file_id: Optional[tuple[int, int]]) -> bool:
             os.unlink(aside)
 
 
+def _remove_checkpoint(path: str, file_id: Optional[tuple[int, int]]) -> None:
+    """Delete a checkpoint retention or a failed save dropped: at a URL its commit marker
+    first, then its data; locally the file (if still ``file_id``) and its shards."""
+    if remote.is_url(path):
+        remote.remove_checkpoint(path)
+    elif _remove_if(path, file_id):
+        _shards.remove_shards(path)
+
+
 def _discard_unrecorded(path: str, directory: str, latest_filename: Optional[str], suffix: str,
                         ckpt_id: Optional[tuple[int, int]], meta_id: Optional[tuple[int, int]]) -> None:
     """A save failed after its checkpoint was renamed into place (syncing the directory,
@@ -677,9 +711,8 @@ def _discard_unrecorded(path: str, directory: str, latest_filename: Optional[str
             st = cs.get_checkpoint_state(directory, latest_filename)
             if st is not None and path in [st.model_checkpoint_path] + st.all_model_checkpoint_paths:
                 return
-            if _remove_if(path, ckpt_id):
-                _shards.remove_shards(path)
-            if meta_id is not None:
+            _remove_checkpoint(path, ckpt_id)
+            if meta_id is not None or remote.is_url(path):
                 _remove_if(f"{path}.{suffix}", meta_id)
     except Exception as e:  # noqa: BLE001 - the save's own error is the one to raise
         log.warning("could not remove %s after a failed save: %s", path, e)

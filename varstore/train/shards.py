@@ -26,7 +26,7 @@ import numpy as np
 
 from devices.errors import DataLossError, NotFoundError
 
-from ..checkpoint import CheckpointReader
+from ..checkpoint import CheckpointReader, remote
 
 SHARDS_KEY = "shards"
 MAX_SHARDS = 1 << 16
@@ -40,7 +40,10 @@ def shard_file_name(base: str, index: int, count: int, save_id: str) -> str:
 
 
 def shard_files(path: str) -> list[str]:
-    """Shard files on disk beside the checkpoint ``path`` (whatever save wrote them)."""
+    """Shard files on disk beside the checkpoint ``path`` (whatever save wrote them).
+    Saves to URLs write no shards: there are none to find there."""
+    if remote.is_url(path):
+        return []
     base = os.path.basename(path)
     out = []
     for f in glob.glob(glob.escape(path) + ".shard-*"):
@@ -97,14 +100,14 @@ class CheckpointSet:
         if not isinstance(listing, list) or len(listing) > MAX_SHARDS:
             raise DataLossError(f"{self.path}: extra['{SHARDS_KEY}'] must be a list of at most {MAX_SHARDS} shards")
         save_id = self.extra.get("save_id")
-        directory = os.path.dirname(os.path.abspath(self.path))
+        directory = remote.parent(self.path)
         for i, entry in enumerate(listing):
             name = entry.get("file") if isinstance(entry, dict) else None
             if (not isinstance(name, str) or not name or name in (".", "..") or os.path.basename(name) != name
                     or "/" in name or "\\" in name or "\x00" in name):
                 raise DataLossError(f"{self.path}: shard #{i} must name a file in the checkpoint's directory, "
                                     f"received {name!r}")
-            shard_path = os.path.join(directory, name)
+            shard_path = remote.join(directory, name)
             try:
                 r = CheckpointReader(shard_path)
             except NotFoundError as e:
