@@ -73,6 +73,16 @@ def join(directory: str, name: str) -> str:
     return f"{directory.rstrip('/')}/{name}" if is_url(directory) else os.path.join(directory, name)
 
 
+def present(path: str) -> bool:
+    """True when a local file or directory, or an object at a URL, is at ``path``."""
+    return exists(path) if is_url(path) else os.path.exists(path)
+
+
+def is_directory(path: str) -> bool:
+    """A local directory, or a URL that names no object (object stores keep no directories)."""
+    return not exists(path) if is_url(path) else os.path.isdir(path)
+
+
 def _chain(e: BaseException) -> list[BaseException]:
     out: list[BaseException] = []
     while e is not None and len(out) < 16:
@@ -287,7 +297,8 @@ class Sink:
         try:
             discard = getattr(self._f, "discard", None)
             if discard is not None:
-                discard()
+                discard()  # an upload in parts is aborted: the store never shows it
+                self._f.closed = True  # discarded: closing would upload what is buffered
             else:
                 self._f.close()
         except Exception:  # noqa: BLE001 - the save's own error is the one to raise
@@ -341,6 +352,6 @@ class Source:
         return pos
 
 
-__all__ = ["is_url", "parent", "join", "filesystem", "translate", "info", "exists", "mtime", "read_small",
+__all__ = ["is_url", "parent", "join", "present", "is_directory", "filesystem", "translate", "info", "exists", "mtime", "read_small",
            "write_small", "remove", "commit_url", "write_commit", "read_commit", "marker_matches",
            "is_committed", "remove_checkpoint", "Sink", "Source", "COMMIT_SUFFIX"]

@@ -11,12 +11,12 @@ Exit status: 0 fine, 1 corruption found, 2 missing or unreadable input.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Optional, Sequence
 
 from devices.errors import DataLossError, NotFoundError, OpError
 
+from ..checkpoint import remote
 from ..train.shards import open_checkpoint as CheckpointReader  # follows a sharded save's shards
 
 FORMATS = ("varstore", "safetensors", "npz", "torch")  # varstore.tools.convert.FORMATS, without importing it
@@ -74,7 +74,7 @@ def _verify_file(path: str) -> list[str]:
     except (DataLossError, NotFoundError) as e:  # listed as a checkpoint but not one: corrupt
         problems.append(str(e))
     meta = f"{path}.meta"
-    if os.path.exists(meta):
+    if remote.present(meta):
         from ..train.meta_graph import read_meta_graph
         try:
             read_meta_graph(meta)
@@ -85,14 +85,14 @@ def _verify_file(path: str) -> list[str]:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     path = args.path
-    if os.path.isdir(path):
+    if remote.is_directory(path):
         from ..train.checkpoint_state import get_checkpoint_state
         st = get_checkpoint_state(path)
         if st is None:
             raise NotFoundError(f"{path}: no state file 'checkpoint' in this directory")
         paths = list(dict.fromkeys(st.all_model_checkpoint_paths + [st.model_checkpoint_path]))
     else:
-        if not os.path.exists(path):
+        if not remote.present(path):
             raise NotFoundError(f"{path}: no such file")
         try:  # a file named on the command line that is not a checkpoint at all: exit 2
             CheckpointReader(path).close()
@@ -101,7 +101,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         paths = [path]
     bad = 0
     for p in paths:
-        if not os.path.exists(p):
+        if not remote.present(p):
             print(f"MISSING  {p} (listed in the state file)")
             bad += 1
             continue

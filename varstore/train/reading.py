@@ -19,8 +19,7 @@ from .checkpoint_state import latest_checkpoint
 
 def _resolve(ckpt_dir_or_file: Any) -> str:
     path = os.fspath(ckpt_dir_or_file)
-    # A URL that names no object is a directory (object stores have no directory objects).
-    if remote.is_url(path) and not remote.exists(path) or os.path.isdir(path):
+    if remote.is_directory(path):
         latest = latest_checkpoint(path)
         if latest is None:
             raise NotFoundError(f"Couldn't find a checkpoint in directory {path}")

@@ -191,7 +191,7 @@ class Saver:
 
     def recover_last_checkpoints(self, checkpoint_paths: list) -> None:
         now = time.time()
-        self._last = [(p, _mtime(p) or now) for p in checkpoint_paths if _exists(p)]
+        self._last = [(p, _mtime(p) or now) for p in checkpoint_paths if remote.present(p)]
 
     # -- save ---------------------------------------------------------------------
     def save(self, sess: Any, save_path: str, global_step: Any = None, latest_filename: Optional[str] = None,
@@ -238,13 +238,14 @@ class Saver:
             meta = export_meta_graph(None, saver=self)  # the graph as it is now, even if saved later
         args = (path, directory, extra, meta, latest_filename, meta_graph_suffix, write_state, progress)
         if not async_save:
-            with _IN_FLIGHT:
+            with _IN_FLIGHT, _naming(path):
                 self._prepare_dir(directory, latest_filename)
                 self._write(None, *args)
             return path
         _IN_FLIGHT.acquire()  # released by the writer thread: one snapshot in memory at a time
         try:
-            self._prepare_dir(directory, latest_filename)
+            with _naming(path):
+                self._prepare_dir(directory, latest_filename)
             snapshot = self._snapshot()
         except BaseException:
             _IN_FLIGHT.release()
@@ -254,7 +255,8 @@ class Saver:
 
         def run() -> None:
             try:
-                self._write(snapshot, *args)
+                with _naming(path):
+                    self._write(snapshot, *args)
             except BaseException as e:  # kept for .result() and the next save
                 handle._error = e
             finally:
@@ -428,7 +430,7 @@ class Saver:
         known = {p for p, _ in self._last}
         ts = st.all_model_checkpoint_timestamps
         for i, p in enumerate(st.all_model_checkpoint_paths):
-            if p not in known and _exists(p):
+            if p not in known and remote.present(p):
                 self._last.append((p, ts[i] if ts else (_mtime(p) or time.time())))
         self._last.sort(key=lambda pt: pt[1])
         if st.last_preserved_timestamp:
@@ -451,7 +453,7 @@ class Saver:
         """
         state_key = remote.join(directory, latest_filename or cs.STATE_FILENAME)
         with cs.directory_lock(directory):
-            if not _exists(path):
+            if not remote.present(path):
                 # Another process saved the same name over ours and its retention has deleted that
                 # since: newer checkpoints are in the directory. Nothing to name; the state stays.
                 log.warning("not recording %s: another process saving into %s replaced it with its own "
@@ -459,7 +461,7 @@ class Saver:
                 if ids[1] is not None:
                     _remove_if(f"{path}.{suffix}", ids[1])
                 return
-            stamps = {p: t for p, t in self._last if p != path and _exists(p)}
+            stamps = {p: t for p, t in self._last if p != path and remote.present(p)}
             try:
                 st = cs.get_checkpoint_state(directory, latest_filename)
             except OpError as e:  # a corrupt state file is replaced below
@@ -474,7 +476,7 @@ class Saver:
                         if t is not None and t > stamps[p]:
                             stamps[p] = t
                             self._ids.pop(p, None)
-                    elif _exists(p):  # recorded by another writer
+                    elif remote.present(p):  # recorded by another writer
                         t = t if t is not None else _mtime(p)
                         if t is not None:
                             stamps[p] = t
@@ -587,6 +589,17 @@ class Saver:
         return export_meta_graph(filename, clear_devices=clear_devices, saver=self)
 
 
+@contextlib.contextmanager
+def _naming(path: str) -> Iterator[None]:
+    """Errors of a save to a URL name that URL, even when the state file beside it failed."""
+    try:
+        yield
+    except OpError as e:
+        if not remote.is_url(path) or path in e.message:
+            raise
+        raise type(e)(f"saving {path}: {e.message}") from None
+
+
 def _restore_one(reader: Any, key: str, var: Variable) -> None:
     dev = var.device_object
     shape, dtype = tuple(reader.shape(key)), reader.dtype(key)
@@ -632,10 +645,6 @@ def _file_id(path: str) -> Optional[tuple[int, int]]:
 def _stat_id(stats: list) -> Optional[tuple[int, int]]:
     """(device, inode) of the os.stat_result a writer put in ``stats``, None if none."""
     return (stats[0].st_dev, stats[0].st_ino) if stats else None
-
-
-def _exists(path: str) -> bool:
-    return remote.exists(path) if remote.is_url(path) else os.path.exists(path)
 
 
 def _mtime(path: str) -> Optional[float]:

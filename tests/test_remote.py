@@ -1,0 +1,430 @@
+"""Checkpoints at fsspec URLs: memory:// in this process, and a real S3 API (moto's server,
+on 127.0.0.1) for s3://. Saves killed before their commit run in a child process."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import uuid
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import varstore as tf
+from varstore.checkpoint import CheckpointReader, is_checkpoint, remote, write_checkpoint
+
+fsspec = pytest.importorskip("fsspec")
+
+
+@pytest.fixture(autouse=True)
+def fresh_graph():
+    tf.reset_default_graph()
+    yield
+    tf.reset_default_graph()
+
+
+def listing(root: str) -> dict[str, bytes]:
+    """Every object under the URL ``root``: relative name -> bytes, read afresh."""
+    fs, path = fsspec.core.url_to_fs(root)
+    fs.invalidate_cache()
+    if not fs.exists(path):
+        return {}
+    return {p[len(path.rstrip("/")) + 1:]: fs.cat_file(p) for p in fs.find(path)}
+
+
+def new_memory_root() -> str:
+    return f"memory://varstore-test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def mem():
+    root = new_memory_root()
+    yield root
+    fs, path = fsspec.core.url_to_fs(root)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    pytest.importorskip("s3fs")
+    moto_server = pytest.importorskip("moto.server")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+def s3_options(endpoint: str, **more) -> dict:
+    return {"endpoint_url": endpoint, "key": "testing", "secret": "testing",
+            "config_kwargs": {"retries": {"max_attempts": 2}}, **more}
+
+
+@pytest.fixture
+def s3(s3_endpoint, monkeypatch):
+    """A new bucket on the loopback S3 server; yields ``s3://bucket/run``."""
+    monkeypatch.setitem(fsspec.config.conf, "s3", s3_options(s3_endpoint))
+    bucket = f"varstore-{uuid.uuid4().hex[:12]}"
+    fsspec.filesystem("s3").mkdir(bucket)
+    return f"s3://{bucket}/run"
+
+
+@pytest.fixture(params=["memory", "s3"])
+def store(request):
+    return request.getfixturevalue("mem" if request.param == "memory" else "s3")
+
+
+TENSORS = [
+    ("dense/kernel", np.arange(24, dtype=np.float32).reshape(4, 6)),
+    ("dense/bias", np.array([-1.5, 0.0, 2.25], dtype=np.float64)),
+    ("emb", np.arange(10, dtype=np.float32).astype(tf.bfloat16).reshape(2, 5)),
+    ("step", np.array(7, dtype=np.int64)),
+    ("empty", np.zeros((0, 3), dtype=np.int8)),
+    ("mask", np.array([True, False, True])),
+]
+
+
+# -- the file itself ----------------------------------------------------------------------
+def test_an_object_holds_the_same_bytes_as_a_local_file_and_reads_back(store, tmp_path):
+    url = f"{store}/model.ckpt"
+    n = write_checkpoint(url, TENSORS, extra={"global_step": 7})
+    write_checkpoint(tmp_path / "model.ckpt", TENSORS, extra={"global_step": 7}, fsync=False)
+    objects = listing(store)
+    assert sorted(objects) == ["model.ckpt", "model.ckpt.commit"]
+    assert objects["model.ckpt"] == (tmp_path / "model.ckpt").read_bytes()  # portable: copy it anywhere
+    assert n == len(objects["model.ckpt"])
+    assert is_checkpoint(url) and remote.is_committed(url)
+    with CheckpointReader(url) as r:
+        assert r.extra["global_step"] == 7
+        assert r.names() == sorted(name for name, _ in TENSORS)
+        for name, value in TENSORS:
+            got = r.get_tensor(name)
+            assert got.dtype == value.dtype and got.shape == value.shape
+            assert got.tobytes() == value.tobytes()
+            assert not got.flags.writeable
+        assert all(err is None for _, err in r.verify())
+
+
+_DTYPES = ["float32", "float64", "float16", "int8", "int32", "uint16", "bool", "bfloat16"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_DTYPES),
+                          st.lists(st.integers(0, 5), max_size=3),
+                          st.integers(0, 2**31 - 1)), min_size=1, max_size=6))
+def test_any_tensors_round_trip_through_memory(specs):
+    root = new_memory_root()
+    rng_values = []
+    for i, (dtype, shape, seed) in enumerate(specs):
+        dt = tf.bfloat16 if dtype == "bfloat16" else np.dtype(dtype)
+        raw = np.random.default_rng(seed).integers(0, 256, size=int(np.prod(shape)) * np.dtype(dt).itemsize,
+                                                   dtype=np.uint8)
+        rng_values.append((f"t{i}", raw.view(dt).reshape(shape) if dt != np.bool_ else (raw % 2).astype(bool)
+                           .reshape(shape)))
+    try:
+        write_checkpoint(f"{root}/c", rng_values)
+        with CheckpointReader(f"{root}/c") as r:
+            for name, value in rng_values:
+                assert r.read_tensor(name).tobytes() == value.tobytes()
+    finally:
+        fs, path = fsspec.core.url_to_fs(root)
+        fs.rm(path, recursive=True)
+
+
+def test_many_small_tensors_are_read_in_few_requests(mem, monkeypatch):
+    tensors = [(f"t{i:04d}", np.full(16, i, np.float32)) for i in range(2000)]
+    write_checkpoint(f"{mem}/many", tensors)
+    calls = []
+    fs, _ = fsspec.core.url_to_fs(mem)
+    original = type(fs).cat_file
+    monkeypatch.setattr(type(fs), "cat_file", lambda self, *a, **k: calls.append(k) or original(self, *a, **k))
+    with CheckpointReader(f"{mem}/many") as r:
+        for name, value in tensors:
+            assert np.array_equal(r.get_tensor(name), value)
+    assert len(calls) < 10  # one window holds every tensor; not one request per tensor
+
+
+# -- the Saver ----------------------------------------------------------------------------
+def make_vars():
+    a = tf.Variable(np.arange(12, dtype=np.float32).reshape(3, 4), name="a")
+    b = tf.Variable(np.array([1, 2, 3], dtype=np.int64), name="layer/b")
+    tf.global_variables_initializer().run()
+    return a, b
+
+
+def test_save_restore_latest_and_retention(store):
+    a, b = make_vars()
+    saver = tf.train.Saver(max_to_keep=2)
+    with tf.Session() as sess:
+        for step in range(1, 5):
+            sess.run(a.assign(np.full((3, 4), step, np.float32)))
+            assert saver.save(sess, f"{store}/model.ckpt", global_step=step) == f"{store}/model.ckpt-{step}"
+        objects = listing(store)
+        assert sorted(objects) == ["checkpoint", "model.ckpt-3", "model.ckpt-3.commit", "model.ckpt-3.meta",
+                                   "model.ckpt-4", "model.ckpt-4.commit", "model.ckpt-4.meta"]
+        assert objects["checkpoint"].decode().splitlines()[:3] == [
+            'model_checkpoint_path: "model.ckpt-4"', 'all_model_checkpoint_paths: "model.ckpt-3"',
+            'all_model_checkpoint_paths: "model.ckpt-4"']
+        assert tf.train.latest_checkpoint(store) == f"{store}/model.ckpt-4"
+        assert saver.last_checkpoints == [f"{store}/model.ckpt-3", f"{store}/model.ckpt-4"]
+        sess.run(a.assign(np.zeros((3, 4), np.float32)))
+        saver.restore(sess, f"{store}/model.ckpt-3")
+        assert np.array_equal(sess.run(a), np.full((3, 4), 3, np.float32))
+        assert np.array_equal(sess.run(b), [1, 2, 3])
+    assert tf.train.list_variables(store) == [("a", [3, 4]), ("layer/b", [3])]
+    assert np.array_equal(tf.train.load_variable(store, "a"), np.full((3, 4), 4, np.float32))
+    tf.reset_default_graph()
+    restorer = tf.train.import_meta_graph(f"{store}/model.ckpt-4.meta")
+    with tf.Session() as sess:
+        restorer.restore(sess, tf.train.latest_checkpoint(store))
+        assert np.array_equal(sess.run(tf.global_variables()[0]), np.full((3, 4), 4, np.float32))
+
+
+def test_retention_holds_across_restarts(store):
+    make_vars()
+    first = tf.train.Saver(max_to_keep=2)
+    for step in (1, 2):
+        first.save(None, f"{store}/model.ckpt", global_step=step)
+    tf.reset_default_graph()
+    make_vars()
+    tf.train.Saver(max_to_keep=2).save(None, f"{store}/model.ckpt", global_step=3)
+    assert sorted(n for n in listing(store) if n.startswith("model.ckpt-") and "." not in n[11:]) == [
+        "model.ckpt-2", "model.ckpt-3"]
+
+
+def test_async_save_to_a_url_commits_the_values_of_the_call(mem):
+    a, _ = make_vars()
+    saver = tf.train.Saver()
+    handle = saver.save(None, f"{mem}/model.ckpt", global_step=1, async_save=True)
+    a.assign(np.zeros((3, 4), np.float32))
+    assert handle.result(timeout=60) == f"{mem}/model.ckpt-1"
+    assert remote.is_committed(f"{mem}/model.ckpt-1")
+    assert np.array_equal(tf.train.load_variable(f"{mem}/model.ckpt-1", "a"),
+                          np.arange(12, dtype=np.float32).reshape(3, 4))
+
+
+# -- the commit marker --------------------------------------------------------------------
+def test_a_checkpoint_without_its_marker_is_not_taken(store):
+    make_vars()
+    saver = tf.train.Saver()
+    saver.save(None, f"{store}/model.ckpt", global_step=1)
+    saver.save(None, f"{store}/model.ckpt", global_step=2)
+    remote.remove(f"{store}/model.ckpt-2.commit")  # as if its save had stopped before the commit
+    assert tf.train.latest_checkpoint(store) == f"{store}/model.ckpt-1"
+    with pytest.raises(tf.errors.NotFoundError, match="model.ckpt-2.*not committed"):
+        CheckpointReader(f"{store}/model.ckpt-2")
+    with pytest.raises(tf.errors.NotFoundError, match="not committed"):
+        saver.restore(None, f"{store}/model.ckpt-2")
+    assert not is_checkpoint(f"{store}/model.ckpt-2") or not remote.is_committed(f"{store}/model.ckpt-2")
+
+
+@pytest.mark.parametrize("marker", [
+    b"", b"\xc1garbage", b"\x92\x01\x02", b"x" * (remote.MAX_COMMIT_BYTES + 1),
+    json.dumps({"format": "varstore.commit"}).encode(),
+])
+def test_a_torn_or_foreign_marker_commits_nothing(mem, marker):
+    write_checkpoint(f"{mem}/c", TENSORS)
+    remote.write_small(f"{mem}/c.commit", marker)
+    assert not remote.is_committed(f"{mem}/c")
+    with pytest.raises(tf.errors.NotFoundError, match="not committed"):
+        CheckpointReader(f"{mem}/c")
+
+
+def test_an_older_saves_marker_does_not_commit_a_newer_object(store):
+    write_checkpoint(f"{store}/c", TENSORS, extra={"save": 1})
+    old_marker = listing(store)["c.commit"]
+    write_checkpoint(f"{store}/c", TENSORS, extra={"save": 2})
+    remote.write_small(f"{store}/c.commit", old_marker)  # the newer save stopped between data and marker
+    assert not remote.is_committed(f"{store}/c")
+    with pytest.raises(tf.errors.NotFoundError, match="marker is for another save"):
+        CheckpointReader(f"{store}/c")
+
+
+def test_a_failed_save_leaves_every_object_as_it_was(store):
+    make_vars()
+    saver = tf.train.Saver()
+    saver.save(None, f"{store}/model.ckpt", global_step=1)
+    before = listing(store)
+    tf.Variable(tf.zeros([2]), name="zz_uninitialized")  # sorts last: the data is mostly written
+    with pytest.raises(tf.errors.FailedPreconditionError, match="zz_uninitialized"):
+        saver.save(None, f"{store}/model.ckpt", global_step=2)
+    assert listing(store) == before
+
+
+def test_a_failed_overwrite_on_s3_keeps_the_committed_checkpoint(s3):
+    url = f"{s3}/model.ckpt"
+    write_checkpoint(url, TENSORS)
+    before = listing(s3)
+
+    def failing():
+        yield TENSORS[0]
+        raise RuntimeError("the producer died")
+
+    with pytest.raises(RuntimeError, match="producer died"):
+        write_checkpoint(url, failing())
+    assert listing(s3) == before  # S3 shows an upload only once it is complete
+    assert remote.is_committed(url)
+
+
+# -- bad input: protocols, credentials, endpoints -----------------------------------------
+def test_an_unknown_protocol_names_the_url_everywhere():
+    make_vars()
+    url = "nosuchproto://bucket/run/model.ckpt"
+    for call in (lambda: tf.train.Saver().save(None, url),
+                 lambda: tf.train.Saver().restore(None, url),
+                 lambda: tf.train.latest_checkpoint("nosuchproto://bucket/run"),
+                 lambda: CheckpointReader(url),
+                 lambda: write_checkpoint(url, TENSORS)):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="nosuchproto://bucket/run.*unknown storage protocol"):
+            call()
+
+
+def test_a_protocol_whose_package_is_missing_says_so(monkeypatch):
+    import importlib
+    registry = importlib.import_module("fsspec.registry")  # the module: fsspec.registry is a mapping
+    monkeypatch.setitem(registry.known_implementations, "vsmissing",
+                        {"class": "no_such_package_xyz.FS", "err": "Install no_such_package_xyz for vsmissing://"})
+    make_vars()
+    with pytest.raises(tf.errors.FailedPreconditionError, match="vsmissing://b/m.*no_such_package_xyz"):
+        tf.train.Saver().save(None, "vsmissing://b/m")
+
+
+def test_missing_credentials_name_the_url_and_write_nothing(s3, s3_endpoint, monkeypatch, tmp_path):
+    make_vars()
+    tf.train.Saver().save(None, f"{s3}/model.ckpt", global_step=1)
+    before = listing(s3)
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    options = s3_options(s3_endpoint)
+    del options["key"], options["secret"]
+    monkeypatch.setitem(fsspec.config.conf, "s3", options)
+    with pytest.raises(tf.errors.PermissionDeniedError, match=f"{s3}.*credentials"):
+        tf.train.Saver().save(None, f"{s3}/model.ckpt", global_step=2)
+    with pytest.raises(tf.errors.PermissionDeniedError, match=s3):
+        tf.train.latest_checkpoint(s3)
+    with pytest.raises(tf.errors.PermissionDeniedError, match="model.ckpt-1"):
+        tf.train.Saver().restore(None, f"{s3}/model.ckpt-1")
+    monkeypatch.setitem(fsspec.config.conf, "s3", s3_options(s3_endpoint))
+    assert listing(s3) == before
+
+
+def test_an_unreachable_endpoint_names_the_url(monkeypatch):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setitem(fsspec.config.conf, "s3", s3_options(
+        f"http://127.0.0.1:{port}", config_kwargs={"retries": {"max_attempts": 1}, "connect_timeout": 2}))
+    pytest.importorskip("s3fs")
+    make_vars()
+    with pytest.raises(tf.errors.UnavailableError, match="s3://bucket/run/model.ckpt.*cannot be reached"):
+        tf.train.Saver().save(None, "s3://bucket/run/model.ckpt", global_step=1)
+    with pytest.raises(tf.errors.UnavailableError, match="s3://bucket/run"):
+        tf.train.latest_checkpoint("s3://bucket/run")
+
+
+def test_a_missing_bucket_names_the_url(s3):
+    make_vars()
+    url = f"s3://no-such-bucket-{uuid.uuid4().hex[:8]}/run/model.ckpt"
+    with pytest.raises(tf.errors.NotFoundError, match=url):
+        tf.train.Saver().save(None, url, global_step=1)
+
+
+# -- saves killed before their commit -----------------------------------------------------
+_CHILD = textwrap.dedent("""
+    import os, signal, sys, time, json
+    import numpy as np, fsspec
+    fsspec.config.conf["s3"] = json.loads(sys.argv[1])
+    import varstore as tf
+    from varstore.checkpoint import remote
+    url, mode = sys.argv[2], sys.argv[3]
+    tf.Variable(np.full((3, 1 << 19), 2.0, np.float32), name="a")   # 6 MiB
+    tf.Variable(np.full((3, 1 << 19), 2.0, np.float32), name="b")
+    tf.global_variables_initializer().run()
+    if mode == "before-commit":  # the data is whole; die instead of writing the marker
+        remote.write_commit = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+    else:  # wait, mid-upload, to be killed by the parent
+        write = remote.Sink.writev
+        sent = [0]
+        def writev(self, views):
+            n = write(self, views)
+            sent[0] += n
+            if sent[0] > 7 << 20:  # one 5 MiB part is uploaded by now
+                print("uploading", flush=True)
+                time.sleep(600)
+            return n
+        remote.Sink.writev = writev
+    tf.train.Saver().save(None, url, global_step=2)
+    print("saved", flush=True)
+""")
+
+
+@pytest.mark.parametrize("mode", ["before-commit", "mid-upload"])
+def test_a_save_killed_before_its_commit_leaves_the_previous_checkpoint_latest(s3, s3_endpoint, mode):
+    tf.Variable(np.full((3, 1 << 19), 1.0, np.float32), name="a")
+    tf.Variable(np.full((3, 1 << 19), 1.0, np.float32), name="b")
+    tf.global_variables_initializer().run()
+    saver = tf.train.Saver()
+    saver.save(None, f"{s3}/model.ckpt", global_step=1)
+    options = json.dumps(s3_options(s3_endpoint, default_block_size=5 << 20))
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, options, f"{s3}/model.ckpt", mode],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        if mode == "mid-upload":
+            assert child.stdout.readline() == "uploading\n"
+            os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == -signal.SIGKILL
+    objects = listing(s3)
+    assert "model.ckpt-2.commit" not in objects
+    if mode == "before-commit":
+        assert "model.ckpt-2" in objects  # uploaded whole, never committed
+        with pytest.raises(tf.errors.NotFoundError, match="not committed"):
+            CheckpointReader(f"{s3}/model.ckpt-2")
+    else:  # the multipart upload was under way: S3 shows nothing of it
+        assert "model.ckpt-2" not in objects
+        fs = fsspec.filesystem("s3")
+        bucket = s3[len("s3://"):].split("/")[0]
+        uploads = fs.call_s3("list_multipart_uploads", Bucket=bucket).get("Uploads", [])
+        assert [u["Key"] for u in uploads] == ["run/model.ckpt-2"]
+    assert tf.train.latest_checkpoint(s3) == f"{s3}/model.ckpt-1"
+    for v in tf.global_variables():
+        v.assign(np.zeros((3, 1 << 19), np.float32))
+    saver.restore(None, tf.train.latest_checkpoint(s3))
+    assert all(np.all(v.numpy() == 1.0) for v in tf.global_variables())
+
+
+# -- the command line ---------------------------------------------------------------------
+def test_the_command_reads_checkpoints_at_urls(s3, capsys):
+    from varstore.tools.cli import main
+    make_vars()
+    saver = tf.train.Saver()
+    for step in (1, 2):
+        saver.save(None, f"{s3}/model.ckpt", global_step=step)
+    assert main(["inspect", f"{s3}/model.ckpt-2"]) == 0
+    assert "layer/b" in capsys.readouterr().out
+    assert main(["verify", s3]) == 0
+    out = capsys.readouterr().out
+    assert f"ok       {s3}/model.ckpt-1" in out and f"ok       {s3}/model.ckpt-2" in out
+    assert main(["summary", f"{s3}/model.ckpt-2"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:4]]
+    assert [r[0] for r in rows] == ["a", "layer/b"]
+    assert [r[-1] for r in rows] == ["yes", "yes"]  # the trainable flag, read from the .meta beside it
+    remote.remove(f"{s3}/model.ckpt-1.commit")
+    assert main(["verify", s3]) == 1
+    assert "not committed" in capsys.readouterr().out
