@@ -239,6 +239,36 @@ def test_a_torn_or_foreign_marker_commits_nothing(mem, marker):
         CheckpointReader(f"{mem}/c")
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=300))
+def test_random_marker_bytes_never_commit(marker):
+    root = new_memory_root()
+    try:
+        write_checkpoint(f"{root}/c", TENSORS[:2])
+        remote.write_small(f"{root}/c.commit", marker)
+        assert not remote.is_committed(f"{root}/c")
+        with pytest.raises(tf.errors.NotFoundError, match="not committed"):
+            CheckpointReader(f"{root}/c")
+    finally:
+        fs, path = fsspec.core.url_to_fs(root)
+        fs.rm(path, recursive=True)
+
+
+def test_a_corrupt_object_behind_a_valid_marker_is_data_loss_naming_it(mem):
+    url = f"{mem}/c"
+    write_checkpoint(url, TENSORS)
+    with CheckpointReader(url) as r:
+        offset = r._index.offsets[r._pos("dense/kernel")]
+    raw = bytearray(listing(mem)["c"])
+    raw[offset] ^= 0x40  # same size, same index: the marker still matches
+    remote.write_small(url, bytes(raw))
+    assert remote.is_committed(url)
+    with CheckpointReader(url) as r:
+        with pytest.raises(tf.errors.DataLossError, match=f"{url}.*dense/kernel.*checksum"):
+            r.get_tensor("dense/kernel")
+        assert dict(r.verify())["dense/bias"] is None
+
+
 def test_an_older_saves_marker_does_not_commit_a_newer_object(store):
     write_checkpoint(f"{store}/c", TENSORS, extra={"save": 1})
     old_marker = listing(store)["c.commit"]

@@ -324,14 +324,8 @@ class Source:
         self._window = (0, b"")
 
     def pread(self, n: int, offset: int) -> bytes:
-        if n >= READ_WINDOW:  # a large read goes straight through: no second copy
-            return self._fetch(offset, min(self.size, offset + n))
-        with self._lock:
-            start, data = self._window
-            if not (start <= offset and offset + n <= start + len(data)):
-                start, data = offset, self._fetch(offset, min(self.size, offset + READ_WINDOW))
-                self._window = (start, data)
-        return bytes(memoryview(data)[offset - start:offset - start + n])
+        """Exactly these bytes, in one request (the header, footer and index: no window)."""
+        return self._fetch(offset, min(self.size, offset + n))
 
     def _fetch(self, start: int, end: int) -> bytes:
         if end <= start:
@@ -342,12 +336,22 @@ class Source:
             raise translate(e, self.url, "reading checkpoint") from None
 
     def preadv(self, views: list, offset: int) -> int:
+        """Fill ``views`` in order from ``offset``; returns the bytes filled. Tensor data:
+        small reads come from the window (one GET serves the tensors that follow)."""
         total = sum(v.nbytes for v in views)
-        data = memoryview(self.pread(total, offset))
+        if total >= READ_WINDOW:  # a large read goes straight through
+            start, data = offset, self._fetch(offset, min(self.size, offset + total))
+        else:
+            with self._lock:
+                start, data = self._window
+                if not (start <= offset and offset + total <= start + len(data)):
+                    start, data = offset, self._fetch(offset, min(self.size, offset + READ_WINDOW))
+                    self._window = (start, data)
+        src = memoryview(data)[offset - start:]
         pos = 0
         for v in views:
-            take = min(v.nbytes, len(data) - pos)
-            v[:take] = data[pos:pos + take]
+            take = min(v.nbytes, len(src) - pos)
+            v[:take] = src[pos:pos + take]
             pos += take
         return pos
 
