@@ -625,3 +625,21 @@ def test_after_shutdown_remote_variables_are_unavailable_and_ps_specs_soft_place
             w = tf.Variable(tf.zeros([2]), name="w")
     assert w.device == CPU
 
+
+
+def test_ps_variables_save_to_and_restore_from_a_url(ps):
+    """From a URL the chief reads and sends: memory:// exists in this process only."""
+    pytest.importorskip("fsspec")
+    import uuid
+    url = f"memory://varstore-ps-{uuid.uuid4().hex[:8]}/model.ckpt"
+    vs, step = _model(2)
+    tf.global_variables_initializer().run()
+    want = _values()
+    saver = tf.train.Saver(sharded=True)
+    path = saver.save(None, url, global_step=1)
+    assert CheckpointReader(path).extra.get("shards") is None  # one object, no shards
+    for v in vs:
+        v.assign(np.zeros(v.shape, v.dtype))
+    assert _values() != want
+    saver.restore(None, tf.train.latest_checkpoint(url.rsplit("/", 1)[0]))
+    assert _values() == want

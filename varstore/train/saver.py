@@ -521,7 +521,9 @@ class Saver:
         left uninitialized, never half-written and usable.
 
         A sharded checkpoint's shards are followed. Variables on ps tasks are loaded by
-        their tasks, all tasks in parallel, whatever task count saved the checkpoint.
+        their tasks, all tasks in parallel, whatever task count saved the checkpoint
+        (from a URL this process reads them and sends them: only it needs the store's
+        credentials, and ``memory://`` lives in this process only).
         ``device`` (e.g. ``"/job:ps/task:1"``) restores only the variables placed on
         devices matching it: after a ps task restarted, that brings back what it lost.
         """
@@ -542,7 +544,7 @@ class Saver:
             try:
                 by_task: dict[Any, list] = {}
                 for key, var in plan:
-                    if getattr(var.device_object, "load_tensors", None) is not None:
+                    if _task_loader(var.device_object, path) is not None:
                         by_task.setdefault(var.device_object, []).append((key, var))
                 waits = []
                 for dev, items in by_task.items():  # every task starts loading now
@@ -551,7 +553,7 @@ class Saver:
                         [(v._value, reader.file_of(k), k, reader.shape(k), v.dtype) for k, v in items],
                         _shards.load_arrays)))
                 for key, var in plan:
-                    if getattr(var.device_object, "load_tensors", None) is None:
+                    if _task_loader(var.device_object, path) is None:
                         touched.append(var)
                         _restore_one(reader, key, var)
                 for items, wait in waits:
@@ -600,10 +602,15 @@ def _naming(path: str) -> Iterator[None]:
         raise type(e)(f"saving {path}: {e.message}") from None
 
 
+def _task_loader(dev: Any, path: str) -> Any:
+    """The device's own loader (a ps task reads the file itself), or None: this process reads."""
+    return None if remote.is_url(path) else getattr(dev, "load_tensors", None)
+
+
 def _restore_one(reader: Any, key: str, var: Variable) -> None:
     dev = var.device_object
     shape, dtype = tuple(reader.shape(key)), reader.dtype(key)
-    load = getattr(dev, "load_tensors", None)
+    load = _task_loader(dev, reader.path)
     if load is not None:  # a remote device reads the file itself
         file_of = getattr(reader, "file_of", None)
         with var._lock:
