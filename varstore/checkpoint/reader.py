@@ -49,7 +49,7 @@ def is_checkpoint(path: str | os.PathLike) -> bool:
     >>> is_checkpoint("/nonexistent")
     False
     """
-    if remote.is_url(path):
+    if isinstance(path, str) and remote.is_url(path):
         try:
             return remote.Source(path).pread(fmt.HEADER_SIZE - 1, 0) == fmt.HEADER_PREFIX
         except OpError:
@@ -98,14 +98,12 @@ class CheckpointReader:
         self._remote: Optional[remote.Source] = None
         if remote.is_url(self.path):
             self._remote = remote.Source(self.path)
-            self._index = self._open()
-            self.extra = self._index.extra
-            return
-        try:
-            # O_NONBLOCK: a FIFO or device named by mistake must not block the open.
-            self._fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-        except (OSError, ValueError) as e:  # ValueError: a NUL in the path
-            raise _open_error(self.path, e) from None
+        else:
+            try:
+                # O_NONBLOCK: a FIFO or device named by mistake must not block the open.
+                self._fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+            except (OSError, ValueError) as e:  # ValueError: a NUL in the path
+                raise _open_error(self.path, e) from None
         try:
             self._index = self._open()
         except BaseException:

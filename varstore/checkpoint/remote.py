@@ -85,9 +85,10 @@ def is_directory(path: str) -> bool:
 
 def _chain(e: BaseException) -> list[BaseException]:
     out: list[BaseException] = []
-    while e is not None and len(out) < 16:
-        out.append(e)
-        e = e.__cause__ or e.__context__
+    cur: Optional[BaseException] = e
+    while cur is not None and len(out) < 16:
+        out.append(cur)
+        cur = cur.__cause__ or cur.__context__
     return out
 
 
