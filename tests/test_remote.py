@@ -279,6 +279,22 @@ def test_an_older_saves_marker_does_not_commit_a_newer_object(store):
         CheckpointReader(f"{store}/c")
 
 
+@pytest.mark.parametrize("state", [b"\xff\xfe not text", b"model_checkpoint_path: unquoted\n",
+                                   b"x" * ((16 << 20) + 1), b""])
+def test_a_hostile_state_file_is_data_loss_naming_it_and_the_next_save_replaces_it(store, state):
+    make_vars()
+    remote.write_small(f"{store}/checkpoint", state)
+    remote.write_small(f"{store}/c.commit", b"")  # an empty marker commits nothing, on S3 too
+    if state:
+        with pytest.raises(tf.errors.DataLossError, match=f"{store}/checkpoint"):
+            tf.train.latest_checkpoint(store)
+    else:
+        assert tf.train.latest_checkpoint(store) is None
+    assert not remote.is_committed(f"{store}/c")
+    path = tf.train.Saver().save(None, f"{store}/model.ckpt", global_step=5)
+    assert tf.train.latest_checkpoint(store) == path
+
+
 def test_a_failed_save_leaves_every_object_as_it_was(store):
     make_vars()
     saver = tf.train.Saver()

@@ -181,8 +181,11 @@ def read_small(url: str, limit: int) -> bytes:
     found = info(url)
     if found is None or found.get("type", "file") != "file":
         raise FileNotFoundError(url)
-    size = int(found.get("size") or 0)
-    return _call(url, "reading", "cat_file", start=0, end=min(size, limit + 1)) if size else b""
+    if int(found.get("size") or 0) > limit:
+        return _call(url, "reading", "cat_file", start=0, end=limit + 1)  # too large: no need for it all
+    # One whole GET: one version of the object, even if a writer replaces it meanwhile
+    # (a range sized from the info above could cut a newer, longer one).
+    return _call(url, "reading", "cat_file")
 
 
 def write_small(url: str, data: bytes) -> None:
