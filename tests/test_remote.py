@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -37,6 +38,17 @@ def listing(root: str) -> dict[str, bytes]:
     if not fs.exists(path):
         return {}
     return {p[len(path.rstrip("/")) + 1:]: fs.cat_file(p) for p in fs.find(path)}
+
+
+def names(objects) -> list[str]:
+    """Object names with each save's random data id written as ``*``."""
+    return sorted(re.sub(r"\.data-[0-9a-f]{16}\Z", ".data-*", n) for n in objects)
+
+
+def data_of(objects: dict, name: str) -> str:
+    """The one data object of checkpoint ``name`` in a listing."""
+    [found] = [n for n in objects if re.fullmatch(re.escape(name) + r"\.data-[0-9a-f]{16}", n)]
+    return found
 
 
 def new_memory_root() -> str:
@@ -99,9 +111,10 @@ def test_an_object_holds_the_same_bytes_as_a_local_file_and_reads_back(store, tm
     n = write_checkpoint(url, TENSORS, extra={"global_step": 7})
     write_checkpoint(tmp_path / "model.ckpt", TENSORS, extra={"global_step": 7}, fsync=False)
     objects = listing(store)
-    assert sorted(objects) == ["model.ckpt", "model.ckpt.commit"]
-    assert objects["model.ckpt"] == (tmp_path / "model.ckpt").read_bytes()  # portable: copy it anywhere
-    assert n == len(objects["model.ckpt"])
+    assert names(objects) == ["model.ckpt", "model.ckpt.data-*"]  # the commit, and the save's data
+    data = objects[data_of(objects, "model.ckpt")]
+    assert data == (tmp_path / "model.ckpt").read_bytes()  # the same bytes as a local file
+    assert n == len(data)
     assert is_checkpoint(url) and remote.is_committed(url)
     with CheckpointReader(url) as r:
         assert r.extra["global_step"] == 7
@@ -140,6 +153,14 @@ def test_any_tensors_round_trip_through_memory(specs):
         fs.rm(path, recursive=True)
 
 
+def test_a_local_checkpoint_copied_to_a_url_whole_reads_as_is(store, tmp_path):
+    write_checkpoint(tmp_path / "model.ckpt", TENSORS, fsync=False)
+    remote.write_small(f"{store}/copied.ckpt", (tmp_path / "model.ckpt").read_bytes())  # as `aws s3 cp` does
+    assert remote.is_committed(f"{store}/copied.ckpt")
+    with CheckpointReader(f"{store}/copied.ckpt") as r:
+        assert r.read_tensor("dense/kernel").tobytes() == TENSORS[0][1].tobytes()
+
+
 def test_many_small_tensors_are_read_in_few_requests(mem, monkeypatch):
     tensors = [(f"t{i:04d}", np.full(16, i, np.float32)) for i in range(2000)]
     write_checkpoint(f"{mem}/many", tensors)
@@ -169,8 +190,8 @@ def test_save_restore_latest_and_retention(store):
             sess.run(a.assign(np.full((3, 4), step, np.float32)))
             assert saver.save(sess, f"{store}/model.ckpt", global_step=step) == f"{store}/model.ckpt-{step}"
         objects = listing(store)
-        assert sorted(objects) == ["checkpoint", "model.ckpt-3", "model.ckpt-3.commit", "model.ckpt-3.meta",
-                                   "model.ckpt-4", "model.ckpt-4.commit", "model.ckpt-4.meta"]
+        assert names(objects) == ["checkpoint", "model.ckpt-3", "model.ckpt-3.data-*", "model.ckpt-3.meta",
+                                  "model.ckpt-4", "model.ckpt-4.data-*", "model.ckpt-4.meta"]
         assert objects["checkpoint"].decode().splitlines()[:3] == [
             'model_checkpoint_path: "model.ckpt-4"', 'all_model_checkpoint_paths: "model.ckpt-3"',
             'all_model_checkpoint_paths: "model.ckpt-4"']
@@ -218,13 +239,13 @@ def test_a_checkpoint_without_its_marker_is_not_taken(store):
     saver = tf.train.Saver()
     saver.save(None, f"{store}/model.ckpt", global_step=1)
     saver.save(None, f"{store}/model.ckpt", global_step=2)
-    remote.remove(f"{store}/model.ckpt-2.commit")  # as if its save had stopped before the commit
+    remote.remove(f"{store}/model.ckpt-2")  # its commit: as if the save had stopped before it
     assert tf.train.latest_checkpoint(store) == f"{store}/model.ckpt-1"
     with pytest.raises(tf.errors.NotFoundError, match="model.ckpt-2.*not committed"):
         CheckpointReader(f"{store}/model.ckpt-2")
     with pytest.raises(tf.errors.NotFoundError, match="not committed"):
         saver.restore(None, f"{store}/model.ckpt-2")
-    assert not is_checkpoint(f"{store}/model.ckpt-2") or not remote.is_committed(f"{store}/model.ckpt-2")
+    assert not is_checkpoint(f"{store}/model.ckpt-2")
 
 
 @pytest.mark.parametrize("marker", [
@@ -233,7 +254,7 @@ def test_a_checkpoint_without_its_marker_is_not_taken(store):
 ])
 def test_a_torn_or_foreign_marker_commits_nothing(mem, marker):
     write_checkpoint(f"{mem}/c", TENSORS)
-    remote.write_small(f"{mem}/c.commit", marker)
+    remote.write_small(f"{mem}/c", marker)
     assert not remote.is_committed(f"{mem}/c")
     with pytest.raises(tf.errors.NotFoundError, match="not committed"):
         CheckpointReader(f"{mem}/c")
@@ -245,7 +266,7 @@ def test_random_marker_bytes_never_commit(marker):
     root = new_memory_root()
     try:
         write_checkpoint(f"{root}/c", TENSORS[:2])
-        remote.write_small(f"{root}/c.commit", marker)
+        remote.write_small(f"{root}/c", marker)
         assert not remote.is_committed(f"{root}/c")
         with pytest.raises(tf.errors.NotFoundError, match="not committed"):
             CheckpointReader(f"{root}/c")
@@ -259,9 +280,10 @@ def test_a_corrupt_object_behind_a_valid_marker_is_data_loss_naming_it(mem):
     write_checkpoint(url, TENSORS)
     with CheckpointReader(url) as r:
         offset = r._index.offsets[r._pos("dense/kernel")]
-    raw = bytearray(listing(mem)["c"])
+    data = data_of(listing(mem), "c")
+    raw = bytearray(listing(mem)[data])
     raw[offset] ^= 0x40  # same size, same index: the marker still matches
-    remote.write_small(url, bytes(raw))
+    remote.write_small(f"{mem}/{data}", bytes(raw))
     assert remote.is_committed(url)
     with CheckpointReader(url) as r:
         with pytest.raises(tf.errors.DataLossError, match=f"{url}.*dense/kernel.*checksum"):
@@ -269,14 +291,41 @@ def test_a_corrupt_object_behind_a_valid_marker_is_data_loss_naming_it(mem):
         assert dict(r.verify())["dense/bias"] is None
 
 
-def test_an_older_saves_marker_does_not_commit_a_newer_object(store):
+def marker(**fields) -> bytes:
+    import msgpack
+    return msgpack.packb({"format": "varstore.commit", "version": 1, "committed_at": 0.0, **fields})
+
+
+def test_a_marker_that_does_not_match_its_data_object_is_refused(store):
     write_checkpoint(f"{store}/c", TENSORS, extra={"save": 1})
-    old_marker = listing(store)["c.commit"]
-    write_checkpoint(f"{store}/c", TENSORS, extra={"save": 2})
-    remote.write_small(f"{store}/c.commit", old_marker)  # the newer save stopped between data and marker
+    objects = listing(store)
+    data = data_of(objects, "c")
+    good = __import__("msgpack").unpackb(objects["c"])
+    remote.write_small(f"{store}/c", marker(**{**good, "size": good["size"] + 64}))
     assert not remote.is_committed(f"{store}/c")
-    with pytest.raises(tf.errors.NotFoundError, match="marker is for another save"):
+    with pytest.raises(tf.errors.DataLossError, match="commit marker promises"):
         CheckpointReader(f"{store}/c")
+    remote.write_small(f"{store}/c", marker(**{**good, "index_checksum": good["index_checksum"] ^ 1}))
+    assert not remote.is_committed(f"{store}/c")
+    with pytest.raises(tf.errors.DataLossError, match="commit\\s+marker promises|not the one its commit"):
+        CheckpointReader(f"{store}/c")
+    remote.remove(f"{store}/{data}")
+    remote.write_small(f"{store}/c", marker(**good))
+    assert not remote.is_committed(f"{store}/c")
+    with pytest.raises(tf.errors.NotFoundError, match="not found"):
+        CheckpointReader(f"{store}/c")
+
+
+@pytest.mark.parametrize("obj", ["../c.data-0123456789abcdef", "other.data-0123456789abcdef", "c",
+                                 "c.data-XYZ", "c.meta", "/etc/passwd"])
+def test_a_marker_naming_an_object_outside_its_name_is_refused(mem, obj):
+    write_checkpoint(f"{mem}/other", TENSORS)
+    write_checkpoint(f"{mem}/c", TENSORS)
+    good = __import__("msgpack").unpackb(listing(mem)["c"])
+    remote.write_small(f"{mem}/c", marker(**{**good, "object": obj}))
+    assert not remote.is_committed(f"{mem}/c")
+    with pytest.raises(tf.errors.NotFoundError, match="not committed"):
+        CheckpointReader(f"{mem}/c")
 
 
 @pytest.mark.parametrize("state", [b"\xff\xfe not text", b"model_checkpoint_path: unquoted\n",
@@ -284,7 +333,7 @@ def test_an_older_saves_marker_does_not_commit_a_newer_object(store):
 def test_a_hostile_state_file_is_data_loss_naming_it_and_the_next_save_replaces_it(store, state):
     make_vars()
     remote.write_small(f"{store}/checkpoint", state)
-    remote.write_small(f"{store}/c.commit", b"")  # an empty marker commits nothing, on S3 too
+    remote.write_small(f"{store}/c", b"")  # an empty marker commits nothing, on S3 too
     if state:
         with pytest.raises(tf.errors.DataLossError, match=f"{store}/checkpoint"):
             tf.train.latest_checkpoint(store)
@@ -306,10 +355,10 @@ def test_a_failed_save_leaves_every_object_as_it_was(store):
     assert listing(store) == before
 
 
-def test_a_failed_overwrite_on_s3_keeps_the_committed_checkpoint(s3):
-    url = f"{s3}/model.ckpt"
+def test_a_failed_overwrite_keeps_the_committed_checkpoint(store):
+    url = f"{store}/model.ckpt"
     write_checkpoint(url, TENSORS)
-    before = listing(s3)
+    before = listing(store)
 
     def failing():
         yield TENSORS[0]
@@ -317,8 +366,32 @@ def test_a_failed_overwrite_on_s3_keeps_the_committed_checkpoint(s3):
 
     with pytest.raises(RuntimeError, match="producer died"):
         write_checkpoint(url, failing())
-    assert listing(s3) == before  # S3 shows an upload only once it is complete
+    assert listing(store) == before
     assert remote.is_committed(url)
+
+
+def test_an_overwrite_whose_commit_fails_keeps_the_previous_checkpoint(store, monkeypatch):
+    make_vars()
+    saver = tf.train.Saver()
+    path = saver.save(None, f"{store}/model.ckpt")  # no global_step: every save has this name
+    write_small = remote.write_small
+
+    def refuse_the_commit(url, data):
+        if url == path:
+            raise tf.errors.UnavailableError(f"writing {url}: the store cannot be reached (test)")
+        write_small(url, data)
+
+    monkeypatch.setattr(remote, "write_small", refuse_the_commit)
+    tf.global_variables()[0].assign(np.zeros((3, 4), np.float32))
+    with pytest.raises(tf.errors.UnavailableError, match="model.ckpt"):
+        saver.save(None, f"{store}/model.ckpt")
+    monkeypatch.setattr(remote, "write_small", write_small)
+    assert tf.train.latest_checkpoint(store) == path
+    assert np.array_equal(tf.train.load_variable(path, "a"), np.arange(12, dtype=np.float32).reshape(3, 4))
+    assert names(listing(store)).count("model.ckpt.data-*") == 2  # the failed save's data, not committed
+    saver.save(None, f"{store}/model.ckpt")  # the next save of the name removes what is not committed
+    assert names(listing(store)).count("model.ckpt.data-*") == 1
+    assert np.array_equal(tf.train.load_variable(path, "a"), np.zeros((3, 4), np.float32))
 
 
 # -- bad input: protocols, credentials, endpoints -----------------------------------------
@@ -437,17 +510,17 @@ def test_a_save_killed_before_its_commit_leaves_the_previous_checkpoint_latest(s
             child.wait()
     assert child.returncode == -signal.SIGKILL
     objects = listing(s3)
-    assert "model.ckpt-2.commit" not in objects
+    assert "model.ckpt-2" not in objects  # no commit
     if mode == "before-commit":
-        assert "model.ckpt-2" in objects  # uploaded whole, never committed
+        assert "model.ckpt-2.data-*" in names(objects)  # uploaded whole, never committed
         with pytest.raises(tf.errors.NotFoundError, match="not committed"):
             CheckpointReader(f"{s3}/model.ckpt-2")
     else:  # the multipart upload was under way: S3 shows nothing of it
-        assert "model.ckpt-2" not in objects
+        assert not any(n.startswith("model.ckpt-2") for n in objects)
         fs = fsspec.filesystem("s3")
         bucket = s3[len("s3://"):].split("/")[0]
         uploads = fs.call_s3("list_multipart_uploads", Bucket=bucket).get("Uploads", [])
-        assert [u["Key"] for u in uploads] == ["run/model.ckpt-2"]
+        assert len(uploads) == 1 and re.fullmatch(r"run/model\.ckpt-2\.data-[0-9a-f]{16}", uploads[0]["Key"])
     assert tf.train.latest_checkpoint(s3) == f"{s3}/model.ckpt-1"
     for v in tf.global_variables():
         v.assign(np.zeros((3, 1 << 19), np.float32))
@@ -471,6 +544,6 @@ def test_the_command_reads_checkpoints_at_urls(s3, capsys):
     rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:4]]
     assert [r[0] for r in rows] == ["a", "layer/b"]
     assert [r[-1] for r in rows] == ["yes", "yes"]  # the trainable flag, read from the .meta beside it
-    remote.remove(f"{s3}/model.ckpt-1.commit")
+    remote.remove(f"{s3}/model.ckpt-1")  # its commit
     assert main(["verify", s3]) == 1
-    assert "not committed" in capsys.readouterr().out
+    assert f"MISSING  {s3}/model.ckpt-1" in capsys.readouterr().out

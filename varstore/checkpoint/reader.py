@@ -51,7 +51,7 @@ def is_checkpoint(path: str | os.PathLike) -> bool:
     """
     if isinstance(path, str) and remote.is_url(path):
         try:
-            return remote.Source(path).pread(fmt.HEADER_SIZE - 1, 0) == fmt.HEADER_PREFIX
+            return remote.is_committed(path)
         except OpError:
             return False
     try:
@@ -79,14 +79,17 @@ class CheckpointReader:
     the tensor, where there is one). Missing keys raise NotFoundError with
     the closest names. The reader is safe to share between threads.
 
-    ``path`` may be an fsspec URL (``s3://...``, ``memory://...``): the tensors are
-    read with ranged requests, and a checkpoint whose commit marker is missing or
-    belongs to another save (an interrupted save) is NotFoundError.
+    ``path`` may be an fsspec URL (``s3://...``, ``memory://...``): the reader follows the
+    commit marker at that name to the save's data object and reads it with ranged
+    requests; no commit at that name (an interrupted save) is NotFoundError, and a data
+    object that is not what its marker promises is DataLossError.
     """
 
     def __init__(self, path: str | os.PathLike):
         self._fd = -1
         self._mmap: Optional[mmap.mmap] = None
+        self._remote: Optional[remote.Source] = None  # a URL's data object, read in ranges
+        self._commit: Optional[remote.Target] = None  # what its commit marker promises
         self._lock = threading.Lock()
         self._verified: set[int] = set()  # tensors get_tensor already checked in the mapping
         try:
@@ -94,10 +97,10 @@ class CheckpointReader:
         except TypeError:
             raise InvalidArgumentError(
                 f"CheckpointReader: path must be a str or os.PathLike, received {type(path).__name__}") from None
-        self.path: str = os.fsdecode(path) if isinstance(path, bytes) else path
-        self._remote: Optional[remote.Source] = None
+        self.path: str = remote.local_path(os.fsdecode(path) if isinstance(path, bytes) else path)
         if remote.is_url(self.path):
-            self._remote = remote.Source(self.path)
+            self._commit = remote.locate(self.path)
+            self._remote = remote.Source(self._commit.object)
         else:
             try:
                 # O_NONBLOCK: a FIFO or device named by mistake must not block the open.
@@ -139,11 +142,11 @@ class CheckpointReader:
         return st.st_size
 
     def _open(self) -> Index:
-        marker = remote.read_commit(self.path) if self._remote is not None else None
-        if self._remote is not None and marker is None:
-            raise NotFoundError(f"Checkpoint {self.path!r} is not committed (no {remote.COMMIT_SUFFIX} marker "
-                                f"beside it): its save was interrupted or is still running")
         size = self._size = self._size_of()
+        promised = self._commit.size if self._commit is not None else None
+        if promised is not None and size != promised:
+            raise DataLossError(f"{self.path}: its data object {self._remote.url} has {size} bytes, its commit "
+                                f"marker promises {promised}")
         head = self._pread(min(size, fmt.HEADER_SIZE), 0)
         prefix = fmt.HEADER_PREFIX
         if not head.startswith(prefix[:len(head)]) or size == 0:
@@ -161,11 +164,7 @@ class CheckpointReader:
         if version not in fmt.SUPPORTED_VERSIONS:
             raise DataLossError(f"{self.path}: checkpoint format version {version} is not understood "
                                 f"by this reader (it reads versions {sorted(fmt.SUPPORTED_VERSIONS)})")
-        footer_raw = self._pread(fmt.FOOTER_SIZE, size - fmt.FOOTER_SIZE)
-        if self._remote is not None and not remote.marker_matches(marker, size, footer_raw):
-            raise NotFoundError(f"Checkpoint {self.path!r} is not committed: its {remote.COMMIT_SUFFIX} marker is "
-                                f"for another save of that name (this one was interrupted or is still running)")
-        footer = fmt.parse_footer(footer_raw)
+        footer = fmt.parse_footer(self._pread(fmt.FOOTER_SIZE, size - fmt.FOOTER_SIZE))
         if footer is None:
             raise DataLossError(f"{self.path}: truncated or corrupt checkpoint: no valid footer in the "
                                 f"last {fmt.FOOTER_SIZE} bytes")
@@ -173,6 +172,10 @@ class CheckpointReader:
         if fversion != version:
             raise DataLossError(f"{self.path}: corrupt checkpoint: header says version {version}, "
                                 f"footer says {fversion}")
+        if self._commit is not None and self._commit.index_checksum not in (None, index_checksum):
+            raise DataLossError(f"{self.path}: its data object {self._remote.url} is not the one its commit "
+                                f"marker promises (index checksum {index_checksum:016x}, marker says "
+                                f"{self._commit.index_checksum:016x})")
         if index_nbytes > fmt.MAX_INDEX_BYTES:
             raise DataLossError(f"{self.path}: corrupt checkpoint: index of {index_nbytes} bytes is larger "
                                 f"than the {fmt.MAX_INDEX_BYTES} this reader accepts")
@@ -198,6 +201,8 @@ class CheckpointReader:
                 pass  # arrays still view it; it is unmapped when the last one goes
         if fd >= 0:
             os.close(fd)
+        if self._remote is not None:
+            self._remote.close()  # later reads raise FailedPreconditionError, as a closed file's do
 
     def __enter__(self) -> "CheckpointReader":
         return self

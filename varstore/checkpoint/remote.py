@@ -1,12 +1,13 @@
 """Checkpoints at fsspec URLs (``s3://``, ``gs://``, ``memory://``...): the commit-marker protocol.
 
 Object stores have no atomic rename, and some fsspec filesystems show an object
-while it is still being written (``memory://`` does). So a checkpoint at a URL
-counts only once its commit marker exists and matches it: ``{url}.commit``, a
-small msgpack map written after the data (docs/FORMAT.md, "Checkpoints at URLs").
-The marker holds the data object's size and its index checksum (the footer's),
-so a marker left over from an older save of the same name does not vouch for a
-newer, unfinished one.
+while it is still being written (``memory://`` does). So a save streams the data
+to a new object of its own, ``{url}.data-{16 hex}``, and then commits it with one
+PUT at the checkpoint's name: ``{url}`` becomes a small msgpack commit marker
+naming that data object, its size and its index checksum (docs/FORMAT.md,
+"Checkpoints at URLs"). A checkpoint counts only once its marker exists; an
+interrupted save leaves the previous version of the name, if any, untouched,
+since the marker switches from one whole data object to another in one request.
 
 Every call into fsspec goes through this module, and every failure comes out as
 one ``varstore.errors`` error naming the URL: an unknown protocol or a missing
@@ -26,7 +27,6 @@ from __future__ import annotations
 import os
 import posixpath
 import re
-import threading
 import time
 from typing import Any, Optional
 
@@ -37,14 +37,16 @@ from devices.errors import (FailedPreconditionError, InvalidArgumentError, NotFo
 
 from . import format as fmt
 
-COMMIT_SUFFIX = ".commit"
+DATA_INFIX = ".data-"
 COMMIT_FORMAT = "varstore.commit"
 MAX_COMMIT_BYTES = 4096
 # Reads of a remote checkpoint are served from one window fetched with a single ranged
 # GET: thousands of small tensors cost a few requests, not one each.
 READ_WINDOW = 16 << 20
 
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+# A protocol, or a chain of them (``simplecache::s3://``); ``file://`` is a local path.
+_URL = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.\-]*::)*(?!file://)[A-Za-z][A-Za-z0-9+.\-]*://")
+_DATA_NAME = re.compile(r".+\.data-[0-9a-f]{16}")
 
 # Exception class names (anywhere in the cause chain) by what they mean. Names, not
 # imports: botocore, aiohttp, google-auth and azure are optional and never imported here.
@@ -58,6 +60,12 @@ _UNREACHABLE = {"EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutEr
 def is_url(path: Any) -> bool:
     """True for ``scheme://...`` strings: those go through fsspec, anything else is a local path."""
     return isinstance(path, str) and _URL.match(path) is not None
+
+
+def local_path(path: str) -> str:
+    """``file:///a/b`` as the local path ``/a/b`` (local files keep their atomic rename and
+    fsync); anything else unchanged."""
+    return path[len("file://"):] if isinstance(path, str) and path.startswith("file://") else path
 
 
 def parent(path: str) -> str:
@@ -211,64 +219,125 @@ def remove(url: str) -> bool:
 
 
 # -- commit markers -------------------------------------------------------------------
-def commit_url(url: str) -> str:
-    return url + COMMIT_SUFFIX
+def data_url(url: str, save_id: str) -> str:
+    """Where one save streams the data of the checkpoint named ``url``: a new object per save."""
+    return f"{url}{DATA_INFIX}{save_id}"
 
 
-def write_commit(url: str, size: int, index_checksum: int) -> None:
-    """Commit the checkpoint at ``url``: from now on readers take it."""
-    write_small(commit_url(url), msgpack.packb({
-        "format": COMMIT_FORMAT, "version": 1, "object": posixpath.basename(url), "size": size,
+def new_save_id() -> str:
+    return os.urandom(8).hex()
+
+
+def write_commit(url: str, data: str, size: int, index_checksum: int) -> None:
+    """Commit the checkpoint ``url``: one PUT at that name, pointing at the data object ``data``.
+    Readers switch from the previous version (if any) to this one at once."""
+    write_small(url, msgpack.packb({
+        "format": COMMIT_FORMAT, "version": 1, "object": posixpath.basename(data), "size": size,
         "index_checksum": index_checksum, "committed_at": time.time()}, use_bin_type=True))
 
 
-def read_commit(url: str) -> Optional[dict]:
-    """The commit marker of ``url`` as a dict, None when there is none or it is not one."""
-    try:
-        raw = read_small(commit_url(url), MAX_COMMIT_BYTES)
-    except FileNotFoundError:
-        return None
-    if len(raw) > MAX_COMMIT_BYTES:
-        return None
-    try:
-        marker = msgpack.unpackb(raw, raw=False, strict_map_key=True, max_bin_len=0, max_ext_len=0)
-    except Exception:  # noqa: BLE001 - a torn or foreign marker commits nothing
-        return None
-    if not isinstance(marker, dict) or marker.get("format") != COMMIT_FORMAT:
-        return None
-    if not isinstance(marker.get("size"), int) or not isinstance(marker.get("index_checksum"), int):
-        return None
-    return marker
+class Target:
+    """What a reader of the checkpoint ``url`` reads: ``object`` (a URL), and the ``size`` and
+    ``index_checksum`` its commit marker promises (None for a checkpoint stored whole at
+    ``url``, e.g. a local file copied there)."""
+
+    def __init__(self, obj: str, size: Optional[int] = None, index_checksum: Optional[int] = None):
+        self.object, self.size, self.index_checksum = obj, size, index_checksum
 
 
-def marker_matches(marker: Optional[dict], size: int, footer: bytes) -> bool:
-    """True when ``marker`` commits an object of ``size`` bytes ending in ``footer``."""
-    parsed = fmt.parse_footer(footer)
-    return (marker is not None and parsed is not None and marker["size"] == size
-            and marker["index_checksum"] == parsed[3])
+def _parse_marker(url: str, raw: bytes) -> Optional[Target]:
+    try:
+        m = msgpack.unpackb(raw, raw=False, strict_map_key=True, max_bin_len=0, max_ext_len=0)
+    except Exception:  # noqa: BLE001 - a torn or foreign object commits nothing
+        return None
+    if not isinstance(m, dict) or m.get("format") != COMMIT_FORMAT:
+        return None
+    obj, size, checksum = m.get("object"), m.get("size"), m.get("index_checksum")
+    if not isinstance(size, int) or not isinstance(checksum, int) or size < 0 or not isinstance(obj, str):
+        return None
+    # The data object must be one of this name's own: never a path elsewhere in the store.
+    if _DATA_NAME.fullmatch(obj) is None or obj[:obj.rindex(DATA_INFIX)] != posixpath.basename(url):
+        return None
+    return Target(join(parent(url), obj), size, checksum)
+
+
+def locate(url: str) -> Target:
+    """The object to read for the checkpoint ``url``. NotFoundError names the URL when there is
+    nothing there, or nothing committed (an interrupted save leaves only its data object)."""
+    found = info(url, "opening checkpoint")
+    if found is None or found.get("type", "file") != "file":
+        left = uncommitted(url)
+        if left:
+            raise NotFoundError(f"Checkpoint {url!r} is not committed: {len(left)} data object(s) of a save "
+                                f"that was interrupted or is still running, and no commit at that name")
+        raise NotFoundError(f"Checkpoint {url!r} not found")
+    size = int(found.get("size") or 0)
+    head = _call(url, "opening checkpoint", "cat_file", start=0, end=min(size, MAX_COMMIT_BYTES + 1)) \
+        if size > MAX_COMMIT_BYTES else _call(url, "opening checkpoint", "cat_file")
+    if head.startswith(fmt.HEADER_PREFIX):
+        return Target(url)  # a checkpoint stored whole (an upload of a file): read it as a file
+    target = _parse_marker(url, head) if len(head) <= MAX_COMMIT_BYTES else None
+    if target is None:
+        raise NotFoundError(f"Checkpoint {url!r} is not committed: the object there is neither a checkpoint "
+                            f"nor a valid commit marker")
+    return target
 
 
 def is_committed(url: str) -> bool:
-    """True when the checkpoint at ``url`` is complete: its marker exists and matches it."""
-    marker = read_commit(url)
-    if marker is None:
+    """True when the checkpoint ``url`` can be read: a commit marker whose data object has the
+    size and index checksum it promises, or a whole checkpoint stored at that name."""
+    try:
+        target = locate(url)
+    except NotFoundError:
         return False
-    found = info(url)
-    if found is None or int(found.get("size") or 0) != marker["size"] or marker["size"] < fmt.FOOTER_SIZE:
+    found = info(target.object)
+    size = int(found.get("size") or 0) if found is not None else -1
+    if size < fmt.HEADER_SIZE + fmt.FOOTER_SIZE or (target.size is not None and size != target.size):
         return False
-    footer = _call(url, "reading", "cat_file", start=marker["size"] - fmt.FOOTER_SIZE, end=marker["size"])
-    return marker_matches(marker, marker["size"], footer)
+    footer = fmt.parse_footer(_call(target.object, "reading", "cat_file", start=size - fmt.FOOTER_SIZE, end=size))
+    return footer is not None and (target.index_checksum is None or footer[3] == target.index_checksum)
+
+
+def _own_data(url: str) -> list[str]:
+    """Every data object of the name ``url`` (committed or left by interrupted saves)."""
+    fs, path = filesystem(url, "listing")
+    prefix = posixpath.basename(path) + DATA_INFIX
+    directory = posixpath.dirname(path)
+    try:
+        fs.invalidate_cache(directory)
+        names = fs.ls(directory, detail=False)
+    except FileNotFoundError:
+        return []
+    except Exception as e:  # noqa: BLE001
+        raise translate(e, url, "listing") from None
+    base = url[:len(url) - len(posixpath.basename(path))]
+    return sorted(base + posixpath.basename(n) for n in names
+                  if posixpath.basename(n).startswith(prefix) and _DATA_NAME.fullmatch(posixpath.basename(n)))
+
+
+def uncommitted(url: str) -> list[str]:
+    """Data objects of the name ``url`` that its commit (if any) does not point at."""
+    committed = None
+    if exists(url):
+        try:
+            committed = locate(url).object
+        except NotFoundError:
+            pass
+    return [d for d in _own_data(url) if d != committed]
 
 
 def remove_checkpoint(url: str) -> bool:
-    """Delete a checkpoint: its marker first (readers stop taking it), then its data."""
-    remove(commit_url(url))
-    return remove(url)
+    """Delete a checkpoint: its commit first (readers stop taking it), then its data objects."""
+    gone = remove(url)
+    for d in _own_data(url):
+        gone = remove(d) or gone
+    return gone
 
 
 # -- streaming ------------------------------------------------------------------------
 class Sink:
-    """A new object at ``url``, written in order (``writev``), then ``close``d or ``abort``ed."""
+    """A new object at ``url`` (a save's own data object), written in order (``writev``),
+    then ``close``d or ``abort``ed."""
 
     def __init__(self, url: str):
         self.url = url
@@ -296,8 +365,7 @@ class Sink:
             raise translate(e, self.url, "saving checkpoint") from None
 
     def abort(self) -> None:
-        """Give the upload up and delete what it left, unless what is at the URL is still a
-        committed checkpoint (an aborted multipart upload leaves the previous object)."""
+        """Give the upload up and delete what it left (the object is this save's own)."""
         try:
             discard = getattr(self._f, "discard", None)
             if discard is not None:
@@ -308,34 +376,43 @@ class Sink:
         except Exception:  # noqa: BLE001 - the save's own error is the one to raise
             pass
         try:
-            if not is_committed(self.url):
-                remove_checkpoint(self.url)
+            remove(self.url)
         except OpError:
-            pass  # the store is gone: nothing to clean, and nothing committed names it
+            pass  # the store is gone: the next save of this name removes it
 
 
 class Source:
-    """Ranged reads of the object at ``url``, through one cached window."""
+    """Ranged reads of the object at ``url``, through one cached window (no lock: threads
+    reading at once each fetch what they need and never wait on one another)."""
 
     def __init__(self, url: str):
         self.url = url
         self._fs, self._path = filesystem(url, "opening checkpoint")
         found = info(url, "opening checkpoint")
         if found is None or found.get("type", "file") != "file":
-            raise NotFoundError(f"Checkpoint {url!r} not found")
+            raise NotFoundError(f"Checkpoint data {url!r} not found")
         self.size = int(found.get("size") or 0)
-        self._lock = threading.Lock()
-        self._window = (0, b"")
+        self._window = (0, b"")  # (offset, bytes): replaced whole, so threads share it safely
+        self.closed = False
 
     def pread(self, n: int, offset: int) -> bytes:
         """Exactly these bytes, in one request (the header, footer and index: no window)."""
         return self._fetch(offset, min(self.size, offset + n))
 
+    def close(self) -> None:
+        self.closed = True
+        self._window = (0, b"")
+
     def _fetch(self, start: int, end: int) -> bytes:
+        if self.closed:
+            raise FailedPreconditionError(f"the reader of {self.url} is closed")
         if end <= start:
             return b""
         try:
             return self._fs.cat_file(self._path, start=start, end=end)
+        except FileNotFoundError:
+            raise NotFoundError(f"reading checkpoint {self.url}: the object was deleted while being read (a "
+                                f"newer save of that name, or retention, replaced it)") from None
         except Exception as e:  # noqa: BLE001
             raise translate(e, self.url, "reading checkpoint") from None
 
@@ -346,11 +423,10 @@ class Source:
         if total >= READ_WINDOW:  # a large read goes straight through
             start, data = offset, self._fetch(offset, min(self.size, offset + total))
         else:
-            with self._lock:
-                start, data = self._window
-                if not (start <= offset and offset + total <= start + len(data)):
-                    start, data = offset, self._fetch(offset, min(self.size, offset + READ_WINDOW))
-                    self._window = (start, data)
+            start, data = self._window
+            if not (start <= offset and offset + total <= start + len(data)):
+                start, data = offset, self._fetch(offset, min(self.size, offset + READ_WINDOW))
+                self._window = (start, data)
         src = memoryview(data)[offset - start:]
         pos = 0
         for v in views:
@@ -360,6 +436,6 @@ class Source:
         return pos
 
 
-__all__ = ["is_url", "parent", "join", "present", "is_directory", "filesystem", "translate", "info", "exists", "mtime", "read_small",
-           "write_small", "remove", "commit_url", "write_commit", "read_commit", "marker_matches",
-           "is_committed", "remove_checkpoint", "Sink", "Source", "COMMIT_SUFFIX"]
+__all__ = ["is_url", "local_path", "parent", "join", "present", "is_directory", "filesystem", "translate", "info",
+           "exists", "mtime", "read_small", "write_small", "remove", "data_url", "new_save_id", "write_commit",
+           "Target", "locate", "is_committed", "uncommitted", "remove_checkpoint", "Sink", "Source"]

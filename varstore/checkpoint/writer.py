@@ -8,6 +8,7 @@ before they are written, so the data is walked once.
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import Any, Iterable, Optional
@@ -17,7 +18,7 @@ import numpy as np
 import xxhash
 
 from devices.dtypes import as_dtype, dtype_name
-from devices.errors import InvalidArgumentError, NotFoundError
+from devices.errors import InvalidArgumentError, NotFoundError, OpError
 from devices.shapes import as_shape, num_elements
 from devices.transfer import host_chunks
 
@@ -25,6 +26,8 @@ from . import fileio
 from . import format as fmt
 from . import remote
 from .validate import DECODE_ERRORS, unpack_limited
+
+log = logging.getLogger("varstore")
 
 # Small writes (headers, padding, small tensors) are gathered in one buffer so
 # that a checkpoint of thousands of small tensors costs a few syscalls, not
@@ -291,10 +294,11 @@ def write_checkpoint(path: str | os.PathLike, tensors: Iterable[tuple[str, Any]]
     name later (the Saver's retention uses it). Returns the number of bytes written.
 
     ``path`` may be an fsspec URL (``s3://bucket/run/model.ckpt``, ``memory://...``):
-    the data is streamed to that object, then its commit marker is written
-    (``varstore.checkpoint.remote``); readers take it only from then on. A failed
-    save removes what it uploaded, unless the object there is still an older,
-    committed checkpoint. ``fsync`` and ``stat_out`` do not apply to URLs.
+    the data is streamed to a new object of this save's own (``{path}.data-{16 hex}``),
+    then committed by one PUT of a small commit marker at ``path`` itself
+    (``varstore.checkpoint.remote``); readers take it only from then on, and a
+    previous checkpoint of that name stays whole until then. A failed save removes
+    what it uploaded. ``fsync`` and ``stat_out`` do not apply to URLs.
 
     Raises NotFoundError when the parent directory is missing and
     InvalidArgumentError for duplicate names, non-str names, unsupported
@@ -310,6 +314,7 @@ def write_checkpoint(path: str | os.PathLike, tensors: Iterable[tuple[str, Any]]
     path = os.fspath(path)
     if isinstance(path, bytes):
         path = os.fsdecode(path)
+    path = remote.local_path(path)
     if not isinstance(chunk_bytes, int) or chunk_bytes <= 0:
         raise InvalidArgumentError(f"write_checkpoint: chunk_bytes must be a positive int, received {chunk_bytes!r}")
     extra_obj = _pack_extra(extra)
@@ -360,16 +365,24 @@ def write_checkpoint(path: str | os.PathLike, tensors: Iterable[tuple[str, Any]]
 
 def _write_remote(url: str, tensors: Iterable[tuple[str, Any]], extra_obj: dict, bin_bytes: int,
                   chunk_bytes: int) -> int:
-    """Stream the checkpoint to the object at ``url``, then commit it with its marker."""
-    sink = remote.Sink(url)
+    """Stream the checkpoint to a data object of this save's own, then commit it at ``url``."""
+    data = remote.data_url(url, remote.new_save_id())
+    sink = remote.Sink(data)
     try:
         out = _Out(sink.writev)
         index_checksum = _write_body(out, tensors, extra_obj, bin_bytes, chunk_bytes)
         sink.close()
-        remote.write_commit(url, out.pos, index_checksum)
     except BaseException:
         sink.abort()
         raise
+    # If this PUT fails the data object stays: the store may have taken the PUT and only the
+    # answer was lost, and then the marker points at it. The next save of the name removes it.
+    remote.write_commit(url, data, out.pos, index_checksum)
+    try:  # the previous version's data, and what interrupted saves of this name left
+        for stale in remote.uncommitted(url):
+            remote.remove(stale)
+    except OpError as e:  # committed already: a failed cleanup does not fail the save
+        log.warning("checkpoint %s is saved; removing its older data objects failed: %s", url, e)
     return out.pos
 
 

@@ -111,7 +111,7 @@ def get_checkpoint_state(checkpoint_dir: str, latest_filename: Optional[str] = N
     A corrupt state file raises DataLossError naming it.
     """
     from ..checkpoint.fileio import read_small_file
-    path = remote.join(os.fspath(checkpoint_dir), latest_filename or STATE_FILENAME)
+    path = remote.join(remote.local_path(os.fspath(checkpoint_dir)), latest_filename or STATE_FILENAME)
     try:
         data = read_small_file(path, _MAX_STATE_BYTES)
     except FileNotFoundError:

@@ -18,7 +18,7 @@ from .checkpoint_state import latest_checkpoint
 
 
 def _resolve(ckpt_dir_or_file: Any) -> str:
-    path = os.fspath(ckpt_dir_or_file)
+    path = remote.local_path(os.fspath(ckpt_dir_or_file))
     if remote.is_directory(path):
         latest = latest_checkpoint(path)
         if latest is None:

@@ -221,7 +221,7 @@ class Saver:
         self._raise_pending()
         if not isinstance(save_path, (str, os.PathLike)):
             raise InvalidArgumentError(f"Saver.save: save_path must be a path, received {save_path!r}")
-        path = os.fspath(save_path)
+        path = remote.local_path(os.fspath(save_path))
         if global_step is not None:
             step = _step_value(global_step)
             path = f"{path}-{step:08d}" if self._pad_step_number else f"{path}-{step}"
@@ -464,7 +464,7 @@ class Saver:
             stamps = {p: t for p, t in self._last if p != path and remote.present(p)}
             try:
                 st = cs.get_checkpoint_state(directory, latest_filename)
-            except OpError as e:  # a corrupt state file is replaced below
+            except DataLossError as e:  # a corrupt state file is replaced below (a store that failed is raised)
                 log.warning("ignoring unreadable state file in %s: %s", directory, e)
                 st = None
             if st is not None:
@@ -529,8 +529,8 @@ class Saver:
         """
         if save_path is None:
             raise InvalidArgumentError("Can't load save_path when it is None.")
-        path = os.fspath(save_path)
-        if not (remote.exists(path) if remote.is_url(path) else os.path.isfile(path)):
+        path = remote.local_path(os.fspath(save_path))
+        if not remote.is_url(path) and not os.path.isfile(path):  # a URL's reader says what is there
             hint = " (it is a directory: use tf.train.latest_checkpoint(dir))" if os.path.isdir(path) else ""
             raise NotFoundError(f"Failed to find a checkpoint at {path}{hint}")
         with _shards.CheckpointSet(path) as reader:
