@@ -547,3 +547,31 @@ def test_the_command_reads_checkpoints_at_urls(s3, capsys):
     remote.remove(f"{s3}/model.ckpt-1")  # its commit
     assert main(["verify", s3]) == 1
     assert f"MISSING  {s3}/model.ckpt-1" in capsys.readouterr().out
+
+
+# -- which paths are URLs -----------------------------------------------------------------
+@pytest.mark.parametrize("path,url", [
+    ("s3://bucket/run/model.ckpt", True), ("memory://x", True), ("gs://b/x", True),
+    ("simplecache::s3://bucket/x", True), ("file:///tmp/run/model.ckpt", False),
+    ("runs/model.ckpt", False), ("/abs/model.ckpt", False), ("C:\\runs\\model.ckpt", False),
+    ("model.ckpt-1", False), ("weird:name/model.ckpt", False),
+])
+def test_which_paths_are_urls(path, url):
+    assert remote.is_url(path) is url
+
+
+def test_file_urls_are_local_paths_with_the_local_guarantees(tmp_path):
+    make_vars()
+    path = tf.train.Saver().save(None, f"file://{tmp_path}/model.ckpt", global_step=1)
+    assert path == f"{tmp_path}/model.ckpt-1"  # a local path: temp file, fsync, rename
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".checkpoint.lock", "checkpoint", "model.ckpt-1",
+                                                          "model.ckpt-1.meta"]
+    assert tf.train.latest_checkpoint(f"file://{tmp_path}") == path
+    with CheckpointReader(f"file://{path}") as r:
+        assert r.names() == ["a", "layer/b"]
+
+
+def test_a_chained_url_reads_through_its_cache(mem, tmp_path):
+    write_checkpoint(f"{mem}/c", TENSORS)
+    with CheckpointReader(f"simplecache::{mem}/c") as r:
+        assert r.read_tensor("dense/kernel").tobytes() == TENSORS[0][1].tobytes()

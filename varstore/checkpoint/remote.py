@@ -46,7 +46,7 @@ READ_WINDOW = 16 << 20
 
 # A protocol, or a chain of them (``simplecache::s3://``); ``file://`` is a local path.
 _URL = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.\-]*::)*(?!file://)[A-Za-z][A-Za-z0-9+.\-]*://")
-_DATA_NAME = re.compile(r".+\.data-[0-9a-f]{16}")
+_SAVE_ID = re.compile(r"[0-9a-f]{16}")
 
 # Exception class names (anywhere in the cause chain) by what they mean. Names, not
 # imports: botocore, aiohttp, google-auth and azure are optional and never imported here.
@@ -256,7 +256,8 @@ def _parse_marker(url: str, raw: bytes) -> Optional[Target]:
     if not isinstance(size, int) or not isinstance(checksum, int) or size < 0 or not isinstance(obj, str):
         return None
     # The data object must be one of this name's own: never a path elsewhere in the store.
-    if _DATA_NAME.fullmatch(obj) is None or obj[:obj.rindex(DATA_INFIX)] != posixpath.basename(url):
+    prefix = posixpath.basename(url) + DATA_INFIX
+    if not obj.startswith(prefix) or _SAVE_ID.fullmatch(obj[len(prefix):]) is None:
         return None
     return Target(join(parent(url), obj), size, checksum)
 
@@ -298,7 +299,7 @@ def is_committed(url: str) -> bool:
     return footer is not None and (target.index_checksum is None or footer[3] == target.index_checksum)
 
 
-def _own_data(url: str) -> list[str]:
+def data_objects(url: str) -> list[str]:
     """Every data object of the name ``url`` (committed or left by interrupted saves)."""
     fs, path = filesystem(url, "listing")
     prefix = posixpath.basename(path) + DATA_INFIX
@@ -311,8 +312,8 @@ def _own_data(url: str) -> list[str]:
     except Exception as e:  # noqa: BLE001
         raise translate(e, url, "listing") from None
     base = url[:len(url) - len(posixpath.basename(path))]
-    return sorted(base + posixpath.basename(n) for n in names
-                  if posixpath.basename(n).startswith(prefix) and _DATA_NAME.fullmatch(posixpath.basename(n)))
+    return sorted(base + posixpath.basename(n) for n in names if posixpath.basename(n).startswith(prefix)
+                  and _SAVE_ID.fullmatch(posixpath.basename(n)[len(prefix):]))
 
 
 def uncommitted(url: str) -> list[str]:
@@ -323,13 +324,13 @@ def uncommitted(url: str) -> list[str]:
             committed = locate(url).object
         except NotFoundError:
             pass
-    return [d for d in _own_data(url) if d != committed]
+    return [d for d in data_objects(url) if d != committed]
 
 
 def remove_checkpoint(url: str) -> bool:
     """Delete a checkpoint: its commit first (readers stop taking it), then its data objects."""
     gone = remove(url)
-    for d in _own_data(url):
+    for d in data_objects(url):
         gone = remove(d) or gone
     return gone
 
@@ -437,5 +438,5 @@ class Source:
 
 
 __all__ = ["is_url", "local_path", "parent", "join", "present", "is_directory", "filesystem", "translate", "info",
-           "exists", "mtime", "read_small", "write_small", "remove", "data_url", "new_save_id", "write_commit",
+           "exists", "mtime", "read_small", "write_small", "remove", "data_url", "new_save_id", "write_commit", "data_objects",
            "Target", "locate", "is_committed", "uncommitted", "remove_checkpoint", "Sink", "Source"]

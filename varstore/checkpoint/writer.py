@@ -379,8 +379,9 @@ def _write_remote(url: str, tensors: Iterable[tuple[str, Any]], extra_obj: dict,
     # answer was lost, and then the marker points at it. The next save of the name removes it.
     remote.write_commit(url, data, out.pos, index_checksum)
     try:  # the previous version's data, and what interrupted saves of this name left
-        for stale in remote.uncommitted(url):
-            remote.remove(stale)
+        for stale in remote.data_objects(url):
+            if stale != data:
+                remote.remove(stale)
     except OpError as e:  # committed already: a failed cleanup does not fail the save
         log.warning("checkpoint %s is saved; removing its older data objects failed: %s", url, e)
     return out.pos
