@@ -388,10 +388,87 @@ def test_an_overwrite_whose_commit_fails_keeps_the_previous_checkpoint(store, mo
     monkeypatch.setattr(remote, "write_small", write_small)
     assert tf.train.latest_checkpoint(store) == path
     assert np.array_equal(tf.train.load_variable(path, "a"), np.arange(12, dtype=np.float32).reshape(3, 4))
-    assert names(listing(store)).count("model.ckpt.data-*") == 2  # the failed save's data, not committed
-    saver.save(None, f"{store}/model.ckpt")  # the next save of the name removes what is not committed
-    assert names(listing(store)).count("model.ckpt.data-*") == 1
+    assert names(listing(store)).count("model.ckpt.data-*") == 1  # the refused save removed its data
+    saver.save(None, f"{store}/model.ckpt")
+    assert names(listing(store)).count("model.ckpt.data-*") == 1  # the replaced version's data is gone
     assert np.array_equal(tf.train.load_variable(path, "a"), np.zeros((3, 4), np.float32))
+
+
+def test_a_commit_whose_answer_is_lost_still_counts(store, monkeypatch):
+    make_vars()
+    saver = tf.train.Saver()
+    path = saver.save(None, f"{store}/model.ckpt")
+    write_small = remote.write_small
+
+    def lose_the_answer(url, data):
+        write_small(url, data)
+        if url == path:
+            raise tf.errors.UnavailableError(f"writing {url}: the connection dropped (test)")
+
+    monkeypatch.setattr(remote, "write_small", lose_the_answer)
+    tf.global_variables()[0].assign(np.zeros((3, 4), np.float32))
+    assert saver.save(None, f"{store}/model.ckpt") == path  # the store took it: the save is done
+    monkeypatch.setattr(remote, "write_small", write_small)
+    assert np.array_equal(tf.train.load_variable(path, "a"), np.zeros((3, 4), np.float32))
+    assert names(listing(store)).count("model.ckpt.data-*") == 1
+
+
+def test_a_save_never_deletes_the_data_a_later_commit_of_its_name_points_at(mem, monkeypatch):
+    """Save A commits; save B of the same name runs whole; then A cleans up. A must not
+    remove B's data (the name's commit now points at it), only what A replaced."""
+    url = f"{mem}/model.ckpt"
+    write_checkpoint(url, [("v", np.zeros(4, np.float32))])
+    commit = remote.write_commit
+
+    def commit_then_another_save(*args, **kwargs):
+        commit(*args, **kwargs)
+        monkeypatch.setattr(remote, "write_commit", commit)
+        write_checkpoint(url, [("v", np.full(4, 2.0, np.float32))])  # B, between A's commit and cleanup
+
+    monkeypatch.setattr(remote, "write_commit", commit_then_another_save)
+    write_checkpoint(url, [("v", np.ones(4, np.float32))])  # A
+    assert remote.is_committed(url)
+    with CheckpointReader(url) as r:
+        assert r.read_tensor("v").tolist() == [2.0] * 4
+    assert names(listing(mem)).count("model.ckpt.data-*") <= 2  # B's, and at most A's (nobody's now)
+
+
+def test_a_new_saver_sweeps_what_killed_saves_left_and_keeps_committed_data(mem, monkeypatch):
+    from varstore.train import saver as saver_module
+    make_vars()
+    tf.train.Saver().save(None, f"{mem}/model.ckpt", global_step=1)
+    orphan = remote.data_url(f"{mem}/model.ckpt-2", "0123456789abcdef")
+    remote.write_small(orphan, b"a killed save's upload")
+    young = listing(mem)
+    tf.train.Saver().save(None, f"{mem}/model.ckpt", global_step=3)
+    assert orphan[len(mem) + 1:] in listing(mem)  # written just now: it may be a save in flight
+    monkeypatch.setattr(saver_module, "STALE_REMOTE_SECONDS", -1.0)  # everything counts as old
+    tf.train.Saver().save(None, f"{mem}/model.ckpt", global_step=4)
+    objects = listing(mem)
+    assert orphan[len(mem) + 1:] not in objects
+    assert data_of(young, "model.ckpt-1") in objects and remote.is_committed(f"{mem}/model.ckpt-1")
+
+
+def test_a_reader_follows_a_commit_that_replaced_the_version_it_located(mem, monkeypatch):
+    url = f"{mem}/model.ckpt"
+    write_checkpoint(url, [("v", np.zeros(4, np.float32))])
+    locate = remote.locate
+
+    def locate_then_overwrite(u):
+        found = locate(u)
+        monkeypatch.setattr(remote, "locate", locate)
+        write_checkpoint(url, [("v", np.ones(4, np.float32))])  # commits, and deletes what was found
+        return found
+
+    monkeypatch.setattr(remote, "locate", locate_then_overwrite)
+    with CheckpointReader(url) as r:
+        assert r.read_tensor("v").tolist() == [1.0] * 4
+
+
+def test_a_data_object_is_not_opened_as_a_checkpoint(mem):
+    write_checkpoint(f"{mem}/c", TENSORS)
+    with pytest.raises(tf.errors.NotFoundError, match="data object, not a checkpoint.*c "):
+        CheckpointReader(f"{mem}/{data_of(listing(mem), 'c')}")
 
 
 # -- bad input: protocols, credentials, endpoints -----------------------------------------
@@ -569,6 +646,7 @@ def test_file_urls_are_local_paths_with_the_local_guarantees(tmp_path):
     assert tf.train.latest_checkpoint(f"file://{tmp_path}") == path
     with CheckpointReader(f"file://{path}") as r:
         assert r.names() == ["a", "layer/b"]
+    assert is_checkpoint(f"file://{path}") and is_checkpoint(f"FILE://localhost{path}")
 
 
 def test_a_chained_url_reads_through_its_cache(mem, tmp_path):

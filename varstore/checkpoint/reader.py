@@ -49,6 +49,7 @@ def is_checkpoint(path: str | os.PathLike) -> bool:
     >>> is_checkpoint("/nonexistent")
     False
     """
+    path = remote.local_path(path) if isinstance(path, str) else path
     if isinstance(path, str) and remote.is_url(path):
         try:
             return remote.is_committed(path)
@@ -99,20 +100,33 @@ class CheckpointReader:
                 f"CheckpointReader: path must be a str or os.PathLike, received {type(path).__name__}") from None
         self.path: str = remote.local_path(os.fsdecode(path) if isinstance(path, bytes) else path)
         if remote.is_url(self.path):
-            self._commit = remote.locate(self.path)
-            self._remote = remote.Source(self._commit.object)
+            self._index = self._open_remote()
         else:
             try:
                 # O_NONBLOCK: a FIFO or device named by mistake must not block the open.
                 self._fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
             except (OSError, ValueError) as e:  # ValueError: a NUL in the path
                 raise _open_error(self.path, e) from None
-        try:
-            self._index = self._open()
-        except BaseException:
-            self.close()
-            raise
+            try:
+                self._index = self._open()
+            except BaseException:
+                self.close()
+                raise
         self.extra: dict = self._index.extra
+
+    def _open_remote(self) -> Index:
+        """Follow the commit at the URL to its data object and open that. A save of the same
+        name may commit and delete the version just located: then follow the new commit."""
+        for attempt in range(2):
+            self._commit = remote.locate(self.path)
+            data = self._commit.object
+            try:
+                self._remote = remote.Source(data)
+                return self._open()
+            except NotFoundError:
+                if attempt or data == self.path or remote.committed_object(self.path) in (None, data):
+                    raise  # not replaced meanwhile: what the error says is so
+        raise AssertionError("unreachable")
 
     # -- opening -----------------------------------------------------------------
     def _pread(self, n: int, offset: int) -> bytes:
@@ -143,10 +157,10 @@ class CheckpointReader:
 
     def _open(self) -> Index:
         size = self._size = self._size_of()
-        promised = self._commit.size if self._commit is not None else None
-        if promised is not None and size != promised:
-            raise DataLossError(f"{self.path}: its data object {self._remote.url} has {size} bytes, its commit "
-                                f"marker promises {promised}")
+        commit = self._commit
+        if commit is not None and commit.size is not None and size != commit.size:
+            raise DataLossError(f"{self.path}: its data object {commit.object} has {size} bytes, its commit "
+                                f"marker promises {commit.size}")
         head = self._pread(min(size, fmt.HEADER_SIZE), 0)
         prefix = fmt.HEADER_PREFIX
         if not head.startswith(prefix[:len(head)]) or size == 0:
@@ -173,7 +187,7 @@ class CheckpointReader:
             raise DataLossError(f"{self.path}: corrupt checkpoint: header says version {version}, "
                                 f"footer says {fversion}")
         if self._commit is not None and self._commit.index_checksum not in (None, index_checksum):
-            raise DataLossError(f"{self.path}: its data object {self._remote.url} is not the one its commit "
+            raise DataLossError(f"{self.path}: its data object {self._commit.object} is not the one its commit "
                                 f"marker promises (index checksum {index_checksum:016x}, marker says "
                                 f"{self._commit.index_checksum:016x})")
         if index_nbytes > fmt.MAX_INDEX_BYTES:

@@ -45,7 +45,8 @@ MAX_COMMIT_BYTES = 4096
 READ_WINDOW = 16 << 20
 
 # A protocol, or a chain of them (``simplecache::s3://``); ``file://`` is a local path.
-_URL = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.\-]*::)*(?!file://)[A-Za-z][A-Za-z0-9+.\-]*://")
+_URL = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.\-]*::)*(?![Ff][Ii][Ll][Ee]://)[A-Za-z][A-Za-z0-9+.\-]*://")
+_FILE_URL = re.compile(r"file://(?:localhost(?=/))?", re.IGNORECASE)
 _SAVE_ID = re.compile(r"[0-9a-f]{16}")
 
 # Exception class names (anywhere in the cause chain) by what they mean. Names, not
@@ -63,9 +64,14 @@ def is_url(path: Any) -> bool:
 
 
 def local_path(path: str) -> str:
-    """``file:///a/b`` as the local path ``/a/b`` (local files keep their atomic rename and
-    fsync); anything else unchanged."""
-    return path[len("file://"):] if isinstance(path, str) and path.startswith("file://") else path
+    """``file:///a/b`` (or ``file://localhost/a/b``) as the local path ``/a/b``: local files
+    keep their atomic rename and fsync. Anything else unchanged.
+
+    >>> local_path("file:///tmp/run"), local_path("FILE://localhost/tmp/run"), local_path("s3://b/x")
+    ('/tmp/run', '/tmp/run', 's3://b/x')
+    """
+    m = _FILE_URL.match(path) if isinstance(path, str) else None
+    return path[m.end():] if m else path
 
 
 def parent(path: str) -> str:
@@ -83,12 +89,22 @@ def join(directory: str, name: str) -> str:
 
 def present(path: str) -> bool:
     """True when a local file or directory, or an object at a URL, is at ``path``."""
+    path = local_path(path)
     return exists(path) if is_url(path) else os.path.exists(path)
 
 
 def is_directory(path: str) -> bool:
-    """A local directory, or a URL that names no object (object stores keep no directories)."""
-    return not exists(path) if is_url(path) else os.path.isdir(path)
+    """A local directory, or a URL that names no object and no save's data (object stores
+    keep no directories)."""
+    path = local_path(path)
+    if not is_url(path):
+        return os.path.isdir(path)
+    if exists(path):
+        return False
+    try:
+        return not data_objects(path)
+    except OpError:  # no permission to list: nothing at that name, so a directory
+        return True
 
 
 def _chain(e: BaseException) -> list[BaseException]:
@@ -189,11 +205,15 @@ def read_small(url: str, limit: int) -> bytes:
     found = info(url)
     if found is None or found.get("type", "file") != "file":
         raise FileNotFoundError(url)
-    if int(found.get("size") or 0) > limit:
-        return _call(url, "reading", "cat_file", start=0, end=limit + 1)  # too large: no need for it all
-    # One whole GET: one version of the object, even if a writer replaces it meanwhile
-    # (a range sized from the info above could cut a newer, longer one).
-    return _call(url, "reading", "cat_file")
+    return _first_bytes(url, int(found.get("size") or 0), limit + 1, "reading")
+
+
+def _first_bytes(url: str, size: int, n: int, doing: str) -> bytes:
+    """At most ``n`` bytes from the start of the object: one ranged GET, so one version of it
+    and never more than ``n`` bytes, even if a writer replaces it meanwhile."""
+    if size == 0:
+        return b""  # a range of an empty object is "not satisfiable" on S3
+    return _call(url, doing, "cat_file", start=0, end=n)
 
 
 def write_small(url: str, data: bytes) -> None:
@@ -265,16 +285,21 @@ def _parse_marker(url: str, raw: bytes) -> Optional[Target]:
 def locate(url: str) -> Target:
     """The object to read for the checkpoint ``url``. NotFoundError names the URL when there is
     nothing there, or nothing committed (an interrupted save leaves only its data object)."""
+    name = posixpath.basename(url)
+    if DATA_INFIX in name and _SAVE_ID.fullmatch(name[name.rindex(DATA_INFIX) + len(DATA_INFIX):]):
+        raise NotFoundError(f"{url} is one save's data object, not a checkpoint: open the checkpoint by its "
+                            f"name, {url[:url.rindex(DATA_INFIX)]} (its commit says which data object counts)")
     found = info(url, "opening checkpoint")
     if found is None or found.get("type", "file") != "file":
-        left = uncommitted(url)
+        try:
+            left = uncommitted(url)
+        except OpError:  # a store that allows no listing: say what is certain
+            left = []
         if left:
             raise NotFoundError(f"Checkpoint {url!r} is not committed: {len(left)} data object(s) of a save "
                                 f"that was interrupted or is still running, and no commit at that name")
         raise NotFoundError(f"Checkpoint {url!r} not found")
-    size = int(found.get("size") or 0)
-    head = _call(url, "opening checkpoint", "cat_file", start=0, end=min(size, MAX_COMMIT_BYTES + 1)) \
-        if size > MAX_COMMIT_BYTES else _call(url, "opening checkpoint", "cat_file")
+    head = _first_bytes(url, int(found.get("size") or 0), MAX_COMMIT_BYTES + 1, "opening checkpoint")
     if head.startswith(fmt.HEADER_PREFIX):
         return Target(url)  # a checkpoint stored whole (an upload of a file): read it as a file
     target = _parse_marker(url, head) if len(head) <= MAX_COMMIT_BYTES else None
@@ -316,14 +341,57 @@ def data_objects(url: str) -> list[str]:
                   and _SAVE_ID.fullmatch(posixpath.basename(n)[len(prefix):]))
 
 
+def committed_object(url: str) -> Optional[str]:
+    """The data object the commit at ``url`` names, None when there is no commit there (or
+    a whole checkpoint is stored at the name itself)."""
+    try:
+        target = locate(url)
+    except NotFoundError:
+        return None
+    return target.object if target.size is not None else None
+
+
+def _stamp(entry: dict) -> Optional[float]:
+    """Seconds since the epoch when a listed object was last written, None when unknown."""
+    for key in ("LastModified", "mtime", "modified", "created"):
+        v = entry.get(key)
+        if isinstance(v, (int, float)):
+            return float(v)
+        if v is not None and hasattr(v, "timestamp"):  # a datetime
+            return float(v.timestamp())
+    return None
+
+
+def stale_data(directory: str, older_than: float) -> list[str]:
+    """Data objects in ``directory`` that no commit names and that were last written more
+    than ``older_than`` seconds ago: what killed or failed saves left there."""
+    fs, path = filesystem(directory, "listing")
+    try:
+        fs.invalidate_cache(path)
+        entries = fs.ls(path, detail=True)
+    except FileNotFoundError:
+        return []
+    except Exception as e:  # noqa: BLE001
+        raise translate(e, directory, "listing") from None
+    now = time.time()
+    by_name: dict[str, list[str]] = {}
+    for entry in entries:
+        base = posixpath.basename(str(entry.get("name", "")).rstrip("/"))
+        i = base.rfind(DATA_INFIX)
+        stamp = _stamp(entry)
+        if i > 0 and _SAVE_ID.fullmatch(base[i + len(DATA_INFIX):]) and stamp is not None \
+                and now - stamp > older_than:
+            by_name.setdefault(base[:i], []).append(base)
+    stale = []
+    for name, objects in by_name.items():
+        committed = committed_object(join(directory, name))
+        stale += [join(directory, o) for o in objects if committed is None or posixpath.basename(committed) != o]
+    return sorted(stale)
+
+
 def uncommitted(url: str) -> list[str]:
     """Data objects of the name ``url`` that its commit (if any) does not point at."""
-    committed = None
-    if exists(url):
-        try:
-            committed = locate(url).object
-        except NotFoundError:
-            pass
+    committed = committed_object(url) if exists(url) else None
     return [d for d in data_objects(url) if d != committed]
 
 
@@ -438,5 +506,5 @@ class Source:
 
 
 __all__ = ["is_url", "local_path", "parent", "join", "present", "is_directory", "filesystem", "translate", "info",
-           "exists", "mtime", "read_small", "write_small", "remove", "data_url", "new_save_id", "write_commit", "data_objects",
+           "exists", "mtime", "read_small", "write_small", "remove", "data_url", "new_save_id", "write_commit", "data_objects", "committed_object", "stale_data",
            "Target", "locate", "is_committed", "uncommitted", "remove_checkpoint", "Sink", "Source"]

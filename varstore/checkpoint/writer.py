@@ -8,6 +8,7 @@ before they are written, so the data is walked once.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -367,6 +368,7 @@ def _write_remote(url: str, tensors: Iterable[tuple[str, Any]], extra_obj: dict,
                   chunk_bytes: int) -> int:
     """Stream the checkpoint to a data object of this save's own, then commit it at ``url``."""
     data = remote.data_url(url, remote.new_save_id())
+    previous = remote.committed_object(url)  # the version this save replaces: deleted once it is
     sink = remote.Sink(data)
     try:
         out = _Out(sink.writev)
@@ -375,15 +377,29 @@ def _write_remote(url: str, tensors: Iterable[tuple[str, Any]], extra_obj: dict,
     except BaseException:
         sink.abort()
         raise
-    # If this PUT fails the data object stays: the store may have taken the PUT and only the
-    # answer was lost, and then the marker points at it. The next save of the name removes it.
-    remote.write_commit(url, data, out.pos, index_checksum)
-    try:  # the previous version's data, and what interrupted saves of this name left
-        for stale in remote.data_objects(url):
-            if stale != data:
-                remote.remove(stale)
-    except OpError as e:  # committed already: a failed cleanup does not fail the save
-        log.warning("checkpoint %s is saved; removing its older data objects failed: %s", url, e)
+    try:
+        remote.write_commit(url, data, out.pos, index_checksum)
+    except Exception:
+        # The store may have taken the PUT and lost only the answer: ask it which data the name
+        # commits now. Ours: the save is done. Not ours: remove ours. No answer: keep it (it may
+        # be committed); a later Saver's sweep removes it once it is old and uncommitted.
+        try:
+            landed: Optional[bool] = remote.committed_object(url) == data
+        except OpError:
+            landed = None
+        if landed is False:
+            with contextlib.suppress(OpError):
+                remote.remove(data)
+        if not landed:
+            raise
+    # The replaced version's data goes, unless a save of this name by someone else has committed
+    # since (then the name is theirs, and so is the cleanup).
+    if previous is not None and previous != data:
+        try:
+            if remote.committed_object(url) == data:
+                remote.remove(previous)
+        except OpError as e:  # committed already: a failed cleanup does not fail the save
+            log.warning("checkpoint %s is saved; removing the version it replaced failed: %s", url, e)
     return out.pos
 
 

@@ -410,6 +410,8 @@ class Saver:
         if directory in self._prepared_dirs:
             return
         self._prepared_dirs.add(directory)
+        if remote.is_url(directory):
+            _sweep_remote(directory)
         for name in [] if remote.is_url(directory) else os.listdir(directory):
             t = temp_target(name)
             if t is not None and not _pid_alive(t[1]):
@@ -506,8 +508,11 @@ class Saver:
             # Only now that the state file no longer names them may old checkpoints go.
             for p in doomed:
                 ckpt_id, meta_id = self._ids.pop(p, (None, None))
-                _remove_checkpoint(p, ckpt_id)
-                _remove_if(f"{p}.{suffix}", meta_id)
+                try:
+                    _remove_checkpoint(p, ckpt_id)
+                    _remove_if(f"{p}.{suffix}", meta_id)
+                except OpError as e:  # a store that failed: this save is recorded; the next retires it
+                    log.warning("saved %s, but deleting %s (retention) failed: %s", path, p, e)
             live = {p for p, _ in history}
             for p in [p for p in self._ids if p not in live]:
                 del self._ids[p]
@@ -704,6 +709,22 @@ def _remove_if(path: str, file_id: Optional[tuple[int, int]]) -> bool:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(aside)
+
+
+# A save's data object at a URL that no commit names and that nobody has written to for this
+# long was left by a killed or failed save (remote directories have one writer at a time).
+STALE_REMOTE_SECONDS = 3600.0
+
+
+def _sweep_remote(directory: str) -> None:
+    """Delete what killed or failed saves left in a remote directory (never a committed
+    checkpoint's data, never anything written in the last hour)."""
+    try:
+        for url in remote.stale_data(directory, STALE_REMOTE_SECONDS):
+            remote.remove(url)
+            log.info("removed %s: data of a save that was never committed", url)
+    except OpError as e:  # no permission to list, say: saving needs none
+        log.warning("could not look for what interrupted saves left in %s: %s", directory, e)
 
 
 def _remove_checkpoint(path: str, file_id: Optional[tuple[int, int]]) -> None:
