@@ -276,8 +276,7 @@ def _parse_marker(url: str, raw: bytes) -> Optional[Target]:
     if not isinstance(size, int) or not isinstance(checksum, int) or size < 0 or not isinstance(obj, str):
         return None
     # The data object must be one of this name's own: never a path elsewhere in the store.
-    prefix = posixpath.basename(url) + DATA_INFIX
-    if not obj.startswith(prefix) or _SAVE_ID.fullmatch(obj[len(prefix):]) is None:
+    if "/" in obj or _data_name(obj) != posixpath.basename(url):
         return None
     return Target(join(parent(url), obj), size, checksum)
 
@@ -285,8 +284,7 @@ def _parse_marker(url: str, raw: bytes) -> Optional[Target]:
 def locate(url: str) -> Target:
     """The object to read for the checkpoint ``url``. NotFoundError names the URL when there is
     nothing there, or nothing committed (an interrupted save leaves only its data object)."""
-    name = posixpath.basename(url)
-    if DATA_INFIX in name and _SAVE_ID.fullmatch(name[name.rindex(DATA_INFIX) + len(DATA_INFIX):]):
+    if _data_name(posixpath.basename(url)) is not None:
         raise NotFoundError(f"{url} is one save's data object, not a checkpoint: open the checkpoint by its "
                             f"name, {url[:url.rindex(DATA_INFIX)]} (its commit says which data object counts)")
     found = info(url, "opening checkpoint")
@@ -324,21 +322,29 @@ def is_committed(url: str) -> bool:
     return footer is not None and (target.index_checksum is None or footer[3] == target.index_checksum)
 
 
-def data_objects(url: str) -> list[str]:
-    """Every data object of the name ``url`` (committed or left by interrupted saves)."""
-    fs, path = filesystem(url, "listing")
-    prefix = posixpath.basename(path) + DATA_INFIX
-    directory = posixpath.dirname(path)
+def _data_name(base: str) -> Optional[str]:
+    """The checkpoint name a data object's base name belongs to (``m.data-{16 hex}`` -> ``m``)."""
+    i = base.rfind(DATA_INFIX)
+    return base[:i] if i > 0 and _SAVE_ID.fullmatch(base[i + len(DATA_INFIX):]) else None
+
+
+def _listing(directory: str) -> list[tuple[str, Optional[float]]]:
+    """(base name, last written or None) of every object in the directory ``directory``, read afresh."""
+    fs, path = filesystem(directory, "listing")
     try:
-        fs.invalidate_cache(directory)
-        names = fs.ls(directory, detail=False)
+        fs.invalidate_cache(path)
+        entries = fs.ls(path, detail=True)
     except FileNotFoundError:
         return []
     except Exception as e:  # noqa: BLE001
-        raise translate(e, url, "listing") from None
-    base = url[:len(url) - len(posixpath.basename(path))]
-    return sorted(base + posixpath.basename(n) for n in names if posixpath.basename(n).startswith(prefix)
-                  and _SAVE_ID.fullmatch(posixpath.basename(n)[len(prefix):]))
+        raise translate(e, directory, "listing") from None
+    return [(posixpath.basename(str(e.get("name", "")).rstrip("/")), _stamp(e)) for e in entries]
+
+
+def data_objects(url: str) -> list[str]:
+    """Every data object of the name ``url`` (committed or left by interrupted saves)."""
+    directory, name = parent(url), posixpath.basename(url)
+    return sorted(join(directory, base) for base, _ in _listing(directory) if _data_name(base) == name)
 
 
 def committed_object(url: str) -> Optional[str]:
@@ -365,23 +371,12 @@ def _stamp(entry: dict) -> Optional[float]:
 def stale_data(directory: str, older_than: float) -> list[str]:
     """Data objects in ``directory`` that no commit names and that were last written more
     than ``older_than`` seconds ago: what killed or failed saves left there."""
-    fs, path = filesystem(directory, "listing")
-    try:
-        fs.invalidate_cache(path)
-        entries = fs.ls(path, detail=True)
-    except FileNotFoundError:
-        return []
-    except Exception as e:  # noqa: BLE001
-        raise translate(e, directory, "listing") from None
     now = time.time()
     by_name: dict[str, list[str]] = {}
-    for entry in entries:
-        base = posixpath.basename(str(entry.get("name", "")).rstrip("/"))
-        i = base.rfind(DATA_INFIX)
-        stamp = _stamp(entry)
-        if i > 0 and _SAVE_ID.fullmatch(base[i + len(DATA_INFIX):]) and stamp is not None \
-                and now - stamp > older_than:
-            by_name.setdefault(base[:i], []).append(base)
+    for base, stamp in _listing(directory):
+        name = _data_name(base)
+        if name is not None and stamp is not None and now - stamp > older_than:
+            by_name.setdefault(name, []).append(base)
     stale = []
     for name, objects in by_name.items():
         committed = committed_object(join(directory, name))
