@@ -350,6 +350,8 @@ def data_objects(url: str) -> list[str]:
 def committed_object(url: str) -> Optional[str]:
     """The data object the commit at ``url`` names, None when there is no commit there (or
     a whole checkpoint is stored at the name itself)."""
+    if not exists(url):  # the usual case for a new name: no listing for locate's message
+        return None
     try:
         target = locate(url)
     except NotFoundError:
@@ -386,7 +388,7 @@ def stale_data(directory: str, older_than: float) -> list[str]:
 
 def uncommitted(url: str) -> list[str]:
     """Data objects of the name ``url`` that its commit (if any) does not point at."""
-    committed = committed_object(url) if exists(url) else None
+    committed = committed_object(url)
     return [d for d in data_objects(url) if d != committed]
 
 
