@@ -43,6 +43,7 @@ import xxhash
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from varstore.checkpoint import CheckpointReader, write_checkpoint  # noqa: E402
+from _rss import reset_peak, status_bytes as _status  # noqa: E402
 
 MIB = 1 << 20
 
@@ -258,14 +259,6 @@ def xxh3_all(tensors):
 
 
 # -- RSS probe (fresh subprocess) ---------------------------------------------------------------
-def _status(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(field)
-
-
 def probe(kind: str, name: str, mix: str, size: int, d: Path) -> None:
     shapes = make_shapes(mix, size)
     returned = 0
@@ -287,8 +280,7 @@ def probe(kind: str, name: str, mix: str, size: int, d: Path) -> None:
     for mod in ("torch", "safetensors.numpy", "msgpack_numpy"):
         __import__(mod)
     gc.collect()
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset VmHWM to the current RSS
+    reset_peak()  # VmHWM from here on
     base = _status("VmRSS")
     result = fn()
     peak = _status("VmHWM")

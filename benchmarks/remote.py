@@ -39,25 +39,10 @@ import fsspec  # noqa: E402
 import varstore as tf  # noqa: E402
 from varstore.checkpoint import CheckpointReader, write_checkpoint  # noqa: E402
 
+from _rss import reset_peak as _reset_peak, status_bytes as _status  # noqa: E402
+
 MIB = 1 << 20
 MEM = "memory://varstore-bench"
-
-
-def _status(key: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) << 10
-    return 0
-
-
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def _clean_memory() -> None:
