@@ -42,8 +42,10 @@ import numpy as np
 import xxhash
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _rss import reset_peak  # noqa: E402
+from _rss import status_bytes as _status
+
 from varstore.checkpoint import CheckpointReader, write_checkpoint  # noqa: E402
-from _rss import reset_peak, status_bytes as _status  # noqa: E402
 
 MIB = 1 << 20
 

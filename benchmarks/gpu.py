@@ -44,8 +44,9 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -104,7 +105,7 @@ class PeakRSS:
     """Peak resident-memory growth of this process inside the block: the kernel's high-water mark
     after resetting it (/proc/self/clear_refs = 5) where allowed, and a 2 ms VmRSS sampler."""
 
-    def __enter__(self) -> "PeakRSS":
+    def __enter__(self) -> PeakRSS:
         gc.collect()
         self.hwm_reset = False
         try:

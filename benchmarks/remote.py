@@ -35,11 +35,11 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import fsspec  # noqa: E402
+from _rss import reset_peak as _reset_peak  # noqa: E402
+from _rss import status_bytes as _status
 
 import varstore as tf  # noqa: E402
 from varstore.checkpoint import CheckpointReader, write_checkpoint  # noqa: E402
-
-from _rss import reset_peak as _reset_peak, status_bytes as _status  # noqa: E402
 
 MIB = 1 << 20
 MEM = "memory://varstore-bench"

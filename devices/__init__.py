@@ -14,10 +14,15 @@ code runs in CPU-only CI.
 from . import errors
 from .backends.base import Device
 from .dtypes import as_dtype, bfloat16
-from .errors import (DataLossError, FailedPreconditionError, InvalidArgumentError, NotFoundError,
-                     OpError, UnavailableError)
-from .manager import (PlacementWarning, get_device, list_devices, memory_summary, set_soft_placement,
-                      soft_placement)
+from .errors import (
+                     DataLossError,
+                     FailedPreconditionError,
+                     InvalidArgumentError,
+                     NotFoundError,
+                     OpError,
+                     UnavailableError,
+)
+from .manager import PlacementWarning, get_device, list_devices, memory_summary, set_soft_placement, soft_placement
 from .scope import OpDescription, current_device, device, resolve
 from .shapes import as_shape
 from .spec import DeviceSpec

@@ -26,7 +26,8 @@ import re
 import tempfile
 import threading
 import time
-from typing import Any, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any
 
 from . import manager
 from .backends.ps import DEFAULT_TIMEOUT, PsDevice, PsTask, PsTaskServer
@@ -47,7 +48,7 @@ _ACTOR_NAME = "{job}/task:{index}"
 _ACTOR_RE = re.compile(r"(?P<job>[A-Za-z][A-Za-z0-9_]*)/task:(?P<index>0|[1-9][0-9]*)\Z")
 
 _lock = threading.RLock()
-_current: Optional["Cluster"] = None
+_current: Cluster | None = None
 
 
 def _ray(local: bool = False):
@@ -79,7 +80,7 @@ class Cluster:
     """
 
     def __init__(self, job: str, namespace: str, tasks: list[PsTask], address: str, owns_ray: bool,
-                 owns_actors: bool, actor_options: dict, temp_dir: Optional[str]):
+                 owns_actors: bool, actor_options: dict, temp_dir: str | None):
         self.job, self.namespace, self.tasks, self.address = job, namespace, tasks, address
         self.temp_dir = temp_dir
         self._owns_ray, self._owns_actors = owns_ray, owns_actors
@@ -95,14 +96,14 @@ class Cluster:
     def __repr__(self) -> str:
         return f"<devices.cluster.Cluster {self.address} job={self.job!r} ps_tasks={self.ps_tasks}>"
 
-    def __enter__(self) -> "Cluster":
+    def __enter__(self) -> Cluster:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         shutdown()
 
     # -- placement -------------------------------------------------------------------
-    def resolve(self, spec: DeviceSpec) -> Optional[PsDevice]:
+    def resolve(self, spec: DeviceSpec) -> PsDevice | None:
         """The PsDevice for ``spec`` (``/job:ps/task:N[/device:GPU:i]``), None if no such place.
 
         A spec without a task means task 0; without a device type, the task's CPU.
@@ -138,7 +139,7 @@ class Cluster:
         return out
 
     # -- tasks ---------------------------------------------------------------------------
-    def info(self, task: int, timeout: Optional[float] = None) -> dict:
+    def info(self, task: int, timeout: float | None = None) -> dict:
         """What task ``task`` reports: ``pid``, ``incarnation`` (changes on restart), ``gpus``,
         ``host``, ``arrays``, ``bytes``."""
         t = self._task(task)
@@ -149,7 +150,7 @@ class Cluster:
         refs = [(t, t.submit("ping")) for t in self.tasks]
         return [t.wait(r, timeout=timeout) for t, r in refs]
 
-    def restart_task(self, task: int, timeout: Optional[float] = None) -> dict:
+    def restart_task(self, task: int, timeout: float | None = None) -> dict:
         """Replace task ``task``'s actor with a fresh one (same name; its arrays are gone).
 
         Ray restarts a task whose process died by itself (``max_restarts``); this is for a
@@ -169,7 +170,8 @@ class Cluster:
                 break
             except ValueError:
                 if time.monotonic() > deadline:
-                    raise UnavailableError(f"ps task {t.name}: could not restart it (its name is still taken)")
+                    raise UnavailableError(
+                        f"ps task {t.name}: could not restart it (its name is still taken)") from None
                 time.sleep(0.05)
         return self.info(task, timeout=timeout)
 
@@ -193,14 +195,14 @@ def _create_actor(ray: Any, job: str, index: int, gpus: int, namespace: str, opt
     ).remote(job, index, gpus)
 
 
-def current() -> Optional[Cluster]:
+def current() -> Cluster | None:
     """The cluster started or joined by this process, or None."""
     return _current
 
 
-def start(ps_tasks: int = 1, *, job: str = "ps", gpus_per_task: Union[int, Sequence[int]] = 0,
-          num_cpus: Optional[int] = None, num_gpus: Optional[int] = None,
-          object_store_memory: int = DEFAULT_OBJECT_STORE_BYTES, temp_dir: Optional[str] = None,
+def start(ps_tasks: int = 1, *, job: str = "ps", gpus_per_task: int | Sequence[int] = 0,
+          num_cpus: int | None = None, num_gpus: int | None = None,
+          object_store_memory: int = DEFAULT_OBJECT_STORE_BYTES, temp_dir: str | None = None,
           namespace: str = DEFAULT_NAMESPACE, max_restarts: int = -1, timeout: float = DEFAULT_TIMEOUT,
           num_cpus_per_task: float = 0, register: bool = True) -> Cluster:
     """Start a local Ray cluster on loopback with ``ps_tasks`` ps tasks and make it current.
@@ -269,7 +271,7 @@ def start(ps_tasks: int = 1, *, job: str = "ps", gpus_per_task: Union[int, Seque
 
 
 def connect(address: str, *, job: str = "ps", namespace: str = DEFAULT_NAMESPACE,
-            ps_tasks: Optional[int] = None, timeout: float = DEFAULT_TIMEOUT, register: bool = True) -> Cluster:
+            ps_tasks: int | None = None, timeout: float = DEFAULT_TIMEOUT, register: bool = True) -> Cluster:
     """Join the Ray cluster at ``address`` (``Cluster.address`` of the process that started it,
     ``"host:port"``) and use its ps tasks (the actors named ``"<job>/task:N"`` in ``namespace``).
 

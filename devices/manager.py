@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 import warnings
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from .backends.base import Device
 from .backends.cpu import CpuDevice
@@ -32,14 +32,14 @@ class PlacementWarning(UserWarning):
 _lock = threading.RLock()
 _cache: dict[DeviceSpec, Device] = {}
 _warned: set[str] = set()
-_soft: Optional[bool] = None  # None: follow VARSTORE_SOFT_PLACEMENT
+_soft: bool | None = None  # None: follow VARSTORE_SOFT_PLACEMENT
 # Set by devices.cluster: maps a remote spec to a Device, or None when the task does not exist.
-_remote: Optional[Callable[[DeviceSpec], Optional[Device]]] = None
+_remote: Callable[[DeviceSpec], Device | None] | None = None
 
 CPU_SPEC = DeviceSpec(device_type="CPU", device_index=0)
 
 
-def set_soft_placement(enabled: Optional[bool]) -> None:
+def set_soft_placement(enabled: bool | None) -> None:
     """Turn soft placement on or off for this process (None: back to the environment).
 
     >>> set_soft_placement(False); set_soft_placement(None)
@@ -55,7 +55,7 @@ def soft_placement() -> bool:
     return os.environ.get("VARSTORE_SOFT_PLACEMENT", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def register_remote(resolver: Optional[Callable[[DeviceSpec], Optional[Device]]]) -> None:
+def register_remote(resolver: Callable[[DeviceSpec], Device | None] | None) -> None:
     """Install (or remove, with None) the resolver for non-local jobs; clears the cache."""
     global _remote
     with _lock:
@@ -69,7 +69,7 @@ def list_devices() -> list[str]:
     return [CPU_SPEC.to_string()] + [f"/device:GPU:{i}" for i in range(gpu_count())]
 
 
-def _local_spec(spec: DeviceSpec) -> Optional[DeviceSpec]:
+def _local_spec(spec: DeviceSpec) -> DeviceSpec | None:
     """The local device a spec names, or None when this machine has no such device."""
     if spec.replica not in (None, 0) or spec.task not in (None, 0):
         return None
@@ -82,7 +82,7 @@ def _local_spec(spec: DeviceSpec) -> Optional[DeviceSpec]:
     return None
 
 
-def _make(spec: DeviceSpec) -> Optional[Device]:
+def _make(spec: DeviceSpec) -> Device | None:
     if spec.job in LOCAL_JOBS:
         local = _local_spec(spec)
         if local is None:
@@ -95,7 +95,7 @@ def _make(spec: DeviceSpec) -> Optional[Device]:
     return _remote(spec) if _remote is not None else None
 
 
-def get_device(spec: SpecLike = None, *, soft: Optional[bool] = None) -> Device:
+def get_device(spec: SpecLike = None, *, soft: bool | None = None) -> Device:
     """The Device for ``spec`` (a string, DeviceSpec or None for the CPU).
 
     With soft placement a spec this machine cannot serve resolves to the CPU

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional, Union
+from typing import Any
 
 from .errors import InvalidArgumentError
 from .spec import DeviceSpec, SpecLike
@@ -32,7 +33,7 @@ class OpDescription:
 
     kind: str
     name: str = ""
-    shape: Optional[tuple] = None
+    shape: tuple | None = None
     dtype: Any = None
     requested: DeviceSpec = DeviceSpec()
 
@@ -45,7 +46,7 @@ class OpDescription:
         return self.requested.to_string()
 
 
-DeviceFunction = Callable[[OpDescription], Union[DeviceSpec, str, None]]
+DeviceFunction = Callable[[OpDescription], DeviceSpec | str | None]
 
 _local = threading.local()
 
@@ -78,7 +79,7 @@ def current_device(kind: str = "Op") -> DeviceSpec:
 
 
 @contextlib.contextmanager
-def device(spec: Union[SpecLike, DeviceFunction]) -> Iterator[None]:
+def device(spec: SpecLike | DeviceFunction) -> Iterator[None]:
     """Place ops created in this block (``spec``: a string, DeviceSpec, function or None).
 
     Entering a scope that names a local GPU also makes it cupy's current

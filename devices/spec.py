@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import Optional, Union
+from typing import Union
 
 from .errors import InvalidArgumentError
 
@@ -32,11 +32,11 @@ class DeviceSpec:
     ``device_index`` None means "any" (``*``) when ``device_type`` is set.
     """
 
-    job: Optional[str] = None
-    replica: Optional[int] = None
-    task: Optional[int] = None
-    device_type: Optional[str] = None
-    device_index: Optional[int] = None
+    job: str | None = None
+    replica: int | None = None
+    task: int | None = None
+    device_type: str | None = None
+    device_index: int | None = None
 
     def __post_init__(self) -> None:
         # Validate programmatic construction with the same rules as parsing.
@@ -59,7 +59,7 @@ class DeviceSpec:
 
     # -- parsing -----------------------------------------------------------
     @classmethod
-    def from_string(cls, spec: SpecLike) -> "DeviceSpec":
+    def from_string(cls, spec: SpecLike) -> DeviceSpec:
         """Parse a device string (a DeviceSpec or None passes through).
 
         >>> DeviceSpec.from_string("/CPU:0")
@@ -95,7 +95,7 @@ class DeviceSpec:
         return self.to_string()
 
     # -- merging -----------------------------------------------------------
-    def make_merged_spec(self, dev: SpecLike) -> "DeviceSpec":
+    def make_merged_spec(self, dev: SpecLike) -> DeviceSpec:
         """Return this spec with every field set in ``dev`` taken from ``dev``.
 
         The device type and index move together: an inner ``/cpu:0`` over an
@@ -110,11 +110,11 @@ class DeviceSpec:
             device_index=dev.device_index if dev.device_type is not None else self.device_index,
         )
 
-    def merge_from(self, dev: SpecLike) -> "DeviceSpec":
+    def merge_from(self, dev: SpecLike) -> DeviceSpec:
         """Same as :meth:`make_merged_spec`. Specs are immutable, so use the result."""
         return self.make_merged_spec(dev)
 
-    def replace(self, **fields) -> "DeviceSpec":
+    def replace(self, **fields) -> DeviceSpec:
         """A copy with the given fields changed (validated)."""
         return replace(self, **fields)
 
@@ -143,7 +143,7 @@ def _parse(text: str) -> DeviceSpec:
             raise bad(f"field {name!r} expects a non-negative integer, received {value!r} (in {part!r})")
         return int(value)
 
-    def index(value: str, part: str) -> Optional[int]:
+    def index(value: str, part: str) -> int | None:
         return None if value == "*" else integer(value, "device index", part)
 
     body = text.strip()

@@ -6,7 +6,8 @@
 """
 from __future__ import annotations
 
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +26,7 @@ def device_of(array: Any) -> Device:
     return get_device("/device:CPU:0")
 
 
-def to_host(array: Any, out: Optional[np.ndarray] = None) -> np.ndarray:
+def to_host(array: Any, out: np.ndarray | None = None) -> np.ndarray:
     """A numpy array with ``array``'s values (no copy for a numpy array and no ``out``).
 
     ``out``, when given, must have the same shape and dtype and is filled in place.

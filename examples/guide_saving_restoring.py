@@ -70,4 +70,5 @@ with tf.Session() as sess:
 
 # Inspect what the first checkpoint holds, as the guide's "Checkpoint Files" section suggests.
 from varstore.tools.inspect_checkpoint import print_tensors_in_checkpoint_file  # noqa: E402
+
 print_tensors_in_checkpoint_file(save_path, tensor_name="", all_tensors=False)

@@ -46,8 +46,8 @@ import random
 import sys
 import tempfile
 import time
-import tracemalloc
 import traceback
+import tracemalloc
 
 MEM_FACTOR = 128
 MEM_SLACK = 1 << 20
@@ -69,6 +69,7 @@ def _scratch_dir() -> str:
         base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
         _scratch = tempfile.mkdtemp(prefix="varstore-fuzz-", dir=base)
         import numpy as np
+
         from varstore.checkpoint import write_checkpoint
         write_checkpoint(os.path.join(_scratch, SHARD_NAME), [("s", np.arange(3, dtype=np.float32))],
                          extra={"shard_of": "m.ckpt", "save_id": "5eed5eed", "shard": 0, "num_shards": 1},
@@ -90,6 +91,7 @@ def cleanup() -> None:
 def fix_index_checksum(data: bytes) -> bytes:
     """``data`` with the footer's index checksum recomputed, when the footer points inside the file."""
     import xxhash
+
     from varstore.checkpoint import format as fmt
     if len(data) < fmt.HEADER_SIZE + fmt.FOOTER_SIZE:
         return data
@@ -246,6 +248,7 @@ def seed_inputs() -> dict[str, bytes]:
     """Real files (selector byte + bytes): checkpoints of every dtype, multi-bin, sharded, empty;
     meta files with every initializer kind and optimizer slots; state files."""
     import numpy as np
+
     import varstore as tf
     from varstore.checkpoint import format as fmt
     from varstore.checkpoint import write_checkpoint

@@ -16,14 +16,20 @@ import msgpack
 import numpy as np
 import pytest
 import xxhash
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from devices.dtypes import DTYPE_NAMES, as_dtype
-from devices.errors import (DataLossError, FailedPreconditionError, InvalidArgumentError, NotFoundError,
-                            OpError)
-from varstore.checkpoint import (FORMAT_VERSION, TMP_PATTERN, CheckpointReader, is_checkpoint, is_temp_file,
-                                 temp_target, write_checkpoint)
+from devices.errors import DataLossError, FailedPreconditionError, InvalidArgumentError, NotFoundError
+from varstore.checkpoint import (
+    FORMAT_VERSION,
+    TMP_PATTERN,
+    CheckpointReader,
+    is_checkpoint,
+    is_temp_file,
+    temp_target,
+    write_checkpoint,
+)
 from varstore.checkpoint import format as fmt
 from varstore.checkpoint import writer as writer_mod
 

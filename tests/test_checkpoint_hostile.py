@@ -6,7 +6,6 @@ validation rule is reached on its own rather than stopped by the checksum.
 from __future__ import annotations
 
 import contextlib
-import os
 import tempfile
 import tracemalloc
 from pathlib import Path
@@ -19,9 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from devices.errors import DataLossError, NotFoundError, OpError
-from varstore.checkpoint import CheckpointReader, write_checkpoint
+from varstore.checkpoint import CheckpointReader, validate, write_checkpoint
 from varstore.checkpoint import format as fmt
-from varstore.checkpoint import validate
 
 F32 = np.arange(4, dtype=np.float32)
 

@@ -130,16 +130,14 @@ def test_device_function_is_not_applied_under_a_reset():
 @pytest.mark.parametrize("bad", [3.5, 7, b"/cpu:0", ["/cpu:0"], object()])
 def test_invalid_scope_argument_is_invalid_argument_and_pushes_nothing(bad):
     with device("/job:ps"):
-        with pytest.raises(InvalidArgumentError):
-            with device(bad):
-                pass  # pragma: no cover
+        with pytest.raises(InvalidArgumentError), device(bad):
+            pass  # pragma: no cover
         assert here() == "/job:ps"
 
 
 def test_malformed_scope_string_is_invalid_argument():
-    with pytest.raises(InvalidArgumentError) as info:
-        with device("/gpu:abc"):
-            pass  # pragma: no cover
+    with pytest.raises(InvalidArgumentError) as info, device("/gpu:abc"):
+        pass  # pragma: no cover
     assert "'/gpu:abc'" in str(info.value)
     assert here() == ""
 
@@ -150,9 +148,8 @@ class Boom(Exception):
 
 def test_exception_inside_nested_scopes_unwinds_every_level():
     with device("/job:ps"):
-        with pytest.raises(Boom):
-            with device("/task:1"), device("/gpu:0"), device(None), device("/cpu:0"):
-                raise Boom
+        with pytest.raises(Boom), device("/task:1"), device("/gpu:0"), device(None), device("/cpu:0"):
+            raise Boom
         assert here() == "/job:ps"
     assert here() == ""
 
@@ -162,9 +159,8 @@ def test_exception_from_a_device_function_leaves_the_stack_intact():
         raise Boom
 
     with device("/job:ps"):
-        with device(broken), device("/gpu:0"):
-            with pytest.raises(Boom):
-                current_device()
+        with device(broken), device("/gpu:0"), pytest.raises(Boom):
+            current_device()
         assert here() == "/job:ps"
 
 

@@ -18,7 +18,6 @@ import tracemalloc
 from pathlib import Path
 
 import msgpack
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

@@ -479,4 +479,4 @@ def test_random_ops_produce_the_requested_float_dtype(dtype):
 def test_tf_dtype_names_are_the_numpy_dtypes():
     assert tf.float32 == np.float32 and tf.bfloat16 == tf.as_dtype("bfloat16")
     assert tf.as_dtype("half") == np.float16 and tf.as_dtype("double") == np.float64
-    assert getattr(tf, "bool") == np.bool_
+    assert tf.bool == np.bool_

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import zlib
 
-import ml_dtypes
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings

@@ -4,7 +4,8 @@ from __future__ import annotations
 import msgpack
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import varstore as tf
 from varstore.train.meta_graph import read_meta_graph

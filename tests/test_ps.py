@@ -224,17 +224,15 @@ def test_variables_go_round_robin_to_the_tasks(ps):
 
 
 def test_a_place_the_cluster_lacks_falls_back_to_the_local_cpu(ps, placement):
-    with pytest.warns(devices.PlacementWarning):
-        with tf.device("/job:ps/task:2"):
-            v = tf.Variable(1.0, name="v")
+    with pytest.warns(devices.PlacementWarning), tf.device("/job:ps/task:2"):
+        v = tf.Variable(1.0, name="v")
     with pytest.warns(devices.PlacementWarning):
         with tf.device("/job:ps/task:0/device:GPU:0"):  # this task was given no GPU
             g = tf.Variable(1.0, name="g")
     assert v.device == g.device == CPU
     devices.set_soft_placement(False)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="task:2"):
-        with tf.device("/job:ps/task:2"):
-            tf.Variable(1.0, name="strict")
+    with pytest.raises(tf.errors.InvalidArgumentError, match="task:2"), tf.device("/job:ps/task:2"):
+        tf.Variable(1.0, name="strict")
 
 
 # -- initialization on the task -----------------------------------------------------------------

@@ -16,18 +16,50 @@ from devices import DeviceSpec, device
 from devices.dtypes import as_dtype, bfloat16
 
 from . import errors
-from .graph import (Graph, GraphKeys, add_to_collection, get_collection, get_default_graph, name_scope,
-                    reset_default_graph, set_random_seed)
-from .initializers import (constant, constant_initializer, fill, glorot_normal_initializer,
-                           glorot_uniform_initializer, he_normal, he_uniform, ones, ones_initializer,
-                           random_normal, random_normal_initializer, random_uniform, random_uniform_initializer,
-                           truncated_normal, truncated_normal_initializer, variance_scaling_initializer, zeros,
-                           zeros_initializer)
+from .graph import (
+    Graph,
+    GraphKeys,
+    add_to_collection,
+    get_collection,
+    get_default_graph,
+    name_scope,
+    reset_default_graph,
+    set_random_seed,
+)
+from .initializers import (
+    constant,
+    constant_initializer,
+    fill,
+    glorot_normal_initializer,
+    glorot_uniform_initializer,
+    he_normal,
+    he_uniform,
+    ones,
+    ones_initializer,
+    random_normal,
+    random_normal_initializer,
+    random_uniform,
+    random_uniform_initializer,
+    truncated_normal,
+    truncated_normal_initializer,
+    variance_scaling_initializer,
+    zeros,
+    zeros_initializer,
+)
 from .session import ConfigProto, GPUOptions, InteractiveSession, Session, get_default_session
-from .variables import (Variable, global_variables, global_variables_initializer, initialize_all_variables,
-                        is_variable_initialized, local_variables, local_variables_initializer,
-                        report_uninitialized_variables, trainable_variables, variables_initializer)
 from .tools.summary import summary
+from .variables import (
+    Variable,
+    global_variables,
+    global_variables_initializer,
+    initialize_all_variables,
+    is_variable_initialized,
+    local_variables,
+    local_variables_initializer,
+    report_uninitialized_variables,
+    trainable_variables,
+    variables_initializer,
+)
 
 # dtypes by their TF names: tf.float32, tf.bfloat16, ...
 float16 = half = _np.dtype("float16")

@@ -7,8 +7,16 @@
 ...     print("bad spec")
 bad spec
 """
-from devices.errors import (DataLossError, FailedPreconditionError, InvalidArgumentError, NotFoundError,
-                            OpError, PermissionDeniedError, ResourceExhaustedError, UnavailableError)
+from devices.errors import (
+                            DataLossError,
+                            FailedPreconditionError,
+                            InvalidArgumentError,
+                            NotFoundError,
+                            OpError,
+                            PermissionDeniedError,
+                            ResourceExhaustedError,
+                            UnavailableError,
+)
 
 __all__ = ["OpError", "InvalidArgumentError", "FailedPreconditionError", "NotFoundError",
            "DataLossError", "UnavailableError", "ResourceExhaustedError", "PermissionDeniedError"]

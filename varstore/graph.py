@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import operator
 import threading
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any
 
 from devices.errors import InvalidArgumentError
 
@@ -35,7 +36,7 @@ class Graph:
         self._collections: dict[str, list] = {}
         self._used: dict[str, int] = {}
         self._local = threading.local()  # name-scope stack is per thread, as in TF
-        self.seed: Optional[int] = None
+        self.seed: int | None = None
         self._op_counter = 0
 
     # -- names ---------------------------------------------------------------
@@ -64,7 +65,7 @@ class Graph:
             return unique
 
     @contextlib.contextmanager
-    def name_scope(self, name: Optional[str]) -> Iterator[str]:
+    def name_scope(self, name: str | None) -> Iterator[str]:
         """Prefix names created inside with ``name/`` (made unique); None or "" resets to the root.
 
         A name ending in "/" re-enters that exact scope, as in TF.
@@ -96,7 +97,7 @@ class Graph:
         for n in ([names] if isinstance(names, str) else set(names)):
             self.add_to_collection(n, value)
 
-    def get_collection(self, name: str, scope: Optional[str] = None) -> list:
+    def get_collection(self, name: str, scope: str | None = None) -> list:
         """A copy of the collection; with ``scope``, only items whose name starts with it."""
         with self._lock:
             items = list(self._collections.get(name, ()))
@@ -118,7 +119,7 @@ class Graph:
 
     # -- default -------------------------------------------------------------
     @contextlib.contextmanager
-    def as_default(self) -> Iterator["Graph"]:
+    def as_default(self) -> Iterator[Graph]:
         """Make this the default graph of the current thread inside the block."""
         stack = _default_stack()
         stack.append(self)
@@ -159,7 +160,7 @@ def reset_default_graph() -> None:
     _global_default = Graph()
 
 
-def name_scope(name: Optional[str], default_name: Optional[str] = None, values: Any = None):
+def name_scope(name: str | None, default_name: str | None = None, values: Any = None):
     """``with name_scope("layer1"):`` prefixes new variable names with ``layer1/``."""
     return get_default_graph().name_scope(name or default_name)
 
@@ -168,11 +169,11 @@ def add_to_collection(name: str, value: Any) -> None:
     get_default_graph().add_to_collection(name, value)
 
 
-def get_collection(name: str, scope: Optional[str] = None) -> list:
+def get_collection(name: str, scope: str | None = None) -> list:
     return get_default_graph().get_collection(name, scope)
 
 
-def set_random_seed(seed: Optional[int]) -> None:
+def set_random_seed(seed: int | None) -> None:
     """Set the graph-level seed: with op-level seeds, random initial values become reproducible.
 
     >>> import varstore as tf
@@ -183,7 +184,7 @@ def set_random_seed(seed: Optional[int]) -> None:
     g._op_counter = 0
 
 
-def as_seed(seed: Any, what: str = "seed") -> Optional[int]:
+def as_seed(seed: Any, what: str = "seed") -> int | None:
     """A seed as an int (None stays None); anything else is InvalidArgumentError (1.5 is no seed)."""
     if seed is None:
         return None

@@ -16,7 +16,7 @@ import math
 import operator
 import threading
 import weakref
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +30,7 @@ DEFAULT_GRAPH_SEED = 87654321  # TF's, used when only the op-level seed is set
 _CPU_BLOCK = 1 << 16  # elements per block when drawing on the CPU: scaling stays in cache
 # One generator per device for values without a seed: seeding a fresh generator from OS
 # entropy costs ~20 us, more than drawing a small variable's values.
-_unseeded_rngs: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_unseeded_rngs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _unseeded_lock = threading.Lock()
 
 
@@ -40,7 +40,7 @@ class InitialValue:
     shape: tuple[int, ...]
     dtype: np.dtype
 
-    def evaluate(self, device, ctx: "EvalContext") -> Any:
+    def evaluate(self, device, ctx: EvalContext) -> Any:
         """The value as an array on ``device``."""
         return self._eval(device, ctx)
 
@@ -56,7 +56,7 @@ class InitialValue:
         (a remote device ships their values along with the description)."""
         return []
 
-    def describe(self) -> Optional[dict]:
+    def describe(self) -> dict | None:
         """Data (no code) that rebuilds this value, for meta graphs; None if it can't be described."""
         return None
 

@@ -1,7 +1,8 @@
 """Things ``Session.run`` accepts besides values: ops that act when run, and lazy fetches."""
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 
 class Op:
@@ -11,7 +12,7 @@ class Op:
         self.name = name
         self._fn = fn
 
-    def run(self, session: Optional[Any] = None, feed_dict: Any = None) -> None:
+    def run(self, session: Any | None = None, feed_dict: Any = None) -> None:
         """Run it now (the session only supplies options such as placement logging)."""
         self._fn(session)
 
@@ -33,7 +34,7 @@ class Fetch:
         self.name = name
         self._fn = fn
 
-    def eval(self, session: Optional[Any] = None) -> Any:
+    def eval(self, session: Any | None = None) -> Any:
         return self._fn()
 
     def _fetch(self, session):

@@ -28,7 +28,7 @@ import shutil
 import sys
 import threading
 import time
-from typing import IO, Any, Optional
+from typing import IO, Any
 
 __all__ = ["Progress", "format_bytes"]
 
@@ -77,8 +77,8 @@ class Progress:
     Thread-safe: ``update`` may be called from a writer thread.
     """
 
-    def __init__(self, total: int, desc: str = "", *, enabled: Optional[bool] = None,
-                 delay: Optional[float] = None, file: Optional[IO[str]] = None):
+    def __init__(self, total: int, desc: str = "", *, enabled: bool | None = None,
+                 delay: float | None = None, file: IO[str] | None = None):
         self.total = max(0, int(total))
         self.desc = desc
         self.done = 0
@@ -117,7 +117,7 @@ class Progress:
             if self._drawn:
                 self._draw(time.monotonic(), final=True)
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Optional
-
+from typing import Any
 
 import devices
 from devices.errors import InvalidArgumentError
@@ -39,7 +38,7 @@ class ConfigProto:
     (placement happens when variables are created); ``log_device_placement`` prints each
     variable's device when it is initialized."""
 
-    allow_soft_placement: Optional[bool] = None
+    allow_soft_placement: bool | None = None
     log_device_placement: bool = False
     gpu_options: GPUOptions = field(default_factory=GPUOptions)
     device_count: dict = field(default_factory=dict)
@@ -53,7 +52,7 @@ _tls = threading.local()
 class Session:
     """``with tf.Session() as sess: sess.run(init_op)``"""
 
-    def __init__(self, target: str = "", graph: Optional[Graph] = None, config: Optional[ConfigProto] = None):
+    def __init__(self, target: str = "", graph: Graph | None = None, config: ConfigProto | None = None):
         self.graph = graph or get_default_graph()
         self.config = config or ConfigProto()
         self._log_device_placement = bool(self.config.log_device_placement)
@@ -93,7 +92,7 @@ class Session:
     def close(self) -> None:
         self._closed = True
 
-    def __enter__(self) -> "Session":
+    def __enter__(self) -> Session:
         stack = getattr(_tls, "stack", None) or []
         stack.append(self)
         _tls.stack = stack
@@ -103,7 +102,7 @@ class Session:
         _tls.stack.remove(self)
         self.close()
 
-    def as_default(self) -> "Session":
+    def as_default(self) -> Session:
         return self
 
 
@@ -111,6 +110,6 @@ class InteractiveSession(Session):
     pass
 
 
-def get_default_session() -> Optional[Session]:
+def get_default_session() -> Session | None:
     stack = getattr(_tls, "stack", None)
     return stack[-1] if stack else None

@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from typing import Any, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,7 @@ class _OpInfo:
 
     type = "VariableV2"
 
-    def __init__(self, var: "Variable"):
+    def __init__(self, var: Variable):
         self._var = var
 
     @property
@@ -57,9 +58,9 @@ class Variable:
     array, another Variable, or a function returning one of these.
     """
 
-    def __init__(self, initial_value: Any = None, trainable: bool = True, collections: Optional[Iterable[str]] = None,
-                 validate_shape: bool = True, name: Optional[str] = None, dtype: Any = None,
-                 shape: Any = None, *, graph: Optional[Graph] = None):
+    def __init__(self, initial_value: Any = None, trainable: bool = True, collections: Iterable[str] | None = None,
+                 validate_shape: bool = True, name: str | None = None, dtype: Any = None,
+                 shape: Any = None, *, graph: Graph | None = None):
         if initial_value is None:
             raise InvalidArgumentError("Variable: initial_value must be given (e.g. tf.zeros([3]))")
         self.graph = graph or get_default_graph()
@@ -84,7 +85,7 @@ class Variable:
             cols.add(GraphKeys.TRAINABLE_VARIABLES)
         self.graph.add_to_collections(cols, self)
         # Where this variable sits in a meta graph, set by whoever knows (optimizer slots).
-        self._slot_of: Optional[tuple[str, str]] = None
+        self._slot_of: tuple[str, str] | None = None
 
     # -- properties ---------------------------------------------------------
     @property
@@ -160,7 +161,7 @@ class Variable:
     def eval(self, session: Any = None) -> np.ndarray:
         return self.numpy()
 
-    def __array__(self, dtype: Any = None, copy: Optional[bool] = None) -> np.ndarray:
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
         """``np.asarray(v)``: the variable's own host buffer, shared (no copy) where it can be.
 
         - A CPU variable: ``np.asarray(v)`` (and ``copy=False``) is the live buffer,
@@ -269,21 +270,21 @@ class Variable:
                 self._value = new if fresh else self._device.asarray(new, copy=True)
                 self._shape = tuple(new.shape)
 
-    def assign(self, value: Any, use_locking: bool = False, name: Any = None, read_value: bool = True) -> "Variable":
+    def assign(self, value: Any, use_locking: bool = False, name: Any = None, read_value: bool = True) -> Variable:
         """Set the value (on the variable's device; ``value`` from any device is moved there)."""
         new = self._converted(value)
         if new is not self._value:
             self._store(new, fresh=False)
         return self
 
-    def assign_add(self, delta: Any, use_locking: bool = False, name: Any = None, read_value: bool = True) -> "Variable":
+    def assign_add(self, delta: Any, use_locking: bool = False, name: Any = None, read_value: bool = True) -> Variable:
         """``v += delta`` in place, on the variable's device."""
         d = self._converted(delta)
         with self._lock:
             self._device.add_into(self._require(), d, 1)
         return self
 
-    def assign_sub(self, delta: Any, use_locking: bool = False, name: Any = None, read_value: bool = True) -> "Variable":
+    def assign_sub(self, delta: Any, use_locking: bool = False, name: Any = None, read_value: bool = True) -> Variable:
         """``v -= delta`` in place, on the variable's device."""
         d = self._converted(delta)
         with self._lock:
@@ -339,13 +340,23 @@ class Variable:
         return f
 
     import operator as _op
-    __add__ = _binary(_op.add); __radd__ = _binary(lambda a, b: b + a)
-    __sub__ = _binary(_op.sub); __rsub__ = _binary(lambda a, b: b - a)
-    __mul__ = _binary(_op.mul); __rmul__ = _binary(lambda a, b: b * a)
-    __truediv__ = _binary(_op.truediv); __rtruediv__ = _binary(lambda a, b: b / a)
-    __floordiv__ = _binary(_op.floordiv); __mod__ = _binary(_op.mod)
-    __pow__ = _binary(_op.pow); __matmul__ = _binary(_op.matmul); __rmatmul__ = _binary(lambda a, b: b @ a)
-    __lt__ = _binary(_op.lt); __le__ = _binary(_op.le); __gt__ = _binary(_op.gt); __ge__ = _binary(_op.ge)
+    __add__ = _binary(_op.add)
+    __radd__ = _binary(lambda a, b: b + a)
+    __sub__ = _binary(_op.sub)
+    __rsub__ = _binary(lambda a, b: b - a)
+    __mul__ = _binary(_op.mul)
+    __rmul__ = _binary(lambda a, b: b * a)
+    __truediv__ = _binary(_op.truediv)
+    __rtruediv__ = _binary(lambda a, b: b / a)
+    __floordiv__ = _binary(_op.floordiv)
+    __mod__ = _binary(_op.mod)
+    __pow__ = _binary(_op.pow)
+    __matmul__ = _binary(_op.matmul)
+    __rmatmul__ = _binary(lambda a, b: b @ a)
+    __lt__ = _binary(_op.lt)
+    __le__ = _binary(_op.le)
+    __gt__ = _binary(_op.gt)
+    __ge__ = _binary(_op.ge)
     __getitem__ = _binary(_op.getitem)
     del _binary, _op
 
@@ -383,17 +394,17 @@ def _run_initializers(var_list: list, session: Any = None) -> None:
 
 
 # -- module-level functions ---------------------------------------------------------
-def global_variables(scope: Optional[str] = None) -> list:
+def global_variables(scope: str | None = None) -> list:
     """Variables in the default graph's global collection (all of them, unless filtered by ``scope``)."""
     return get_default_graph().get_collection(GraphKeys.GLOBAL_VARIABLES, scope)
 
 
-def trainable_variables(scope: Optional[str] = None) -> list:
+def trainable_variables(scope: str | None = None) -> list:
     """Variables created with ``trainable=True``."""
     return get_default_graph().get_collection(GraphKeys.TRAINABLE_VARIABLES, scope)
 
 
-def local_variables(scope: Optional[str] = None) -> list:
+def local_variables(scope: str | None = None) -> list:
     return get_default_graph().get_collection(GraphKeys.LOCAL_VARIABLES, scope)
 
 
@@ -429,7 +440,7 @@ def is_variable_initialized(variable: Variable) -> Fetch:
     return Fetch(f"{variable.name}/IsInitialized", lambda: variable.is_initialized)
 
 
-def report_uninitialized_variables(var_list: Optional[Iterable[Variable]] = None) -> Fetch:
+def report_uninitialized_variables(var_list: Iterable[Variable] | None = None) -> Fetch:
     """A fetch giving the names of the uninitialized variables (all global ones by default)."""
     fixed = None if var_list is None else list(var_list)
     return Fetch("report_uninitialized_variables",

@@ -4,7 +4,9 @@ from __future__ import annotations
 import contextlib
 import threading
 import weakref
-from typing import Any, ContextManager, Iterator
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from typing import Any
 
 import numpy as np
 
@@ -66,7 +68,7 @@ class Device:
     def synchronize(self) -> None:
         """Wait for queued work on this device (a no-op where work is synchronous)."""
 
-    def activate(self) -> ContextManager:
+    def activate(self) -> AbstractContextManager:
         """Make this device current for code that allocates implicitly (cupy)."""
         return contextlib.nullcontext(self)
 

@@ -1,7 +1,8 @@
 """Host memory through numpy, in 64-byte aligned buffers (cache lines, AVX-512, mmap-friendly)."""
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 

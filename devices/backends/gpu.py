@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import functools
 import threading
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -13,7 +14,7 @@ from ..shapes import as_shape
 from .base import DEFAULT_CHUNK_BYTES, Device
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cupy_module() -> Any:
     """The cupy module, or None when it is not installed or cannot load."""
     try:
@@ -23,7 +24,7 @@ def cupy_module() -> Any:
     return cupy
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def gpu_count() -> int:
     """Number of CUDA devices cupy can see (0 without cupy, a driver or a card)."""
     cp = cupy_module()

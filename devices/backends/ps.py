@@ -38,7 +38,8 @@ import os
 import threading
 import time
 import weakref
-from typing import Any, Callable, Iterator, Optional, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -108,7 +109,7 @@ class RemoteArray:
 
     __slots__ = ("device", "key", "shape", "dtype", "__weakref__")
 
-    def __init__(self, device: "PsDevice", key: int, shape: tuple, dtype: np.dtype):
+    def __init__(self, device: PsDevice, key: int, shape: tuple, dtype: np.dtype):
         self.device, self.key, self.shape, self.dtype = device, key, tuple(shape), dtype
 
     @property
@@ -206,7 +207,7 @@ class PsTask:
         except Exception as e:  # noqa: BLE001 - submission fails when Ray itself is gone
             raise self.unavailable(e) from None
 
-    def wait(self, ref: Any, nbytes: int = 0, timeout: Optional[float] = None) -> Any:
+    def wait(self, ref: Any, nbytes: int = 0, timeout: float | None = None) -> Any:
         """The call's result; Ray's failures as UnavailableError, the task's own errors as raised there.
 
         Calls sent earlier without waiting ran before this one (a task runs one driver's
@@ -306,12 +307,12 @@ class PsDevice(Device):
 
     kind = "ps"
 
-    def __init__(self, spec: DeviceSpec, task: Optional[PsTask] = None, device_type: str = "CPU",
+    def __init__(self, spec: DeviceSpec, task: PsTask | None = None, device_type: str = "CPU",
                  device_index: int = 0):
         super().__init__(spec)
         self.task = task
         self.where = (device_type, int(device_index))
-        self._tokens: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+        self._tokens: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     # -- plumbing ------------------------------------------------------------------
     def _task(self) -> PsTask:
@@ -331,7 +332,7 @@ class PsDevice(Device):
             raise InvalidArgumentError(f"{what}: expected an array on {self.name}, received {type(array).__name__}")
         return array
 
-    def _source(self, src: Any) -> tuple[Optional[int], Any, int]:
+    def _source(self, src: Any) -> tuple[int | None, Any, int]:
         """(key, data, nbytes) for an operand: a key on this task, or host data to send."""
         if isinstance(src, RemoteArray) and src.device.task is self.task and src.device.where == self.where:
             return src.key, None, 0
@@ -427,7 +428,7 @@ class PsDevice(Device):
         h = self._mine(array, "snapshot")
         return PendingRead(h.shape, h.dtype, self.start_read(h))
 
-    def to_host(self, array: Any, out: Optional[np.ndarray] = None) -> np.ndarray:
+    def to_host(self, array: Any, out: np.ndarray | None = None) -> np.ndarray:
         a = self.read(array)
         if out is None:
             return a
@@ -568,7 +569,7 @@ class PsDevice(Device):
         total = sum(a.nbytes for _, a in entries)
         return lambda: task.wait(ref, total)
 
-    def load_tensors(self, entries: Sequence[tuple[Optional[Any], str, str, tuple, Any]],
+    def load_tensors(self, entries: Sequence[tuple[Any | None, str, str, tuple, Any]],
                      loader: Callable) -> Callable[[], list]:
         """Start loading tensors from checkpoint files into this task, in the task.
 
@@ -669,7 +670,7 @@ class PsTaskServer:
                 f"saver.restore(sess, path, device='{self.name}')") from None
 
     @staticmethod
-    def _operand(dev: Any, key: Optional[int], data: Any, get: Callable) -> Any:
+    def _operand(dev: Any, key: int | None, data: Any, get: Callable) -> Any:
         return get(key) if key is not None else dev.asarray(data)
 
     @staticmethod
@@ -716,7 +717,7 @@ class PsTaskServer:
             return a  # Ray copies it into the object store as the call returns: a snapshot
         return self._device_of_array(a).to_host(a)
 
-    def assign(self, key: int, where: Sequence, shape: list, dtype: str, src: Optional[int], data: Any) -> None:
+    def assign(self, key: int, where: Sequence, shape: list, dtype: str, src: int | None, data: Any) -> None:
         cur = self.arrays.get(key)
         dev = self._device(where)
         value = self._operand(dev, src, data, self._get)
@@ -725,13 +726,13 @@ class PsTaskServer:
             self.arrays[key] = cur
         dev.copy_into(cur, value if value.dtype == cur.dtype else dev.asarray(value, dtype=cur.dtype))
 
-    def add(self, key: int, src: Optional[int], data: Any, sign: int) -> None:
+    def add(self, key: int, src: int | None, data: Any, sign: int) -> None:
         cur = self._get(key)
         dev = self._device_of_array(cur)
         value = self._operand(dev, src, data, self._get)
         dev.add_into(cur, value if value.dtype == cur.dtype else dev.asarray(value, dtype=cur.dtype), sign)
 
-    def create(self, key: int, where: Sequence, module: str, desc: dict, token: Optional[int],
+    def create(self, key: int, where: Sequence, module: str, desc: dict, token: int | None,
                keys: dict, shipped_names: list, data: list) -> tuple:
         dev = self._device(where)
         mod = importlib.import_module(module)

@@ -125,10 +125,9 @@ def test_gpu_scope_makes_each_gpu_current_for_cupy(placement, n_gpus):
 def test_gpu_scope_restores_the_current_device_after_an_exception(placement, n_gpus):
     last = n_gpus - 1
     outside = cp.cuda.Device().id
-    with pytest.raises(KeyError):
-        with devices.device(f"/gpu:{last}"):
-            assert cp.cuda.Device().id == last
-            raise KeyError
+    with pytest.raises(KeyError), devices.device(f"/gpu:{last}"):
+        assert cp.cuda.Device().id == last
+        raise KeyError
     assert cp.cuda.Device().id == outside
 
 

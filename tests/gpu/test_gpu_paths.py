@@ -37,7 +37,6 @@ import varstore as tf  # noqa: E402
 from devices import get_device  # noqa: E402
 from devices.backends.base import DEFAULT_CHUNK_BYTES  # noqa: E402
 from devices.backends.gpu import GpuDevice  # noqa: E402
-from devices.dtypes import bfloat16  # noqa: E402
 from varstore import initializers as _init  # noqa: E402
 from varstore.checkpoint import CheckpointReader  # noqa: E402
 from varstore.train.kernels import reference  # noqa: E402
@@ -199,9 +198,8 @@ def test_variables_on_gpu0_live_there_as_cupy_arrays():
 
 def test_missing_gpu_falls_back_to_cpu_under_soft_placement(placement):
     missing = f"/gpu:{gpu_count()}"  # one past the last card: /gpu:1 on a one-card machine
-    with pytest.warns(devices.PlacementWarning, match="does not exist here"):
-        with tf.device(missing):
-            v = tf.Variable(tf.random_normal([8]), name="v")
+    with pytest.warns(devices.PlacementWarning, match="does not exist here"), tf.device(missing):
+        v = tf.Variable(tf.random_normal([8]), name="v")
     assert v.device == CPU0
     assert v.requested_device == f"/device:GPU:{gpu_count()}"
     v.initializer.run()
@@ -218,9 +216,8 @@ def test_missing_gpu_is_an_error_under_strict_placement(placement, monkeypatch, 
     else:
         devices.set_soft_placement(False)
     missing = f"/gpu:{gpu_count()}"
-    with pytest.raises(tf.errors.InvalidArgumentError) as e:
-        with tf.device(missing):
-            tf.Variable(tf.zeros([2]), name="v")
+    with pytest.raises(tf.errors.InvalidArgumentError) as e, tf.device(missing):
+        tf.Variable(tf.zeros([2]), name="v")
     msg = str(e.value)
     assert f"GPU:{gpu_count()}" in msg and GPU0 in msg  # names the spec and the devices that exist
     with tf.device("/gpu:0"):  # strict placement still places on a card that exists

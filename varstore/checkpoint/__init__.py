@@ -11,8 +11,7 @@ rest of the library.
 >>> is_checkpoint(p), CheckpointReader(p).get_variable_to_shape_map()
 (True, {'v': [4]})
 """
-from .format import (FORMAT_VERSION, MAX_INDEX_BYTES, SUPPORTED_VERSIONS, TMP_PATTERN, is_temp_file,
-                     temp_target)
+from .format import FORMAT_VERSION, MAX_INDEX_BYTES, SUPPORTED_VERSIONS, TMP_PATTERN, is_temp_file, temp_target
 from .reader import CheckpointReader, is_checkpoint
 from .writer import write_checkpoint
 

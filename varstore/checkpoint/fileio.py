@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 OPS = ("open", "lock", "write", "fsync", "close", "rename", "fsync_dir")
 

@@ -25,7 +25,6 @@ import os
 import re
 import secrets
 import struct
-from typing import Optional
 
 # -- identity -----------------------------------------------------------------
 MAGIC = "varstore.checkpoint"
@@ -105,7 +104,7 @@ def pack_footer(index_offset: int, index_nbytes: int, index_checksum: int,
                         _U64, index_checksum)
 
 
-def parse_footer(raw: bytes) -> Optional[tuple[int, int, int, int]]:
+def parse_footer(raw: bytes) -> tuple[int, int, int, int] | None:
     """(version, index_offset, index_nbytes, index_checksum), or None if ``raw`` is not
     a footer in exactly the fixed layout."""
     if len(raw) != FOOTER_SIZE:
@@ -142,7 +141,7 @@ def is_temp_file(name: str | os.PathLike) -> bool:
     return TMP_PATTERN.match(os.path.basename(os.fspath(name))) is not None
 
 
-def temp_target(name: str | os.PathLike) -> Optional[tuple[str, int]]:
+def temp_target(name: str | os.PathLike) -> tuple[str, int] | None:
     """(target basename, writer pid) of a temp file name, or None if it is not one.
 
     >>> temp_target(".model.ckpt-7.tmp-4242-0123456789abcdef")

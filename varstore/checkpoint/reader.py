@@ -12,16 +12,16 @@ import mmap
 import os
 import stat
 import threading
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import xxhash
 
 from devices.errors import DataLossError, FailedPreconditionError, InvalidArgumentError, NotFoundError, OpError
 
-from . import fileio
+from . import fileio, remote
 from . import format as fmt
-from . import remote
 from .validate import Index, decode_index
 
 # Hash each step right after reading it, while it is still in the CPU cache:
@@ -88,9 +88,9 @@ class CheckpointReader:
 
     def __init__(self, path: str | os.PathLike):
         self._fd = -1
-        self._mmap: Optional[mmap.mmap] = None
-        self._remote: Optional[remote.Source] = None  # a URL's data object, read in ranges
-        self._commit: Optional[remote.Target] = None  # what its commit marker promises
+        self._mmap: mmap.mmap | None = None
+        self._remote: remote.Source | None = None  # a URL's data object, read in ranges
+        self._commit: remote.Target | None = None  # what its commit marker promises
         self._lock = threading.Lock()
         self._verified: set[int] = set()  # tensors get_tensor already checked in the mapping
         try:
@@ -218,7 +218,7 @@ class CheckpointReader:
         if self._remote is not None:
             self._remote.close()  # later reads raise FailedPreconditionError, as a closed file's do
 
-    def __enter__(self) -> "CheckpointReader":
+    def __enter__(self) -> CheckpointReader:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -292,7 +292,7 @@ class CheckpointReader:
         return self._fail(self._index.names[i], f"checksum mismatch (xxh3_64 {got:016x}, index says "
                                                 f"{self._index.checksums[i]:016x}): the data is corrupt")
 
-    def _map(self) -> Optional[mmap.mmap]:
+    def _map(self) -> mmap.mmap | None:
         if self._remote is not None:
             return None  # a remote object is read, never mapped
         with self._lock:
@@ -471,13 +471,13 @@ class CheckpointReader:
             if part.nbytes:
                 yield part.toreadonly()
 
-    def verify(self) -> list[tuple[str, Optional[str]]]:
+    def verify(self) -> list[tuple[str, str | None]]:
         """Check every tensor's bytes against its checksum.
 
         Returns (name, None) for a good tensor and (name, error message) for a bad
         one, in file order; never raises for corrupt data.
         """
-        results: list[tuple[str, Optional[str]]] = []
+        results: list[tuple[str, str | None]] = []
         for i, name in enumerate(self._index.names):
             try:
                 for _ in self._iter_chunks(i, _READ_STEP, None):

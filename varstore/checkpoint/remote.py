@@ -28,12 +28,18 @@ import os
 import posixpath
 import re
 import time
-from typing import Any, Optional
+from typing import Any
 
 import msgpack
 
-from devices.errors import (FailedPreconditionError, InvalidArgumentError, NotFoundError, OpError,
-                            PermissionDeniedError, UnavailableError)
+from devices.errors import (
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    OpError,
+    PermissionDeniedError,
+    UnavailableError,
+)
 
 from . import format as fmt
 
@@ -109,7 +115,7 @@ def is_directory(path: str) -> bool:
 
 def _chain(e: BaseException) -> list[BaseException]:
     out: list[BaseException] = []
-    cur: Optional[BaseException] = e
+    cur: BaseException | None = e
     while cur is not None and len(out) < 16:
         out.append(cur)
         cur = cur.__cause__ or cur.__context__
@@ -171,7 +177,7 @@ def _call(url: str, doing: str, fn: str, *args: Any, **kwargs: Any) -> Any:
         raise translate(e, url, doing) from None
 
 
-def info(url: str, doing: str = "reading") -> Optional[dict]:
+def info(url: str, doing: str = "reading") -> dict | None:
     """The object's fsspec info (``size``...), None when there is none. Never served from
     a listing cache: another process may have written or deleted it since."""
     fs, path = filesystem(url, doing)
@@ -190,7 +196,7 @@ def exists(url: str) -> bool:
     return found is not None and found.get("type", "file") == "file"
 
 
-def mtime(url: str) -> Optional[float]:
+def mtime(url: str) -> float | None:
     """The object's modification time (seconds since the epoch), None when unknown."""
     fs, path = filesystem(url, "reading")
     try:
@@ -261,11 +267,11 @@ class Target:
     ``index_checksum`` its commit marker promises (None for a checkpoint stored whole at
     ``url``, e.g. a local file copied there)."""
 
-    def __init__(self, obj: str, size: Optional[int] = None, index_checksum: Optional[int] = None):
+    def __init__(self, obj: str, size: int | None = None, index_checksum: int | None = None):
         self.object, self.size, self.index_checksum = obj, size, index_checksum
 
 
-def _parse_marker(url: str, raw: bytes) -> Optional[Target]:
+def _parse_marker(url: str, raw: bytes) -> Target | None:
     try:
         m = msgpack.unpackb(raw, raw=False, strict_map_key=True, max_bin_len=0, max_ext_len=0)
     except Exception:  # noqa: BLE001 - a torn or foreign object commits nothing
@@ -322,13 +328,13 @@ def is_committed(url: str) -> bool:
     return footer is not None and (target.index_checksum is None or footer[3] == target.index_checksum)
 
 
-def _data_name(base: str) -> Optional[str]:
+def _data_name(base: str) -> str | None:
     """The checkpoint name a data object's base name belongs to (``m.data-{16 hex}`` -> ``m``)."""
     i = base.rfind(DATA_INFIX)
     return base[:i] if i > 0 and _SAVE_ID.fullmatch(base[i + len(DATA_INFIX):]) else None
 
 
-def _listing(directory: str) -> list[tuple[str, Optional[float]]]:
+def _listing(directory: str) -> list[tuple[str, float | None]]:
     """(base name, last written or None) of every object in the directory ``directory``, read afresh."""
     fs, path = filesystem(directory, "listing")
     try:
@@ -347,7 +353,7 @@ def data_objects(url: str) -> list[str]:
     return sorted(join(directory, base) for base, _ in _listing(directory) if _data_name(base) == name)
 
 
-def committed_object(url: str) -> Optional[str]:
+def committed_object(url: str) -> str | None:
     """The data object the commit at ``url`` names, None when there is no commit there (or
     a whole checkpoint is stored at the name itself)."""
     if not exists(url):  # the usual case for a new name: no listing for locate's message
@@ -359,7 +365,7 @@ def committed_object(url: str) -> Optional[str]:
     return target.object if target.size is not None else None
 
 
-def _stamp(entry: dict) -> Optional[float]:
+def _stamp(entry: dict) -> float | None:
     """Seconds since the epoch when a listed object was last written, None when unknown."""
     for key in ("LastModified", "mtime", "modified", "created"):
         v = entry.get(key)

@@ -14,7 +14,7 @@ import math
 import operator
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Any, Optional
+from typing import Any
 
 import msgpack
 import numpy as np
@@ -72,7 +72,7 @@ def decode_index(raw: bytes, *, path: str, index_offset: int) -> Index:
 
     ``index_offset`` is where the index starts: every tensor must end before it.
     """
-    def bad(msg: str, name: Optional[str] = None) -> DataLossError:
+    def bad(msg: str, name: str | None = None) -> DataLossError:
         where = f" tensor {name!r}:" if name is not None else ""
         return DataLossError(f"{path}: corrupt checkpoint index:{where} {msg}")
 

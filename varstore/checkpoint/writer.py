@@ -12,7 +12,8 @@ import contextlib
 import logging
 import os
 import sys
-from typing import Any, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any
 
 import msgpack
 import numpy as np
@@ -23,9 +24,8 @@ from devices.errors import InvalidArgumentError, NotFoundError, OpError
 from devices.shapes import as_shape, num_elements
 from devices.transfer import host_chunks
 
-from . import fileio
+from . import fileio, remote
 from . import format as fmt
-from . import remote
 from .validate import DECODE_ERRORS, unpack_limited
 
 log = logging.getLogger("varstore")
@@ -175,9 +175,9 @@ def _write_tensor(out: _Out, name: str, array: Any, bin_bytes: int, chunk_bytes:
     h = xxhash.xxh3_64()
     offset = None
     chunks = _chunks(array, chunk_bytes)
-    pending: Optional[memoryview] = None
+    pending: memoryview | None = None
     written = 0
-    for _, start, length in fmt.pieces(0, nbytes, bin_bytes):
+    for _, _start, length in fmt.pieces(0, nbytes, bin_bytes):
         out.small(b"\xc0" * fmt.padding_size(out.pos) + fmt.bin_header(length))
         if offset is None:
             offset = out.pos
@@ -203,7 +203,7 @@ def _write_tensor(out: _Out, name: str, array: Any, bin_bytes: int, chunk_bytes:
     return offset, dtype_str, shape, nbytes, h.intdigest()
 
 
-def _pack_extra(extra: Optional[dict]) -> dict:
+def _pack_extra(extra: dict | None) -> dict:
     if extra is None:
         return {}
     if not isinstance(extra, dict) or not all(isinstance(k, str) for k in extra):
@@ -278,8 +278,8 @@ def _write_body(out: _Out, tensors: Iterable[tuple[str, Any]], extra_obj: dict, 
 
 
 def write_checkpoint(path: str | os.PathLike, tensors: Iterable[tuple[str, Any]], *,
-                     extra: Optional[dict] = None, chunk_bytes: int = 64 << 20,
-                     fsync: bool = True, stat_out: Optional[list] = None) -> int:
+                     extra: dict | None = None, chunk_bytes: int = 64 << 20,
+                     fsync: bool = True, stat_out: list | None = None) -> int:
     """Write ``tensors`` (pairs of name and numpy/cupy array) to the checkpoint ``path``.
 
     The file appears complete or not at all: the data goes to a temporary file
@@ -384,7 +384,7 @@ def _write_remote(url: str, tensors: Iterable[tuple[str, Any]], extra_obj: dict,
         # commits now. Ours: the save is done. Not ours: remove ours. No answer: keep it (it may
         # be committed); a later Saver's sweep removes it once it is old and uncommitted.
         try:
-            landed: Optional[bool] = remote.committed_object(url) == data
+            landed: bool | None = remote.committed_object(url) == data
         except OpError:
             landed = None
         if landed is False:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from devices.errors import DataLossError, NotFoundError, OpError
 
@@ -161,7 +161,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         raise
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)

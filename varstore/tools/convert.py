@@ -54,8 +54,9 @@ import sys
 import time
 import warnings
 import zipfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -86,7 +87,7 @@ _NPY_MAX_HEADER = 100_000
 
 
 # -- formats ---------------------------------------------------------------------------------
-def _sniff(path: str) -> Optional[str]:
+def _sniff(path: str) -> str | None:
     """The format from a file's first bytes, or None."""
     try:
         with open(path, "rb") as f:
@@ -200,7 +201,7 @@ def _strip0(name: str) -> str:
 class _Renamer:
     """Applies a name map: exact names first, then the longest matching scope prefix."""
 
-    def __init__(self, name_map: Optional[Mapping[str, str]], names: Sequence[str]):
+    def __init__(self, name_map: Mapping[str, str] | None, names: Sequence[str]):
         self.exact: dict[str, str] = {}
         self.prefixes: list[tuple[str, str]] = []
         if name_map is None:
@@ -234,7 +235,7 @@ class _Renamer:
             raise InvalidArgumentError(f"convert: name_map entries match no tensor in the source: "
                                        f"{', '.join(hints)}" + (" ..." if len(unmatched) > 5 else ""))
 
-    def __call__(self, name: str) -> Optional[str]:
+    def __call__(self, name: str) -> str | None:
         """The new name, or None when the tensor is dropped."""
         if name in self.exact:
             return self.exact[name] or None
@@ -269,7 +270,7 @@ class _Source:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> "_Source":
+    def __enter__(self) -> _Source:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -376,7 +377,7 @@ class _SafetensorsSource(_Source):
         self.infos = [i for _, i in infos]
         self._by_name = {i.name: i for i in self.infos}
         self._offsets = {name: (b, e) for b, e, name in spans}
-        self._mm: Optional[mmap.mmap] = None
+        self._mm: mmap.mmap | None = None
 
     def _map(self) -> memoryview:
         if self._mm is None:
@@ -609,7 +610,7 @@ _SOURCES: dict[str, Callable[[str], _Source]] = {
 }
 
 
-def open_tensors(path: str | os.PathLike, fmt: Optional[str] = None) -> _Source:
+def open_tensors(path: str | os.PathLike, fmt: str | None = None) -> _Source:
     """Open a tensor file of any supported format for reading (a context manager).
 
     ``src.infos`` lists each tensor's name, dtype, shape and bytes; ``src.array(name)``
@@ -667,7 +668,7 @@ class _AtomicFile:
         self.tmp = os.path.join(self.directory, temp_name(os.path.basename(path)))
         self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
 
-    def __enter__(self) -> "_AtomicFile":
+    def __enter__(self) -> _AtomicFile:
         return self
 
     def __exit__(self, exc_type: Any, *rest: Any) -> None:
@@ -739,7 +740,7 @@ def _write_safetensors(dst: str, src: _Source, plan: Plan, bar: Progress, fsync:
     raw += b" " * (-(8 + len(raw)) % 8)  # the data starts 8-byte aligned, as the safetensors library writes it
     with _AtomicFile(dst, fsync) as out:
         _write_all(out.fd, memoryview(struct.pack("<Q", len(raw)) + raw))
-        for new, info in plan:
+        for _new, info in plan:
             flat = _le_bytes(np.asarray(src.array(info.name)))
             if flat.nbytes != info.nbytes:
                 raise DataLossError(f"{src.path}: tensor {info.name!r} yielded {flat.nbytes} bytes, "
@@ -765,26 +766,25 @@ def _write_npz(dst: str, src: _Source, plan: Plan, bar: Progress, fsync: bool, e
     names = {new for new, _ in plan}
     if _NPZ_DTYPES_KEY in names:
         raise InvalidArgumentError(f"convert: {_NPZ_DTYPES_KEY!r} is reserved in .npz files; rename that tensor")
-    with _AtomicFile(dst, fsync) as out:
-        with os.fdopen(os.dup(out.fd), "wb") as fobj, \
+    with _AtomicFile(dst, fsync) as out, os.fdopen(os.dup(out.fd), "wb") as fobj, \
                 zipfile.ZipFile(fobj, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as z:
-            for new, info in plan:
-                a = np.asarray(src.array(info.name))
-                if a.dtype == bfloat16:
-                    a = a.view(np.uint16)
-                    note[new] = "bfloat16"
-                a = _c_order(a)
-                with z.open(new + ".npy", "w", force_zip64=True) as f:
-                    _npy_header(f, a)
-                    flat = a.reshape(-1).view(np.uint8)
-                    for start in range(0, flat.nbytes, _CHUNK):
-                        part = flat[start:start + _CHUNK]
-                        f.write(memoryview(part))  # type: ignore[arg-type]
-                        bar.update(part.nbytes)
-            if note:
-                buf = io.BytesIO()
-                np.lib.format.write_array(buf, np.array(json.dumps(note, sort_keys=True)), allow_pickle=False)
-                z.writestr(_NPZ_DTYPES_KEY + ".npy", buf.getvalue())
+        for new, info in plan:
+            a = np.asarray(src.array(info.name))
+            if a.dtype == bfloat16:
+                a = a.view(np.uint16)
+                note[new] = "bfloat16"
+            a = _c_order(a)
+            with z.open(new + ".npy", "w", force_zip64=True) as f:
+                _npy_header(f, a)
+                flat = a.reshape(-1).view(np.uint8)
+                for start in range(0, flat.nbytes, _CHUNK):
+                    part = flat[start:start + _CHUNK]
+                    f.write(memoryview(part))  # type: ignore[arg-type]
+                    bar.update(part.nbytes)
+        if note:
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.array(json.dumps(note, sort_keys=True)), allow_pickle=False)
+            z.writestr(_NPZ_DTYPES_KEY + ".npy", buf.getvalue())
 
 
 def _write_torch(dst: str, src: _Source, plan: Plan, bar: Progress, fsync: bool, extra: dict) -> None:
@@ -826,8 +826,8 @@ class ConvertResult:
     dropped: list[str] = field(default_factory=list)
 
 
-def convert(src: str | os.PathLike, dst: str | os.PathLike, name_map: Optional[Mapping[str, str]] = None, *,
-            src_format: Optional[str] = None, dst_format: Optional[str] = None, progress: Optional[bool] = None,
+def convert(src: str | os.PathLike, dst: str | os.PathLike, name_map: Mapping[str, str] | None = None, *,
+            src_format: str | None = None, dst_format: str | None = None, progress: bool | None = None,
             overwrite: bool = False, fsync: bool = True) -> ConvertResult:
     """Copy every tensor of ``src`` into a new file ``dst``, renamed by ``name_map``, byte-identical.
 

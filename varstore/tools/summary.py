@@ -24,7 +24,8 @@ from __future__ import annotations
 import math
 import os
 import sys
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Union
 
 from devices.errors import InvalidArgumentError, OpError
 
@@ -48,7 +49,7 @@ def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]], right: froz
     return out
 
 
-def _totals(rows: Sequence[tuple[str, tuple[int, ...], int, Optional[bool]]]) -> list[str]:
+def _totals(rows: Sequence[tuple[str, tuple[int, ...], int, bool | None]]) -> list[str]:
     """rows: (device, shape, nbytes, trainable or None if unknown) -> the per-device table."""
     per: dict[str, list[int]] = {}
     for device, shape, nbytes, trainable in rows:
@@ -79,7 +80,7 @@ def _variables(var_list: Any) -> list[tuple[str, Variable]]:
             for v in g.get_collection(key):
                 seen.setdefault(id(v), v)
         return [(v.name, v) for v in seen.values()]
-    items: list[tuple[Optional[str], Any]] = (list(var_list.items()) if isinstance(var_list, Mapping)
+    items: list[tuple[str | None, Any]] = (list(var_list.items()) if isinstance(var_list, Mapping)
                                                else [(None, v) for v in var_list])
     out: list[tuple[str, Variable]] = []
     for label, v in items:
@@ -153,7 +154,7 @@ def checkpoint_summary(path: str | os.PathLike) -> str:
     return "\n".join(lines)
 
 
-def summary(target: Target = None, *, print_fn: Optional[Callable[[str], Any]] = None) -> None:
+def summary(target: Target = None, *, print_fn: Callable[[str], Any] | None = None) -> None:
     """Print a table of variables: name, shape, dtype, device, bytes and trainable flag, then totals per device.
 
     ``target``: None (the default graph's variables), a list or ``{name: Variable}``

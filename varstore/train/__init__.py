@@ -14,9 +14,18 @@ __all__ = ["Saver", "latest_checkpoint", "get_checkpoint_state", "CheckpointStat
            "export_meta_graph", "list_variables", "load_variable", "load_checkpoint", "CheckpointReader",
            "NewCheckpointReader"]
 
-from .optimizer import (AdagradOptimizer, AdamOptimizer, GradientDescentOptimizer, IndexedSlices,
-                        MomentumOptimizer, Optimizer, RMSPropOptimizer, create_global_step, get_global_step,
-                        get_or_create_global_step)
+from .optimizer import (
+           AdagradOptimizer,
+           AdamOptimizer,
+           GradientDescentOptimizer,
+           IndexedSlices,
+           MomentumOptimizer,
+           Optimizer,
+           RMSPropOptimizer,
+           create_global_step,
+           get_global_step,
+           get_or_create_global_step,
+)
 
 __all__ += ["Optimizer", "GradientDescentOptimizer", "MomentumOptimizer", "AdamOptimizer", "AdagradOptimizer",
             "RMSPropOptimizer", "IndexedSlices", "get_global_step", "get_or_create_global_step",

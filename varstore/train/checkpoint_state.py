@@ -26,8 +26,8 @@ import contextlib
 import fcntl
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator, Optional
 
 from devices.errors import DataLossError, OpError
 
@@ -105,7 +105,7 @@ def parse_state(text: str, directory: str, filename: str = STATE_FILENAME) -> Ch
     return st
 
 
-def get_checkpoint_state(checkpoint_dir: str, latest_filename: Optional[str] = None) -> Optional[CheckpointState]:
+def get_checkpoint_state(checkpoint_dir: str, latest_filename: str | None = None) -> CheckpointState | None:
     """The directory's state, or None when it has no state file.
 
     A corrupt state file raises DataLossError naming it.
@@ -132,7 +132,7 @@ def get_checkpoint_state(checkpoint_dir: str, latest_filename: Optional[str] = N
     return st if st.model_checkpoint_path else None
 
 
-def latest_checkpoint(checkpoint_dir: str, latest_filename: Optional[str] = None) -> Optional[str]:
+def latest_checkpoint(checkpoint_dir: str, latest_filename: str | None = None) -> str | None:
     """Path of the newest checkpoint listed in ``checkpoint_dir``'s state file that exists, else None.
 
     ``saver.restore(sess, tf.train.latest_checkpoint("runs/1"))``
@@ -164,7 +164,7 @@ def write_text_atomic(path: str, text: str) -> None:
     write_text_atomic_bytes(path, text.encode("utf-8"))
 
 
-def write_text_atomic_bytes(path: str, data: bytes, stat_out: Optional[list] = None) -> None:
+def write_text_atomic_bytes(path: str, data: bytes, stat_out: list | None = None) -> None:
     """Replace ``path`` with ``data``: temp file, fsync, rename, fsync of the directory.
 
     On any error before the rename the temporary file is removed and ``path`` is
@@ -205,7 +205,7 @@ def write_text_atomic_bytes(path: str, data: bytes, stat_out: Optional[list] = N
                                      f"the change may not survive a power loss") from e
 
 
-def update_checkpoint_state(directory: str, state: CheckpointState, latest_filename: Optional[str] = None) -> None:
+def update_checkpoint_state(directory: str, state: CheckpointState, latest_filename: str | None = None) -> None:
     write_text_atomic(remote.join(directory, latest_filename or STATE_FILENAME), format_state(state, directory))
 
 

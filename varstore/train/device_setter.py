@@ -14,7 +14,8 @@ merged in (inner fields win) unless ``merge_devices=False``.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from devices.dtypes import as_dtype
 from devices.errors import InvalidArgumentError
@@ -59,12 +60,13 @@ def byte_size_load_fn(op: Any) -> int:
     """Bytes of the variable an op creates (shape × itemsize); 0 when the shape is unknown."""
     shape, dtype = getattr(op, "shape", None), getattr(op, "dtype", None)
     if shape is None or dtype is None:
-        warnings.warn(f"byte_size_load_fn: op {getattr(op, 'name', op)!r} has no shape/dtype; counted as 0 bytes")
+        warnings.warn(f"byte_size_load_fn: op {getattr(op, 'name', op)!r} has no shape/dtype; counted as 0 bytes",
+                      stacklevel=2)
         return 0
     return num_elements(tuple(shape)) * as_dtype(dtype).itemsize
 
 
-def _cluster_tasks(cluster: Any, job: Optional[str]) -> int:
+def _cluster_tasks(cluster: Any, job: str | None) -> int:
     spec = cluster.as_dict() if hasattr(cluster, "as_dict") else cluster
     if not isinstance(spec, dict):
         raise InvalidArgumentError(f"replica_device_setter: cluster must be a dict of job -> tasks, received {cluster!r}")
@@ -73,8 +75,8 @@ def _cluster_tasks(cluster: Any, job: Optional[str]) -> int:
 
 
 def replica_device_setter(ps_tasks: int = 0, ps_device: str = "/job:ps", worker_device: str = "/job:worker",
-                          merge_devices: bool = True, cluster: Any = None, ps_ops: Optional[list] = None,
-                          ps_strategy: Optional[Callable[[Any], int]] = None):
+                          merge_devices: bool = True, cluster: Any = None, ps_ops: list | None = None,
+                          ps_strategy: Callable[[Any], int] | None = None):
     """A device function for ``with tf.device(...)``; None when there are no ps tasks.
 
     ``cluster`` (a dict ``{"ps": [...], "worker": [...]}`` or anything with ``as_dict()``)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Any, Optional
+from typing import Any
 
 import msgpack
 
@@ -50,7 +50,7 @@ def _describe(var: Variable, clear_devices: bool) -> dict:
     }
 
 
-def export_meta_graph(filename: Optional[str] = None, clear_devices: bool = False, saver: Any = None,
+def export_meta_graph(filename: str | None = None, clear_devices: bool = False, saver: Any = None,
                       **unused_tf_options: Any) -> dict:
     """Describe the default graph's variables (and ``saver``'s name map); write it to ``filename``.
 
@@ -73,7 +73,7 @@ def export_meta_graph(filename: Optional[str] = None, clear_devices: bool = Fals
     return meta
 
 
-def write_meta_graph(filename: str, meta: dict, stat_out: Optional[list] = None) -> None:
+def write_meta_graph(filename: str, meta: dict, stat_out: list | None = None) -> None:
     """Write a description made by :func:`export_meta_graph` atomically to ``filename``
     (``stat_out``: see ``write_text_atomic_bytes``)."""
     from .checkpoint_state import write_text_atomic_bytes
@@ -155,7 +155,7 @@ def _check_var(path: str, i: int, v: Any) -> None:
         level = [x for d in level if isinstance(d, dict) for x in d.values() if isinstance(x, dict)]
 
 
-def import_meta_graph(meta_graph_or_file: Any, clear_devices: bool = False, import_scope: Optional[str] = None,
+def import_meta_graph(meta_graph_or_file: Any, clear_devices: bool = False, import_scope: str | None = None,
                       **unused_tf_options: Any):
     """Rebuild the variables of a meta graph in the default graph and return a Saver for them.
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Any, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,7 @@ class IndexedSlices:
         self.values, self.indices, self.dense_shape = values, indices, dense_shape
 
 
-def get_global_step(graph=None) -> Optional[Variable]:
+def get_global_step(graph=None) -> Variable | None:
     """The graph's global step variable, or None."""
     g = graph or get_default_graph()
     steps = g.get_collection(GraphKeys.GLOBAL_STEP)
@@ -114,7 +115,7 @@ class Optimizer:
         """``["m", "v"]`` for Adam, ``["momentum"]`` for Momentum, ..."""
         return [n for n, _ in self._slot_specs()]
 
-    def get_slot(self, var: Variable, name: str) -> Optional[Variable]:
+    def get_slot(self, var: Variable, name: str) -> Variable | None:
         """The slot variable ``name`` of ``var`` (None if it has none yet)."""
         return self._slots.get(name, {}).get(id(var))
 
@@ -125,7 +126,7 @@ class Optimizer:
             out += list(per_var.values())
         return sorted(out, key=lambda v: v.name)
 
-    def _make_variable(self, name: str, value: float, like: Variable, shape, slot_of: Optional[tuple]) -> Variable:
+    def _make_variable(self, name: str, value: float, like: Variable, shape, slot_of: tuple | None) -> Variable:
         """A non-trainable variable on ``like``'s device, reused if a meta graph import or an earlier
         optimizer already made it, restored if the last Saver.restore of this graph holds it."""
         g = like.graph
@@ -165,14 +166,14 @@ class Optimizer:
             self._ensure_slots(v)
 
     # -- the update -----------------------------------------------------------------------
-    def apply_gradients(self, grads_and_vars: Iterable, global_step: Optional[Variable] = None,
-                        name: Optional[str] = None) -> Op:
+    def apply_gradients(self, grads_and_vars: Iterable, global_step: Variable | None = None,
+                        name: str | None = None) -> Op:
         """Apply one step now, each variable's update on its own device; returns a no-op for ``sess.run``.
 
         ``None`` gradients are skipped; ``global_step`` (if given) is incremented.
         """
         pairs = [(g, v) for g, v in grads_and_vars]
-        for g, v in pairs:
+        for _g, v in pairs:
             if not isinstance(v, Variable):
                 raise InvalidArgumentError(f"apply_gradients: expected (gradient, Variable) pairs, "
                                            f"received a {type(v).__name__} as the variable")

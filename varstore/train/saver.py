@@ -17,7 +17,8 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Iterable, Iterator, Optional, Union
+from collections.abc import Iterable, Iterator
+from typing import Any, Union
 
 import numpy as np
 
@@ -46,13 +47,13 @@ class SaveHandle:
     def __init__(self, path: str):
         self.path = path
         self._done = threading.Event()
-        self._error: Optional[BaseException] = None
+        self._error: BaseException | None = None
 
     def done(self) -> bool:
         """True once the checkpoint is durable (or the save failed)."""
         return self._done.is_set()
 
-    def result(self, timeout: Optional[float] = None) -> str:
+    def result(self, timeout: float | None = None) -> str:
         """Wait (up to ``timeout`` seconds) and return the path; raise the save's error if it failed."""
         if not self._done.wait(timeout):
             raise TimeoutError(f"save to {self.path} still running after {timeout} s")
@@ -74,7 +75,7 @@ def _counted(values: Iterator[tuple[str, Any]], bar: Any) -> Iterator[tuple[str,
         yield key, array
         bar.update(int(getattr(array, "nbytes", 0)))
 
-VarList = Union[None, Iterable[Variable], dict]
+VarList = Union[Iterable[Variable], dict, None]  # noqa: UP007 - a runtime alias
 
 
 def exact_cast_allowed(src: np.dtype, dst: np.dtype) -> bool:
@@ -141,8 +142,8 @@ class Saver:
     """
 
     def __init__(self, var_list: VarList = None, reshape: bool = False, sharded: bool = False,
-                 max_to_keep: Optional[int] = 5, keep_checkpoint_every_n_hours: float = 10000.0,
-                 name: Optional[str] = None, allow_empty: bool = False, save_relative_paths: bool = True,
+                 max_to_keep: int | None = 5, keep_checkpoint_every_n_hours: float = 10000.0,
+                 name: str | None = None, allow_empty: bool = False, save_relative_paths: bool = True,
                  pad_step_number: bool = False, **unused_tf_options: Any):
         # var_list=None follows the graph: variables made later (optimizer slots created at the
         # first step) are saved too. An explicit list or dict is fixed here, as in TF.
@@ -162,11 +163,11 @@ class Saver:
         self._prepared_dirs: set[str] = set()
         # State file -> {path: timestamp} it listed when this Saver last read or wrote it:
         # what is new there since then was recorded by another writer.
-        self._seen: dict[str, dict[str, Optional[float]]] = {}
+        self._seen: dict[str, dict[str, float | None]] = {}
         # Path -> (device, inode) of the checkpoint and of its meta file when recorded: another
         # writer may replace a file of the same name, and retention must not delete that one.
-        self._ids: dict[str, tuple[Optional[tuple[int, int]], Optional[tuple[int, int]]]] = {}
-        self._pending: Optional[SaveHandle] = None
+        self._ids: dict[str, tuple[tuple[int, int] | None, tuple[int, int] | None]] = {}
+        self._pending: SaveHandle | None = None
         get_default_graph().add_to_collection(GraphKeys.SAVERS, self)
 
     # -- properties -------------------------------------------------------------
@@ -194,9 +195,9 @@ class Saver:
         self._last = [(p, _mtime(p) or now) for p in checkpoint_paths if remote.present(p)]
 
     # -- save ---------------------------------------------------------------------
-    def save(self, sess: Any, save_path: str, global_step: Any = None, latest_filename: Optional[str] = None,
+    def save(self, sess: Any, save_path: str, global_step: Any = None, latest_filename: str | None = None,
              meta_graph_suffix: str = "meta", write_meta_graph: bool = True, write_state: bool = True,
-             *, async_save: bool = False, progress: Optional[bool] = None, **unused_tf_options: Any) -> Any:
+             *, async_save: bool = False, progress: bool | None = None, **unused_tf_options: Any) -> Any:
         """Write the variables to ``save_path`` (``-<global_step>`` appended) and return the path.
 
         The checkpoint is durable (fsynced and renamed into place) before the state file
@@ -289,8 +290,8 @@ class Saver:
                 out.append((key, var.device_object.snapshot(var._require())))
         return out
 
-    def _write(self, snapshot: Optional[list], path: str, directory: str, extra: dict, meta: Optional[dict],
-               latest_filename: Optional[str], suffix: str, write_state: bool, progress: Optional[bool]) -> None:
+    def _write(self, snapshot: list | None, path: str, directory: str, extra: dict, meta: dict | None,
+               latest_filename: str | None, suffix: str, write_state: bool, progress: bool | None) -> None:
         from ..progress import Progress
         keys, pending = (sorted(self._var_map), []) if snapshot is None else ([k for k, _ in snapshot], [])
         sharded = self._sharded and snapshot is None and not remote.is_url(path)
@@ -369,7 +370,7 @@ class Saver:
         sharded = {k for d in devs for k in groups[d]}
         return [k for k in keys if k not in sharded], pending
 
-    def _locked_values(self, keys: Optional[list] = None, pending: list = ()) -> Iterator[tuple[str, Any]]:
+    def _locked_values(self, keys: list | None = None, pending: list = ()) -> Iterator[tuple[str, Any]]:
         # Each variable's lock is held while the writer consumes its bytes, so a
         # concurrent assign cannot tear one tensor. Variables on ps tasks are fetched
         # ahead, from all tasks at once (a fetch is a snapshot taken by the task).
@@ -405,7 +406,7 @@ class Saver:
             if not ok:
                 _finish_shards(pending, failed=True)
 
-    def _prepare_dir(self, directory: str, latest_filename: Optional[str]) -> None:
+    def _prepare_dir(self, directory: str, latest_filename: str | None) -> None:
         """First save into a directory: adopt its history and remove stale temp files."""
         if directory in self._prepared_dirs:
             return
@@ -438,7 +439,7 @@ class Saver:
         if st.last_preserved_timestamp:
             self._next_keep_time = st.last_preserved_timestamp + self._keep_hours * 3600
 
-    def _record(self, path: str, directory: str, latest_filename: Optional[str], suffix: str,
+    def _record(self, path: str, directory: str, latest_filename: str | None, suffix: str,
                 ids: tuple = (None, None)) -> None:
         """Name ``path`` (durable by now) in the state file as the latest, apply retention.
 
@@ -518,7 +519,7 @@ class Saver:
                 del self._ids[p]
 
     # -- restore ----------------------------------------------------------------------
-    def restore(self, sess: Any, save_path: Optional[str], *, device: Any = None) -> None:
+    def restore(self, sess: Any, save_path: str | None, *, device: Any = None) -> None:
         """Load the variables from ``save_path``; they need no initializer first.
 
         Every name, shape and dtype is checked before any variable changes. If
@@ -591,7 +592,7 @@ class Saver:
         return plan
 
     # -- meta graph --------------------------------------------------------------------
-    def export_meta_graph(self, filename: Optional[str] = None, clear_devices: bool = False, **kwargs: Any) -> dict:
+    def export_meta_graph(self, filename: str | None = None, clear_devices: bool = False, **kwargs: Any) -> dict:
         from .meta_graph import export_meta_graph
         return export_meta_graph(filename, clear_devices=clear_devices, saver=self)
 
@@ -643,7 +644,7 @@ def _restore_one(reader: Any, key: str, var: Variable) -> None:
             var._adopt(fresh)
 
 
-def _file_id(path: str) -> Optional[tuple[int, int]]:
+def _file_id(path: str) -> tuple[int, int] | None:
     """(device, inode) of ``path``, None when absent or at a URL: tells whether a rename replaced it."""
     if remote.is_url(path):
         return None
@@ -654,12 +655,12 @@ def _file_id(path: str) -> Optional[tuple[int, int]]:
     return st.st_dev, st.st_ino
 
 
-def _stat_id(stats: list) -> Optional[tuple[int, int]]:
+def _stat_id(stats: list) -> tuple[int, int] | None:
     """(device, inode) of the os.stat_result a writer put in ``stats``, None if none."""
     return (stats[0].st_dev, stats[0].st_ino) if stats else None
 
 
-def _mtime(path: str) -> Optional[float]:
+def _mtime(path: str) -> float | None:
     if remote.is_url(path):
         return remote.mtime(path)
     try:
@@ -668,13 +669,13 @@ def _mtime(path: str) -> Optional[float]:
         return None
 
 
-def _listed(st: cs.CheckpointState) -> list[tuple[str, Optional[float]]]:
+def _listed(st: cs.CheckpointState) -> list[tuple[str, float | None]]:
     """(path, timestamp or None) of every checkpoint a state file lists."""
     ts = st.all_model_checkpoint_timestamps
     return [(p, ts[i] if ts else None) for i, p in enumerate(st.all_model_checkpoint_paths)]
 
 
-def _remove_if(path: str, file_id: Optional[tuple[int, int]]) -> bool:
+def _remove_if(path: str, file_id: tuple[int, int] | None) -> bool:
     """Delete ``path`` if it is still the file ``file_id`` (None: whatever is there).
 
     Another process may rename a new file of the same name into place at any moment,
@@ -727,7 +728,7 @@ def _sweep_remote(directory: str) -> None:
         log.warning("could not look for what interrupted saves left in %s: %s", directory, e)
 
 
-def _remove_checkpoint(path: str, file_id: Optional[tuple[int, int]]) -> None:
+def _remove_checkpoint(path: str, file_id: tuple[int, int] | None) -> None:
     """Delete a checkpoint retention or a failed save dropped: at a URL its commit marker
     first, then its data; locally the file (if still ``file_id``) and its shards."""
     if remote.is_url(path):
@@ -736,8 +737,8 @@ def _remove_checkpoint(path: str, file_id: Optional[tuple[int, int]]) -> None:
         _shards.remove_shards(path)
 
 
-def _discard_unrecorded(path: str, directory: str, latest_filename: Optional[str], suffix: str,
-                        ckpt_id: Optional[tuple[int, int]], meta_id: Optional[tuple[int, int]]) -> None:
+def _discard_unrecorded(path: str, directory: str, latest_filename: str | None, suffix: str,
+                        ckpt_id: tuple[int, int] | None, meta_id: tuple[int, int] | None) -> None:
     """A save failed after its checkpoint was renamed into place (syncing the directory,
     writing the meta file or the state file failed): remove the checkpoint, and its meta
     file and shards if this save wrote them, so that a failed save leaves nothing behind
@@ -757,7 +758,7 @@ def _discard_unrecorded(path: str, directory: str, latest_filename: Optional[str
 
 def _finish_shards(pending: list, failed: bool) -> None:
     """Wait for the shard writes in flight; on failure (ours or theirs) remove every shard."""
-    first: Optional[BaseException] = None
+    first: BaseException | None = None
     for _, wait in pending:
         try:
             wait()

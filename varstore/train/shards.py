@@ -20,7 +20,8 @@ import contextlib
 import glob
 import os
 import re
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -184,7 +185,7 @@ class CheckpointSet:
         for r in [self.main] + self._readers:
             r.close()
 
-    def __enter__(self) -> "CheckpointSet":
+    def __enter__(self) -> CheckpointSet:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -194,7 +195,7 @@ class CheckpointSet:
         return f"<CheckpointSet {self.path!r}: {len(self._where)} tensors in {1 + len(self._readers)} file(s)>"
 
 
-def load_arrays(device: Any, work: Sequence[tuple[str, str, Any, Optional[Any]]]) -> list:
+def load_arrays(device: Any, work: Sequence[tuple[str, str, Any, Any | None]]) -> list:
     """Read tensors into arrays on ``device``: ``work`` is ``(file, tensor name, dtype,
     current array or None)``; the current array is filled in place when it fits.
 

@@ -24,7 +24,8 @@ this package costs neither numba (0.3 s) nor cupy, and works without cupy.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from devices.errors import InvalidArgumentError
 

@@ -27,7 +27,8 @@ anything is written.
 from __future__ import annotations
 
 import functools
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -134,7 +135,7 @@ def kernel_source(kernel: str, sparse: bool) -> tuple[str, str, str]:
     return in_params, out_params, head + "\n" + _BODIES[kernel].format(**names)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _kernel(kernel: str, sparse: bool):
     cp = cupy_module()
     in_params, out_params, body = kernel_source(kernel, sparse)

@@ -11,7 +11,8 @@ on a hot path (they make a memory pass per operation).
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 

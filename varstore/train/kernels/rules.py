@@ -10,7 +10,8 @@ accepts exactly the same arguments and rejects the same mistakes.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
