@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,12 +22,13 @@ import numpy as np
 import devices
 from devices.backends.cpu import host_array
 from devices.dtypes import bfloat16
-from devices.errors import FailedPreconditionError, InvalidArgumentError
+from devices.errors import InvalidArgumentError
 from devices.scope import OpDescription
 
 from . import initializers as _init
 from .graph import Graph, GraphKeys, get_default_graph
 from .ops import Fetch, Op
+from .storage import Storage
 
 log = logging.getLogger("varstore")
 
@@ -65,35 +65,36 @@ class Variable:
             raise InvalidArgumentError("Variable: initial_value must be given (e.g. tf.zeros([3]))")
         self.graph = graph or get_default_graph()
         self._initial = _init.as_initial_value(initial_value, dtype)
-        self._shape = self._initial.shape
+        shape0 = self._initial.shape
         if shape is not None:
             from devices.shapes import as_shape
-            if validate_shape and as_shape(shape) != self._shape:
+            if validate_shape and as_shape(shape) != shape0:
                 raise InvalidArgumentError(
-                    f"Variable: shape={as_shape(shape)} does not match the initial value's shape {self._shape}")
+                    f"Variable: shape={as_shape(shape)} does not match the initial value's shape {shape0}")
         self._dtype = self._initial.dtype
         self.name = self.graph.unique_name(name or "Variable")
+        # The value, its lock and its shape: the surface the Saver, optimizers and ps tier use.
+        self.storage = Storage(self.name, shape0)
         self.trainable = bool(trainable)
         self.validate_shape = bool(validate_shape)
-        self._requested = devices.resolve(OpDescription("VariableV2", self.name, self._shape, self._dtype))
+        self._requested = devices.resolve(OpDescription("VariableV2", self.name, shape0, self._dtype))
         self._device = devices.get_device(self._requested)
-        self._value: Any = None
-        self._lock = threading.RLock()
         self.initializer = Op(f"{self.name}/Assign", lambda sess: _run_initializers([self], sess))
         cols = set(collections) if collections is not None else {GraphKeys.GLOBAL_VARIABLES}
         if self.trainable:
             cols.add(GraphKeys.TRAINABLE_VARIABLES)
         self.graph.add_to_collections(cols, self)
-        # Where this variable sits in a meta graph, set by whoever knows (optimizer slots).
-        self._slot_of: tuple[str, str] | None = None
+        # (primary variable's name, slot name) when this is an optimizer slot: set by the
+        # optimizer that creates it, written to and read from meta graphs.
+        self.slot_of: tuple[str, str] | None = None
 
     # -- properties ---------------------------------------------------------
     @property
     def shape(self) -> tuple[int, ...]:
-        return self._shape
+        return self.storage.shape
 
     def get_shape(self) -> tuple[int, ...]:
-        return self._shape
+        return self.storage.shape
 
     @property
     def dtype(self) -> np.dtype:
@@ -130,31 +131,26 @@ class Variable:
 
     @property
     def is_initialized(self) -> bool:
-        return self._value is not None
+        return self.storage.array is not None
 
     # -- reading --------------------------------------------------------------
-    def _require(self) -> Any:
-        value = self._value
-        if value is None:
-            raise FailedPreconditionError(f"Attempting to use uninitialized value {self.name}")
-        return value
 
     def value(self) -> Any:
         """The live array on the variable's device (no copy: later assigns show through).
 
         For a variable on a ps task this is a read-only host copy fetched from the task.
         """
-        return self._device.read(self._require())
+        return self._device.read(self.storage.require())
 
     def read_value(self) -> Any:
         """A snapshot copy on the variable's device, consistent even while other threads assign."""
-        with self._lock:
-            return self._device.asarray(self._require(), copy=True)
+        with self.storage.lock:
+            return self._device.asarray(self.storage.require(), copy=True)
 
     def numpy(self) -> np.ndarray:
         """A host (numpy) copy, consistent even while other threads assign."""
-        with self._lock:
-            value = self._require()
+        with self.storage.lock:
+            value = self.storage.require()
             out = np.empty(value.shape, value.dtype) if not isinstance(value, np.ndarray) else None
             return self._device.to_host(value, out) if out is not None else value.copy()
 
@@ -186,7 +182,7 @@ class Variable:
         ([3.0, 4.0], True, False)
         """
         if copy:
-            with self._lock:
+            with self.storage.lock:
                 host = self.numpy()
             return host if dtype is None or host.dtype == np.dtype(dtype) else host.astype(dtype)
         live = self.value()
@@ -196,8 +192,8 @@ class Variable:
             if copy is False:
                 raise ValueError(f"np.asarray({self.name}, dtype={np.dtype(dtype)}, copy=False): "
                                  f"the variable holds {live.dtype}; a different dtype needs a copy")
-            with self._lock:
-                return self._require().astype(dtype)
+            with self.storage.lock:
+                return self.storage.require().astype(dtype)
         if copy is False:
             raise ValueError(f"np.asarray({self.name}, copy=False): the variable lives on {self.device}; "
                              f"numpy cannot share its memory (use cupy.asarray(v) or DLPack)")
@@ -252,9 +248,9 @@ class Variable:
         else:
             arr = _init._exact_array(_init._to_numpy(value), self._dtype, f"assign to {self.name}")
         shape = tuple(getattr(arr, "shape", ()))
-        if shape != self._shape and self.validate_shape:
+        if shape != self.storage.shape and self.validate_shape:
             raise InvalidArgumentError(
-                f"Assign to {self.name}: shape {shape} does not match the variable's shape {self._shape}")
+                f"Assign to {self.name}: shape {shape} does not match the variable's shape {self.storage.shape}")
         return self._device.asarray(arr, dtype=self._dtype)
 
     def _store(self, new: Any, fresh: bool) -> None:
@@ -263,48 +259,37 @@ class Variable:
         ``fresh``: ``new`` was allocated for us and may be kept; otherwise it may be the
         caller's own array, and keeping it would alias their memory, so it is copied.
         """
-        with self._lock:
-            if self._value is not None and self._value.shape == new.shape:
-                self._device.copy_into(self._value, new)
+        with self.storage.lock:
+            if self.storage.array is not None and self.storage.array.shape == new.shape:
+                self._device.copy_into(self.storage.array, new)
             else:
-                self._value = new if fresh else self._device.asarray(new, copy=True)
-                self._shape = tuple(new.shape)
+                self.storage.array = new if fresh else self._device.asarray(new, copy=True)
+                self.storage.shape = tuple(new.shape)
 
     def assign(self, value: Any, use_locking: bool = False, name: Any = None, read_value: bool = True) -> Variable:
         """Set the value (on the variable's device; ``value`` from any device is moved there)."""
         new = self._converted(value)
-        if new is not self._value:
+        if new is not self.storage.array:
             self._store(new, fresh=False)
         return self
 
     def assign_add(self, delta: Any, use_locking: bool = False, name: Any = None, read_value: bool = True) -> Variable:
         """``v += delta`` in place, on the variable's device."""
         d = self._converted(delta)
-        with self._lock:
-            self._device.add_into(self._require(), d, 1)
+        with self.storage.lock:
+            self._device.add_into(self.storage.require(), d, 1)
         return self
 
     def assign_sub(self, delta: Any, use_locking: bool = False, name: Any = None, read_value: bool = True) -> Variable:
         """``v -= delta`` in place, on the variable's device."""
         d = self._converted(delta)
-        with self._lock:
-            self._device.add_into(self._require(), d, -1)
+        with self.storage.lock:
+            self._device.add_into(self.storage.require(), d, -1)
         return self
 
     def load(self, value: Any, session: Any = None) -> None:
         """Set the value (TF 1.x's ``Variable.load``; no op is created)."""
         self.assign(value)
-
-    def _adopt(self, array: Any) -> None:
-        """Take ``array`` (already on this device, right dtype/shape) as the value (restore)."""
-        with self._lock:
-            self._value = array
-            self._shape = tuple(array.shape)
-
-    def _forget(self) -> None:
-        """Back to uninitialized (a failed restore must not leave a half-written value usable)."""
-        with self._lock:
-            self._value = None
 
     # -- initialization -------------------------------------------------------
     def _initialize_in(self, ctx: _init.EvalContext) -> None:
@@ -324,9 +309,9 @@ class Variable:
             value = self._device.evaluate(self._initial, ctx)
         finally:
             ctx.in_progress.pop()
-        if tuple(value.shape) != self._shape and self.validate_shape:
+        if tuple(value.shape) != self.storage.shape and self.validate_shape:
             raise InvalidArgumentError(f"{self.name}: initial value has shape {tuple(value.shape)}, "
-                                       f"expected {self._shape}")
+                                       f"expected {self.storage.shape}")
         self._store(value, fresh=True)  # evaluate() always returns a new array
         ctx.done.add(key)
         if ctx.on_initialized is not None:
@@ -370,7 +355,7 @@ class Variable:
     __array_priority__ = 100  # numpy defers to our reflected operators
 
     def __repr__(self) -> str:
-        return (f"<varstore.Variable '{self.name}' shape={self._shape} dtype={self._dtype.name} "
+        return (f"<varstore.Variable '{self.name}' shape={self.storage.shape} dtype={self._dtype.name} "
                 f"device={self.device}{'' if self.is_initialized else ' uninitialized'}>")
 
 

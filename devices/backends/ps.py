@@ -475,7 +475,7 @@ class PsDevice(Device):
         for v in _variables_read(initial):
             if v.name in keys or v.name in shipped_names:
                 continue
-            raw = v._require()
+            raw = v.storage.require()
             if isinstance(raw, RemoteArray) and raw.device is self:
                 keys[v.name] = raw.key
             else:
@@ -518,14 +518,14 @@ class PsDevice(Device):
         # Once per variable per step: no calls on the common path.
         last_dtype, grp = None, None
         for g, var, slots in items:
-            h = var._value
+            h = var.storage.array
             if type(h) is not RemoteArray or h.device is not self:
-                h = self._mine(var._require(), f"apply_gradients ({var.name})")
+                h = self._mine(var.storage.require(), f"apply_gradients ({var.name})")
             var_keys.append(h.key)
             for sv in slots:
-                h = sv._value
+                h = sv.storage.array
                 if type(h) is not RemoteArray or h.device is not self:
-                    h = self._mine(sv._require(), f"apply_gradients ({sv.name})")
+                    h = self._mine(sv.storage.require(), f"apply_gradients ({sv.name})")
                 slot_keys.append(h.key)
             if type(g) is np.ndarray and (g.dtype is last_dtype or g.dtype in _ready_dtypes):
                 if g.nbytes < PACK_MAX:  # a dense gradient has its variable's shape: only the offset travels

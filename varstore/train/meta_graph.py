@@ -46,7 +46,7 @@ def _describe(var: Variable, clear_devices: bool) -> dict:
         "device": "" if clear_devices else var.requested_device,
         "trainable": var.trainable, "collections": cols,
         "initializer": var.initial_value.describe(),
-        "slot_of": list(var._slot_of) if var._slot_of else None,
+        "slot_of": list(var.slot_of) if var.slot_of else None,
     }
 
 
@@ -200,7 +200,7 @@ def import_meta_graph(meta_graph_or_file: Any, clear_devices: bool = False, impo
         with devices.device(None), devices.device(device), g.name_scope(None):
             v = Variable(init, trainable=d["trainable"], collections=cols, name=prefix + name)
         if d.get("slot_of"):
-            v._slot_of = (prefix + d["slot_of"][0], d["slot_of"][1])
+            v.slot_of = (prefix + d["slot_of"][0], d["slot_of"][1])
         building.pop()
         built[name] = v
         return v

@@ -135,12 +135,12 @@ class Optimizer:
         owned = g.__dict__.setdefault("_optimizer_owned", set())
         existing = g.get_variable_by_name(name)
         if existing is not None and id(existing) not in owned and existing.shape == tuple(shape) \
-                and existing.dtype == like.dtype and getattr(existing, "_slot_of", None) == slot_of:
+                and existing.dtype == like.dtype and existing.slot_of == slot_of:
             var = existing
         else:
             with devices.device(None), devices.device(like._requested), g.name_scope(None):
                 var = Variable(_init.Fill(shape, value, like.dtype), trainable=False, name=name, graph=g)
-            var._slot_of = slot_of
+            var.slot_of = slot_of
         owned.add(id(var))
         if not var.is_initialized and not _restore_pending(var):
             var.initializer.run()
@@ -238,9 +238,9 @@ class Optimizer:
                          slot_names, hyper)
         for g, v in items:
             slots = {s: self.get_slot(v, s) for s in slot_names}
-            with v._lock:
-                value = v._require()
-                arrays = {s: sv._require() for s, sv in slots.items()}
+            with v.storage.lock:
+                value = v.storage.require()
+                arrays = {s: sv.storage.require() for s, sv in slots.items()}
                 if isinstance(g, IndexedSlices):
                     kernels.apply_sparse(self._rule, dev, value, g.indices, g.values, arrays, **hyper)
                 else:
@@ -272,7 +272,7 @@ def _restore_pending(var: Variable) -> bool:
             try:
                 _restore_one(r, var.name, var)
             except BaseException:
-                var._forget()
+                var.storage.forget()
                 raise
             return True
     except FileNotFoundError:

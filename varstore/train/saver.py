@@ -286,8 +286,8 @@ class Saver:
         out = []
         for key in sorted(var_map):
             var = var_map[key]
-            with var._lock:
-                out.append((key, var.device_object.snapshot(var._require())))
+            with var.storage.lock:
+                out.append((key, var.device_object.snapshot(var.storage.require())))
         return out
 
     def _write(self, snapshot: list | None, path: str, directory: str, extra: dict, meta: dict | None,
@@ -350,7 +350,7 @@ class Saver:
             return keys, []
         devs = sorted(groups, key=lambda d: d.name)
         # Every value is checked before any task starts writing (an uninitialized one names itself).
-        entries = {d: [(k, var_map[k]._require()) for k in groups[d]] for d in devs}
+        entries = {d: [(k, var_map[k].storage.require()) for k in groups[d]] for d in devs}
         save_id = os.urandom(4).hex()
         base, directory = os.path.basename(path), os.path.dirname(os.path.abspath(path))
         listing, pending = [], []
@@ -387,8 +387,8 @@ class Saver:
                     var = var_map[keys[j]]
                     start = getattr(var.device_object, "start_read", None)
                     if start is not None:
-                        with var._lock:
-                            value = var._require()
+                        with var.storage.lock:
+                            value = var.storage.require()
                         fetches[j] = (start(value), value.nbytes)
                         ahead += value.nbytes
                     j += 1
@@ -398,7 +398,7 @@ class Saver:
                     yield key, wait()
                     continue
                 var = var_map[key]
-                with var._lock:
+                with var.storage.lock:
                     yield key, var.value()
             _finish_shards(pending, failed=False)
             ok = True
@@ -556,7 +556,7 @@ class Saver:
                 for dev, items in by_task.items():  # every task starts loading now
                     touched += [v for _, v in items]
                     waits.append((items, dev.load_tensors(
-                        [(v._value, reader.file_of(k), k, reader.shape(k), v.dtype) for k, v in items],
+                        [(v.storage.array, reader.file_of(k), k, reader.shape(k), v.dtype) for k, v in items],
                         _shards.load_arrays)))
                 for key, var in plan:
                     if _task_loader(var.device_object, path) is None:
@@ -564,11 +564,11 @@ class Saver:
                         _restore_one(reader, key, var)
                 for items, wait in waits:
                     for (_, var), array in zip(items, wait()):
-                        if array is not var._value:
-                            var._adopt(array)
+                        if array is not var.storage.array:
+                            var.storage.adopt(array)
             except BaseException:
                 for v in touched:
-                    v._forget()
+                    v.storage.forget()
                 raise
         log.info("restored %d variables from %s", len(plan), path)
 
@@ -619,14 +619,14 @@ def _restore_one(reader: Any, key: str, var: Variable) -> None:
     load = _task_loader(dev, reader.path)
     if load is not None:  # a remote device reads the file itself
         file_of = getattr(reader, "file_of", None)
-        with var._lock:
-            [array] = load([(var._value, file_of(key) if file_of else reader.path, key, shape, var.dtype)],
+        with var.storage.lock:
+            [array] = load([(var.storage.array, file_of(key) if file_of else reader.path, key, shape, var.dtype)],
                            _shards.load_arrays)()
-            if array is not var._value:
-                var._adopt(array)
+            if array is not var.storage.array:
+                var.storage.adopt(array)
         return
-    with var._lock:
-        cur = var._value
+    with var.storage.lock:
+        cur = var.storage.array
         if (dev.kind == "cpu" and cur is not None and cur.shape == shape and cur.dtype == dtype
                 and cur.flags.c_contiguous and cur.flags.writeable):
             reader.read_into(key, cur)  # into the existing buffer: no allocation, no page faults
@@ -641,7 +641,7 @@ def _restore_one(reader: Any, key: str, var: Variable) -> None:
         if cur is not None and cur.shape == shape and cur.dtype == var.dtype:
             dev.copy_into(cur, fresh)
         else:
-            var._adopt(fresh)
+            var.storage.adopt(fresh)
 
 
 def _file_id(path: str) -> tuple[int, int] | None:
