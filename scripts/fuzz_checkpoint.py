@@ -61,6 +61,11 @@ SHARD_NAME = "m.ckpt.shard-0-of-1.5eed5eed"
 _scratch = None
 
 
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
 # -- the targets --------------------------------------------------------------------------------
 def _scratch_dir() -> str:
     """A directory (tmpfs when there is one) with a valid shard and checkpoint beside the inputs."""
@@ -121,7 +126,7 @@ def _read_all(r) -> None:
 def run_checkpoint(data: bytes, fixup: bool) -> None:
     from devices.errors import OpError
     from varstore.checkpoint import CheckpointReader
-    from varstore.train.shards import CheckpointSet
+    from varstore.checkpoint.shards import CheckpointSet
     if fixup:
         data = fix_index_checksum(data)
     path = os.path.join(_scratch_dir(), "m.ckpt")
@@ -162,9 +167,9 @@ def run_meta(data: bytes) -> None:
 
 def run_state(data: bytes) -> None:
     from devices.errors import OpError
+    from varstore.checkpoint.shards import CheckpointSet
     from varstore.tools import cli
     from varstore.train import checkpoint_state as cs
-    from varstore.train.shards import CheckpointSet
     directory = _scratch_dir()
     with open(os.path.join(directory, "checkpoint"), "wb") as f:
         f.write(data)
@@ -220,7 +225,7 @@ def one_input(data: bytes, check_memory: bool = True) -> None:
     if TRACE_ALWAYS and not tracemalloc.is_tracing():
         tracemalloc.start()
     tracing = tracemalloc.is_tracing()
-    for attempt in range(2):
+    for _attempt in range(2):
         if not tracing:
             tracemalloc.start()  # traced only while the readers run
         try:
@@ -270,7 +275,7 @@ def seed_inputs() -> dict[str, bytes]:
     for name, (ts, extra) in files.items():
         p = os.path.join(d, name)
         write_checkpoint(p, ts, extra=extra, fsync=False)
-        raw = open(p, "rb").read()
+        raw = _read(p)
         out[f"checkpoint-{name}"] = bytes([0]) + raw
         out[f"checkpoint-{name}-fixup"] = bytes([0x80]) + raw
     old = fmt.MAX_BIN_BYTES
@@ -280,7 +285,7 @@ def seed_inputs() -> dict[str, bytes]:
                          fsync=False)
     finally:
         fmt.MAX_BIN_BYTES = old
-    raw = open(os.path.join(d, "multi"), "rb").read()
+    raw = _read(os.path.join(d, "multi"))
     out["checkpoint-multi"], out["checkpoint-multi-fixup"] = bytes([0]) + raw, bytes([0x80]) + raw
     # Meta files: every initializer kind, slots, devices, a saver with a name map.
     tf.reset_default_graph()
@@ -301,13 +306,13 @@ def seed_inputs() -> dict[str, bytes]:
         for name, s in (("meta-saver", saver), ("meta-plain", None)):
             p = os.path.join(d, name)
             tf.train.export_meta_graph(p, saver=s)
-            out[name] = bytes([1]) + open(p, "rb").read()
+            out[name] = bytes([1]) + _read(p)
         saver.save(None, os.path.join(d, "model.ckpt"), global_step=1)
         saver.save(None, os.path.join(d, "model.ckpt"), global_step=2)
     finally:
         tf.reset_default_graph()
     # State files: the Saver's own, and TF-style variants (absolute paths, comments, escapes).
-    out["state-saver"] = bytes([2]) + open(os.path.join(d, "checkpoint"), "rb").read()
+    out["state-saver"] = bytes([2]) + _read(os.path.join(d, "checkpoint"))
     scratch = _scratch_dir()
     out["state-handmade"] = bytes([2]) + (
         '# comment\nmodel_checkpoint_path: "model.ckpt-1"\n'
@@ -446,7 +451,7 @@ def crash_signature(err: BaseException) -> str:
 
 def run_random(corpus_dirs: list[str], seconds: float, seed: int, artifacts: str) -> dict:
     rng = random.Random(seed)
-    corpus = [open(os.path.join(d, n), "rb").read() for d in corpus_dirs for n in sorted(os.listdir(d))
+    corpus = [_read(os.path.join(d, n)) for d in corpus_dirs for n in sorted(os.listdir(d))
               if not n.startswith(".")] if corpus_dirs else list(seed_inputs().values())
     corpus = [c for c in corpus if c]
     by_target = {t: [c for c in corpus if TARGETS[(c[0] & 0x7F) % 3] == t] for t in TARGETS}
@@ -476,7 +481,7 @@ def run_random(corpus_dirs: list[str], seconds: float, seed: int, artifacts: str
 def replay(paths: list[str]) -> int:
     bad = 0
     for p in paths:
-        data = open(p, "rb").read()
+        data = _read(p)
         try:
             one_input(data)
             print(f"ok    {p}")
@@ -521,9 +526,9 @@ def main(argv=None) -> int:
     with atheris.instrument_imports(include=["varstore", "devices", "msgpack"]):
         import varstore  # noqa: F401
         import varstore.checkpoint  # noqa: F401
+        import varstore.checkpoint.shards  # noqa: F401
         import varstore.tools.cli  # noqa: F401
         import varstore.train.meta_graph  # noqa: F401
-        import varstore.train.shards  # noqa: F401
     _scratch_dir()
     os.makedirs(args.artifacts, exist_ok=True)
     flags = [a for a in rest if a.startswith("-")]

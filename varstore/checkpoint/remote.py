@@ -24,6 +24,8 @@ own environment variables (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``...).
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import posixpath
 import re
@@ -42,6 +44,8 @@ from devices.errors import (
 )
 
 from . import format as fmt
+
+log = logging.getLogger("varstore")
 
 DATA_INFIX = ".data-"
 COMMIT_FORMAT = "varstore.commit"
@@ -334,7 +338,7 @@ def _data_name(base: str) -> str | None:
     return base[:i] if i > 0 and _SAVE_ID.fullmatch(base[i + len(DATA_INFIX):]) else None
 
 
-def _listing(directory: str) -> list[tuple[str, float | None]]:
+def listing(directory: str) -> list[tuple[str, float | None]]:
     """(base name, last written or None) of every object in the directory ``directory``, read afresh."""
     fs, path = filesystem(directory, "listing")
     try:
@@ -350,7 +354,7 @@ def _listing(directory: str) -> list[tuple[str, float | None]]:
 def data_objects(url: str) -> list[str]:
     """Every data object of the name ``url`` (committed or left by interrupted saves)."""
     directory, name = parent(url), posixpath.basename(url)
-    return sorted(join(directory, base) for base, _ in _listing(directory) if _data_name(base) == name)
+    return sorted(join(directory, base) for base, _ in listing(directory) if _data_name(base) == name)
 
 
 def committed_object(url: str) -> str | None:
@@ -381,7 +385,7 @@ def stale_data(directory: str, older_than: float) -> list[str]:
     than ``older_than`` seconds ago: what killed or failed saves left there."""
     now = time.time()
     by_name: dict[str, list[str]] = {}
-    for base, stamp in _listing(directory):
+    for base, stamp in listing(directory):
         name = _data_name(base)
         if name is not None and stamp is not None and now - stamp > older_than:
             by_name.setdefault(name, []).append(base)
@@ -451,6 +455,53 @@ class Sink:
             remove(self.url)
         except OpError:
             pass  # the store is gone: the next save of this name removes it
+
+
+class CommitSink:
+    """One save of the checkpoint ``url``: the data streams to a new object of its own
+    (``{url}.data-{16 hex}``); ``commit`` PUTs the marker at ``url`` naming it, then
+    deletes the version it replaced; ``abort`` removes what was uploaded."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.data = data_url(url, new_save_id())
+        self._previous = committed_object(url)  # the version this save replaces: deleted once it is
+        self._sink = Sink(self.data)
+        self.writev = self._sink.writev
+
+    def abort(self) -> None:
+        self._sink.abort()
+
+    def commit(self, size: int, index_checksum: int, stat_out: list | None = None) -> None:
+        try:
+            self._sink.close()
+        except BaseException:
+            self._sink.abort()
+            raise
+        try:
+            write_commit(self.url, self.data, size, index_checksum)
+        except Exception:
+            # The store may have taken the PUT and lost only the answer: ask it which data the name
+            # commits now. Ours: the save is done. Not ours: remove ours. No answer: keep it (it may
+            # be committed); a later Saver's sweep removes it once it is old and uncommitted.
+            try:
+                landed: bool | None = committed_object(self.url) == self.data
+            except OpError:
+                landed = None
+            if landed is False:
+                with contextlib.suppress(OpError):
+                    remove(self.data)
+            if not landed:
+                raise
+        # The replaced version's data goes, unless a save of this name by someone else has committed
+        # since (then the name is theirs, and so is the cleanup).
+        previous = self._previous
+        if previous is not None and previous != self.data:
+            try:
+                if committed_object(self.url) == self.data:
+                    remove(previous)
+            except OpError as e:  # committed already: a failed cleanup does not fail the save
+                log.warning("checkpoint %s is saved; removing the version it replaced failed: %s", self.url, e)
 
 
 class Source:

@@ -8,8 +8,6 @@ before they are written, so the data is walked once.
 """
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
 import sys
 from collections.abc import Iterable
@@ -20,15 +18,14 @@ import numpy as np
 import xxhash
 
 from devices.dtypes import as_dtype, dtype_name
-from devices.errors import InvalidArgumentError, NotFoundError, OpError
+from devices.errors import InvalidArgumentError
 from devices.shapes import as_shape, num_elements
 from devices.transfer import host_chunks
 
-from . import fileio, remote
+from . import fileio
 from . import format as fmt
+from .store import normalize, store_for
 from .validate import DECODE_ERRORS, unpack_limited
-
-log = logging.getLogger("varstore")
 
 # Small writes (headers, padding, small tensors) are gathered in one buffer so
 # that a checkpoint of thousands of small tensors costs a few syscalls, not
@@ -312,94 +309,26 @@ def write_checkpoint(path: str | os.PathLike, tensors: Iterable[tuple[str, Any]]
     >>> n > 0
     True
     """
-    path = os.fspath(path)
-    if isinstance(path, bytes):
-        path = os.fsdecode(path)
-    path = remote.local_path(path)
+    path = normalize(path)
     if not isinstance(chunk_bytes, int) or chunk_bytes <= 0:
         raise InvalidArgumentError(f"write_checkpoint: chunk_bytes must be a positive int, received {chunk_bytes!r}")
     extra_obj = _pack_extra(extra)
     bin_bytes = fmt.MAX_BIN_BYTES
     if bin_bytes <= 0 or bin_bytes % fmt.ALIGNMENT or bin_bytes > 2**32 - 1:
         raise InvalidArgumentError(f"write_checkpoint: MAX_BIN_BYTES={bin_bytes} is not a valid bin size")
-    if remote.is_url(path):
-        return _write_remote(path, tensors, extra_obj, bin_bytes, chunk_bytes)
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise NotFoundError(
-            f"write_checkpoint: cannot write {path!r}: directory {directory!r} does not exist")
-
-    tmp = os.path.join(directory, fmt.temp_name(os.path.basename(path)))
-    fd = -1
+    store = store_for(path)
+    store.require_directory(path, "write_checkpoint")
+    sink = store.checkpoint_sink(path, fsync)
     try:
-        fd = fileio.syscall("open", os.open, tmp,
-                            os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
-        out = _Out(lambda batch: fileio.syscall("write", os.writev, fd, batch))
-        _write_body(out, tensors, extra_obj, bin_bytes, chunk_bytes)
-        total = out.pos
-        if fsync:
-            fileio.syscall("fsync", os.fsync, fd)
-        if stat_out is not None:
-            stat_out.append(os.fstat(fd))
-        fd, closing = -1, fd
-        fileio.syscall("close", os.close, closing)  # the descriptor is gone even if close fails
-        fileio.syscall("rename", os.replace, tmp, path)
+        out = _Out(sink.writev)
+        index_checksum = _write_body(out, tensors, extra_obj, bin_bytes, chunk_bytes)
     except BaseException as e:
-        if fd >= 0:
-            os.close(fd)
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        sink.abort()
         if isinstance(e, OSError):  # a full disk, an I/O error: same errno, and which file
             raise fileio.with_context(e, f"writing checkpoint {path}; nothing was written there, "
                                          f"the file it replaces (if any) is untouched") from e
         raise
-    if fsync:
-        try:
-            fileio.fsync_dir(directory)
-        except OSError as e:
-            raise fileio.with_context(e, f"checkpoint {path} was written and renamed into place, but "
-                                         f"syncing its directory failed: it may not survive a power loss") from e
-    return total
-
-
-def _write_remote(url: str, tensors: Iterable[tuple[str, Any]], extra_obj: dict, bin_bytes: int,
-                  chunk_bytes: int) -> int:
-    """Stream the checkpoint to a data object of this save's own, then commit it at ``url``."""
-    data = remote.data_url(url, remote.new_save_id())
-    previous = remote.committed_object(url)  # the version this save replaces: deleted once it is
-    sink = remote.Sink(data)
-    try:
-        out = _Out(sink.writev)
-        index_checksum = _write_body(out, tensors, extra_obj, bin_bytes, chunk_bytes)
-        sink.close()
-    except BaseException:
-        sink.abort()
-        raise
-    try:
-        remote.write_commit(url, data, out.pos, index_checksum)
-    except Exception:
-        # The store may have taken the PUT and lost only the answer: ask it which data the name
-        # commits now. Ours: the save is done. Not ours: remove ours. No answer: keep it (it may
-        # be committed); a later Saver's sweep removes it once it is old and uncommitted.
-        try:
-            landed: bool | None = remote.committed_object(url) == data
-        except OpError:
-            landed = None
-        if landed is False:
-            with contextlib.suppress(OpError):
-                remote.remove(data)
-        if not landed:
-            raise
-    # The replaced version's data goes, unless a save of this name by someone else has committed
-    # since (then the name is theirs, and so is the cleanup).
-    if previous is not None and previous != data:
-        try:
-            if remote.committed_object(url) == data:
-                remote.remove(previous)
-        except OpError as e:  # committed already: a failed cleanup does not fail the save
-            log.warning("checkpoint %s is saved; removing the version it replaced failed: %s", url, e)
+    sink.commit(out.pos, index_checksum, stat_out)
     return out.pos
 
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from devices.errors import DataLossError, NotFoundError, OpError
 
 from ..checkpoint import remote
-from ..train.shards import open_checkpoint as CheckpointReader  # follows a sharded save's shards
+from ..checkpoint.shards import open_checkpoint as CheckpointReader  # follows a sharded save's shards
 
 FORMATS = ("varstore", "safetensors", "npz", "torch")  # varstore.tools.convert.FORMATS, without importing it
 

@@ -263,8 +263,8 @@ def _restore_pending(var: Variable) -> bool:
     path = getattr(var.graph, "_last_restore", None)
     if not path:
         return False
+    from ..checkpoint.shards import CheckpointSet
     from .saver import _restore_one
-    from .shards import CheckpointSet
     try:
         with CheckpointSet(path) as r:
             if not r.has_tensor(var.name) or tuple(r.shape(var.name)) != var.shape or r.dtype(var.name) != var.dtype:

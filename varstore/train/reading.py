@@ -30,7 +30,7 @@ def _resolve(ckpt_dir_or_file: Any) -> str:
 def load_checkpoint(ckpt_dir_or_file: Any) -> CheckpointReader:
     """A CheckpointReader for a file, or for the latest checkpoint of a directory
     (a sharded checkpoint is read with its shards, as one)."""
-    from .shards import open_checkpoint
+    from ..checkpoint.shards import open_checkpoint
     return open_checkpoint(_resolve(ckpt_dir_or_file))
 
 

@@ -27,11 +27,11 @@ from devices.errors import DataLossError, InvalidArgumentError, NotFoundError, O
 from devices.spec import DeviceSpec
 
 from ..checkpoint import CheckpointReader, remote, write_checkpoint
+from ..checkpoint import shards as _shards
 from ..checkpoint.format import temp_name, temp_target
 from ..graph import GraphKeys, get_default_graph
 from ..variables import Variable
 from . import checkpoint_state as cs
-from . import shards as _shards
 
 log = logging.getLogger("varstore")
 

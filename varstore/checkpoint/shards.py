@@ -27,7 +27,8 @@ import numpy as np
 
 from devices.errors import DataLossError, NotFoundError
 
-from ..checkpoint import CheckpointReader, remote
+from . import remote
+from .reader import CheckpointReader
 
 SHARDS_KEY = "shards"
 MAX_SHARDS = 1 << 16

@@ -1,0 +1,433 @@
+"""Where checkpoints live: one interface, a local and an object-store implementation.
+
+Everything the Saver, the state file, meta graphs, conversion and retention do
+to storage goes through a :class:`Store`: write a file so that it appears whole
+or not at all, read a small file, check what is there, list a directory, and
+delete a file only while it is still the one we wrote. ``store_for(path)``
+picks the implementation, so callers never branch on "is this a URL".
+
+- :class:`LocalStore`: a temporary file beside the target (``.{name}.tmp-{pid}-{hex}``),
+  fsynced and renamed over it, then the directory fsynced; every system call goes
+  through ``fileio.syscall``, the seam the fault-injection tests replace. A file's
+  identity is its (device, inode), so "remove if still ours" survives another
+  process renaming a new file to the same name.
+- :class:`ObjectStore`: an fsspec URL. A small file is one PUT (old or new, never
+  torn); a checkpoint streams to a data object of its own and is committed by one
+  PUT of a marker at its name (``remote.py``, docs/FORMAT.md). Objects have no
+  inodes and no locks: one writer per remote directory.
+
+>>> import os, tempfile
+>>> d = tempfile.mkdtemp()
+>>> s = store_for(d)
+>>> with s.atomic_file(s.join(d, "a.txt")) as f:
+...     f.write(b"hello")
+>>> s.read_small(s.join(d, "a.txt"), 100), s.listdir(d)
+(b'hello', ['a.txt'])
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from devices.errors import NotFoundError
+
+from . import fileio, remote
+from .format import temp_name, temp_target
+
+# (device, inode) of a local file: tells it from a file another process renamed to the same name.
+FileId = tuple[int, int]
+LOCK_NAME = ".checkpoint.lock"
+
+
+class AtomicFile:
+    """A temporary file beside ``path``: written through ``write``/``writev``, renamed over
+    ``path`` by ``commit`` (fsynced first when ``fsync``), removed by ``abort``.
+
+    As a context manager it commits on a clean exit and aborts on any exception
+    (KeyboardInterrupt included), so the previous file at ``path`` is untouched
+    unless the new one is complete. OSErrors keep their errno and say which file
+    was written and what state it is in.
+    """
+
+    def __init__(self, path: str, fsync: bool = True, what: str = "file"):
+        self.path, self.fsync, self.what = path, fsync, what
+        self.directory = os.path.dirname(os.path.abspath(path))
+        self.tmp = os.path.join(self.directory, temp_name(os.path.basename(path)))
+        self.pos = 0
+        try:
+            self.fd = fileio.syscall("open", os.open, self.tmp,
+                                     os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except OSError as e:
+            raise self._context(e) from e
+
+    def writev(self, views: list) -> int:
+        """One vectored write (may be short: the caller continues, see ``writer._Out``)."""
+        n = fileio.syscall("write", os.writev, self.fd, views)
+        self.pos += n
+        return n
+
+    def write(self, data: Any) -> None:
+        """Write all of ``data``."""
+        view = memoryview(data).cast("B")
+        fileio.write_all(self.fd, view)
+        self.pos += view.nbytes
+
+    def commit(self, stat_out: list | None = None) -> None:
+        """fsync, close, rename over ``path``, fsync the directory. ``stat_out`` (a list)
+        receives the file's ``os.stat_result``, taken before the rename."""
+        try:
+            if self.fsync:
+                fileio.syscall("fsync", os.fsync, self.fd)
+            if stat_out is not None:
+                stat_out.append(os.fstat(self.fd))
+            fd, self.fd = self.fd, -1
+            fileio.syscall("close", os.close, fd)  # the descriptor is gone even if close fails
+            fileio.syscall("rename", os.replace, self.tmp, self.path)
+        except BaseException as e:
+            self.abort()
+            if isinstance(e, OSError):
+                raise self._context(e) from e
+            raise
+        if self.fsync:
+            try:
+                fileio.fsync_dir(self.directory)
+            except OSError as e:
+                raise fileio.with_context(e, f"{self.what} {self.path} was written and renamed into place, but "
+                                             f"syncing its directory failed: it may not survive a power loss") from e
+
+    def abort(self) -> None:
+        """Close and remove the temporary file; ``path`` stays as it was."""
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.tmp)
+
+    def _context(self, e: OSError) -> OSError:
+        return fileio.with_context(e, f"writing {self.what} {self.path}; nothing was written there, "
+                                      f"the file it replaces (if any) is untouched")
+
+    def __enter__(self) -> AtomicFile:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None:
+            self.abort()
+            if isinstance(exc, OSError):
+                raise self._context(exc) from exc
+            return
+        self.commit()
+
+
+class CheckpointSink:
+    """Where ``write_checkpoint`` streams one checkpoint: ``writev`` in order, then
+    ``commit(size, index_checksum)`` or ``abort()``."""
+
+    def writev(self, views: list) -> int:
+        raise NotImplementedError
+
+    def commit(self, size: int, index_checksum: int, stat_out: list | None = None) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+
+class _LocalSink(CheckpointSink):
+    def __init__(self, path: str, fsync: bool):
+        self._file = AtomicFile(path, fsync, what="checkpoint")
+        self.writev = self._file.writev
+
+    def commit(self, size: int, index_checksum: int, stat_out: list | None = None) -> None:
+        self._file.commit(stat_out)
+
+    def abort(self) -> None:
+        self._file.abort()
+
+
+class Store:
+    """What the checkpoint code needs of a place that holds files. See the module doc."""
+
+    local = True
+
+    # -- names ---------------------------------------------------------------------
+    def parent(self, path: str) -> str:
+        raise NotImplementedError
+
+    def join(self, directory: str, name: str) -> str:
+        raise NotImplementedError
+
+    # -- reading ---------------------------------------------------------------------
+    def exists(self, path: str) -> bool:
+        """Something (a file, a directory, an object) is at ``path``."""
+        raise NotImplementedError
+
+    def is_checkpoint(self, path: str) -> bool:
+        """A whole checkpoint is at ``path`` (a file; a committed object at a URL)."""
+        raise NotImplementedError
+
+    def is_dir(self, path: str) -> bool:
+        raise NotImplementedError
+
+    def mtime(self, path: str) -> float | None:
+        raise NotImplementedError
+
+    def file_id(self, path: str) -> FileId | None:
+        """Identity of the file now at ``path`` (None: absent, or a store without one)."""
+        return None
+
+    def read_small(self, path: str, limit: int) -> bytes:
+        """At most ``limit + 1`` bytes of a small file; FileNotFoundError when absent."""
+        return fileio.read_small_file(path, limit)
+
+    def listdir(self, directory: str) -> list[str]:
+        """Names in ``directory`` (sorted)."""
+        raise NotImplementedError
+
+    # -- writing ---------------------------------------------------------------------
+    def require_directory(self, path: str, doing: str) -> None:
+        """Raise when a file cannot be written at ``path``: its directory is missing (local),
+        the protocol is unknown or its package missing (URL). Writes nothing."""
+        raise NotImplementedError
+
+    def replace(self, path: str, data: bytes, stat_out: list | None = None) -> None:
+        """Replace ``path`` with ``data`` atomically (durably, locally)."""
+        raise NotImplementedError
+
+    def checkpoint_sink(self, path: str, fsync: bool = True) -> CheckpointSink:
+        raise NotImplementedError
+
+    def lock(self, directory: str) -> contextlib.AbstractContextManager:
+        """Exclusive among the processes saving into ``directory`` (where the store can)."""
+        return contextlib.nullcontext()
+
+    # -- deleting ---------------------------------------------------------------------
+    def remove(self, path: str) -> bool:
+        """Delete whatever is at ``path``; True when something was."""
+        raise NotImplementedError
+
+    def remove_if(self, path: str, file_id: FileId | None) -> bool:
+        """Delete ``path`` if it is still the file ``file_id`` (None: whatever is there)."""
+        return self.remove(path)
+
+    def remove_checkpoint(self, path: str, file_id: FileId | None = None) -> bool:
+        """Delete a checkpoint (if still ``file_id``) with what belongs to it."""
+        raise NotImplementedError
+
+    def sweep(self, directory: str) -> list[str]:
+        """Delete what dead or failed writers left in ``directory``; returns what went."""
+        return []
+
+
+class LocalStore(Store):
+    local = True
+
+    def parent(self, path: str) -> str:
+        return os.path.dirname(os.path.abspath(path))
+
+    def join(self, directory: str, name: str) -> str:
+        return os.path.join(directory, name)
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(path)
+
+    def is_checkpoint(self, path: str) -> bool:
+        return os.path.isfile(path)
+
+    def is_dir(self, path: str) -> bool:
+        return os.path.isdir(path)
+
+    def mtime(self, path: str) -> float | None:
+        try:
+            return os.path.getmtime(path)
+        except OSError:
+            return None
+
+    def file_id(self, path: str) -> FileId | None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def listdir(self, directory: str) -> list[str]:
+        try:
+            return sorted(os.listdir(directory))
+        except FileNotFoundError:
+            return []
+
+    def require_directory(self, path: str, doing: str) -> None:
+        directory = self.parent(path)
+        if not os.path.isdir(directory):
+            raise NotFoundError(f"{doing}: cannot write {path!r}: directory {directory!r} does not exist")
+
+    def atomic_file(self, path: str, fsync: bool = True, what: str = "file") -> AtomicFile:
+        return AtomicFile(path, fsync, what)
+
+    def replace(self, path: str, data: bytes, stat_out: list | None = None) -> None:
+        f = AtomicFile(path, True)
+        try:
+            f.write(data)
+        except BaseException as e:
+            f.abort()
+            if isinstance(e, OSError):
+                raise f._context(e) from e
+            raise
+        f.commit(stat_out)
+
+    def checkpoint_sink(self, path: str, fsync: bool = True) -> CheckpointSink:
+        return _LocalSink(path, fsync)
+
+    @contextlib.contextmanager
+    def lock(self, directory: str) -> Iterator[None]:
+        path = os.path.join(directory, LOCK_NAME)
+        try:
+            fd = fileio.syscall("lock", os.open, path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        except OSError as e:
+            raise fileio.with_context(e, f"opening the lock file {path}") from e
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    def remove(self, path: str) -> bool:
+        try:
+            os.unlink(path)
+            return True
+        except FileNotFoundError:
+            return False
+
+    def remove_if(self, path: str, file_id: FileId | None) -> bool:
+        """Another process may rename a new file of the same name into place at any moment,
+        so the file is first moved aside (atomically) and checked there; a file that turns
+        out not to be ours is linked back, unless an even newer one has landed."""
+        if file_id is None:
+            return self.remove(path)
+        aside = os.path.join(os.path.dirname(path), temp_name(os.path.basename(path)))
+        try:
+            os.rename(path, aside)
+        except FileNotFoundError:
+            return False
+        try:
+            if self.file_id(aside) != file_id:
+                try:
+                    os.link(aside, path)  # never replaces: a newer file at path stays
+                except FileExistsError:
+                    pass
+                except OSError:  # no hard links here: put it back the plain way
+                    os.rename(aside, path)
+                return False
+            return True
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(aside)
+
+    def remove_checkpoint(self, path: str, file_id: FileId | None = None) -> bool:
+        from .shards import remove_shards
+        if not self.remove_if(path, file_id):
+            return False
+        remove_shards(path)
+        return True
+
+    def sweep(self, directory: str) -> list[str]:
+        """Temporary files whose writer (a process on this machine) is gone."""
+        gone = []
+        for name in self.listdir(directory):
+            t = temp_target(name)
+            if t is not None and not _pid_alive(t[1]):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(directory, name))
+                    gone.append(name)
+        return gone
+
+
+# A save's data object at a URL that no commit names and that nobody has written to for this
+# long was left by a killed or failed save (remote directories have one writer at a time).
+STALE_REMOTE_SECONDS = 3600.0
+
+
+class ObjectStore(Store):
+    local = False
+
+    def parent(self, path: str) -> str:
+        return remote.parent(path)
+
+    def join(self, directory: str, name: str) -> str:
+        return remote.join(directory, name)
+
+    def exists(self, path: str) -> bool:
+        return remote.exists(path)
+
+    def is_checkpoint(self, path: str) -> bool:
+        return remote.is_committed(path)
+
+    def is_dir(self, path: str) -> bool:
+        return remote.is_directory(path)
+
+    def mtime(self, path: str) -> float | None:
+        return remote.mtime(path)
+
+    def read_small(self, path: str, limit: int) -> bytes:
+        return remote.read_small(path, limit)
+
+    def listdir(self, directory: str) -> list[str]:
+        return sorted(name for name, _ in remote.listing(directory))
+
+    def require_directory(self, path: str, doing: str) -> None:
+        remote.filesystem(path, doing)  # an unknown protocol or a missing package fails here
+
+    def replace(self, path: str, data: bytes, stat_out: list | None = None) -> None:
+        remote.write_small(path, data)  # one PUT: the object is old or new, never torn
+
+    def checkpoint_sink(self, path: str, fsync: bool = True) -> CheckpointSink:
+        return remote.CommitSink(path)
+
+    def remove(self, path: str) -> bool:
+        return remote.remove(path)
+
+    def remove_checkpoint(self, path: str, file_id: FileId | None = None) -> bool:
+        return remote.remove_checkpoint(path)
+
+    def sweep(self, directory: str) -> list[str]:
+        """Data objects no commit names, untouched for an hour: left by killed saves."""
+        gone = []
+        for url in remote.stale_data(directory, STALE_REMOTE_SECONDS):
+            remote.remove(url)
+            gone.append(url)
+        return gone
+
+
+_LOCAL, _OBJECTS = LocalStore(), ObjectStore()
+
+
+def store_for(path: str | os.PathLike) -> Store:
+    """The store that holds ``path``: an fsspec URL's, or the local filesystem's
+    (``file://`` URLs are local paths; see ``normalize``)."""
+    return _OBJECTS if remote.is_url(os.fspath(path)) else _LOCAL
+
+
+def normalize(path: str | os.PathLike | bytes) -> str:
+    """A path or URL as the stores take it: ``str``, ``file://`` URLs as local paths."""
+    path = os.fspath(path)
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    return remote.local_path(path)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+__all__ = ["Store", "LocalStore", "ObjectStore", "AtomicFile", "CheckpointSink", "store_for", "normalize",
+           "FileId", "STALE_REMOTE_SECONDS"]
