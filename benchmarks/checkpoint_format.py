@@ -338,7 +338,7 @@ def bench_mix(mix: str, size: int, runs: int, root: Path, rss: bool, skip: set[s
            + [("fresh", k, f) for k, f in FRESH.items()] + [("one", k, f) for k, f in ONE.items()])
     ops = [op for op in ops if not any(s in op[1] for s in skip)]
     target = one_target(shapes)
-    for kind, name, fn in ops:  # every output exists before the shuffled runs read them
+    for kind, _name, fn in ops:  # every output exists before the shuffled runs read them
         if kind == "write":
             fn(tensors, d)
     for run in range(runs):

@@ -103,7 +103,7 @@ def main(argv=None) -> int:
     }
     times: dict[str, list[float]] = {k: [] for k in cases}
     cpu: dict[str, list[float]] = {k: [] for k in cases}
-    for rep in range(args.reps):
+    for _rep in range(args.reps):
         for name, fn in cases.items():
             if name.startswith("reverse"):
                 _clean(back)  # reads the checkpoint the case before it wrote

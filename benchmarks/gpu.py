@@ -267,7 +267,6 @@ def _adam_kernel_step(b: Bench):
 
 
 def bench_adam(b: Bench) -> None:
-    cp = b.cp
     import devices
     say("\n[adam]")
     dev = devices.get_device("/gpu:0")
@@ -460,7 +459,7 @@ def bench_save_restore(b: Bench) -> None:
             say(f"  model: {k} GPU variables, {nbytes / GiB:.2f} GiB, checkpoints in {where}")
             times, growths, exact = [], [], True
             path = None
-            for r in range(b.args.save_repeats):
+            for _r in range(b.args.save_repeats):
                 if path and os.path.exists(path):
                     os.unlink(path)
                 b.sync()
@@ -483,7 +482,7 @@ def bench_save_restore(b: Bench) -> None:
             want = float(probe.value()[:4096].astype(np.float64).sum())
             probe.value()[...] = 7.0
             rtimes, rgrowths = [], []
-            for r in range(b.args.save_repeats):
+            for _r in range(b.args.save_repeats):
                 b.sync()
                 with PeakRSS() as rss:
                     t0 = time.perf_counter()

@@ -227,7 +227,8 @@ def call_overhead(torch) -> dict[str, float]:
              "adam": {"lr": LR, "beta1": B1, "beta2": B2, "epsilon": EPS}}[rule]
         kernels.apply_dense(rule, cpu0, p, g, s, **h)
         n = 20000
-        best = min(timeit.repeat(lambda: kernels.apply_dense(rule, cpu0, p, g, s, **h), number=n, repeat=7))
+        best = min(timeit.repeat(lambda rule=rule, p=p, g=g, s=s, h=h: kernels.apply_dense(rule, cpu0, p, g, s, **h),
+                                 number=n, repeat=7))
         out[f"varstore {rule}"] = best / n * 1e6
         if torch is not None:
             tp = torch.nn.Parameter(torch.from_numpy(p))

@@ -31,7 +31,7 @@ with tf.Session() as sess:
   v2.assign_add([1.0, 2.0, 3.0, 4.0, 5.0])
   # Save the variables to disk.
   save_path = saver.save(sess, ckpt)
-  print("Model saved in file: %s" % save_path)
+  print("Model saved in file: %s" % save_path)  # noqa: UP031 - the guide's text, unchanged
 saved_v1 = v1.numpy()
 
 # --- Restoring Variables ---------------------------------------------------------------

@@ -224,7 +224,7 @@ def run(kills: int, directory: str, *, seed: int = 0, mib: float = 16, bin_kib: 
             stats["survived"] += 1
         if verbose:
             log(f"kill {k + 1}/{kills}: pid {proc.pid} after {saved} saves, step {state['latest_step']}, "
-                f"{'OK' if not problems else problems}")
+                f"{problems or 'OK'}")
     # A last child saves twice and exits normally: it cleans up every temporary file left.
     proc = subprocess.run(cmd + ["--saves", "2"], capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
