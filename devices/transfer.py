@@ -11,9 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from .backends.arrays import cupy_module, host_array
 from .backends.base import DEFAULT_CHUNK_BYTES, Device
-from .backends.cpu import host_array
-from .backends.gpu import cupy_module
 from .errors import InvalidArgumentError
 
 

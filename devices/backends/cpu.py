@@ -1,4 +1,7 @@
-"""Host memory through numpy, in 64-byte aligned buffers (cache lines, AVX-512, mmap-friendly)."""
+"""Host memory through numpy, in 64-byte aligned buffers (cache lines, AVX-512, mmap-friendly).
+
+``host_array`` lives in :mod:`devices.backends.arrays`; the name stays here for old imports.
+"""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -7,8 +10,9 @@ from typing import Any
 import numpy as np
 
 from ..dtypes import as_dtype
-from ..errors import InvalidArgumentError, ResourceExhaustedError
+from ..errors import ResourceExhaustedError
 from ..shapes import as_shape, num_elements
+from .arrays import host_array
 from .base import DEFAULT_CHUNK_BYTES, Device
 
 ALIGNMENT = 64
@@ -29,47 +33,6 @@ def aligned_empty(shape: Any, dtype: Any) -> np.ndarray:
             f"cannot allocate {nbytes} bytes for shape {shape} {dtype.name} on the CPU") from None
     start = (-raw.ctypes.data) % ALIGNMENT
     return raw[start:start + nbytes].view(dtype).reshape(shape)
-
-
-def host_array(value: Any) -> np.ndarray:
-    """Any host-reachable value as numpy, without a copy where possible.
-
-    Accepts numpy, cupy (copied to host), anything with ``__array__`` or a
-    CPU ``__dlpack__``, Python scalars and nested lists.
-    """
-    if isinstance(value, np.ndarray):
-        return value
-    if hasattr(value, "__cuda_array_interface__"):
-        from .gpu import cupy_module  # only reached when the value is a GPU array
-        return cupy_module().asnumpy(value)
-    if hasattr(value, "__dlpack__") and not hasattr(value, "__array__"):
-        return _from_dlpack(value)
-    try:
-        return np.asarray(value)
-    except (TypeError, ValueError, RuntimeError) as e:  # ragged lists, types numpy cannot convert
-        if hasattr(value, "__dlpack__"):
-            # A torch bfloat16 tensor: its __array__ fails (numpy has no bfloat16), DLPack works.
-            try:
-                return _from_dlpack(value)
-            except Exception:  # noqa: BLE001 - report the first, clearer error below
-                pass
-        raise InvalidArgumentError(f"cannot make an array of {type(value).__name__}: {e}") from None
-
-
-def _from_dlpack(value: Any) -> np.ndarray:
-    """A host DLPack exporter as numpy without a copy, bfloat16 included."""
-    try:
-        return np.from_dlpack(value)
-    except (BufferError, RuntimeError, TypeError, ValueError) as e:
-        if "bfloat16" not in str(getattr(value, "dtype", "")):
-            raise InvalidArgumentError(f"cannot make an array of {type(value).__name__} "
-                                       f"through DLPack: {e}") from None
-    from .dlpack import from_dlpack_host
-    try:
-        return from_dlpack_host(value)
-    except (BufferError, RuntimeError, TypeError, ValueError) as e:
-        raise InvalidArgumentError(f"cannot make an array of {type(value).__name__} "
-                                   f"through DLPack: {e}") from None
 
 
 class CpuDevice(Device):

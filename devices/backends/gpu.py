@@ -4,24 +4,14 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 
 from ..dtypes import as_dtype
 from ..errors import InvalidArgumentError
 from ..shapes import as_shape
+from .arrays import cupy_module, host_array
 from .base import DEFAULT_CHUNK_BYTES, Device
-
-
-@functools.cache
-def cupy_module() -> Any:
-    """The cupy module, or None when it is not installed or cannot load."""
-    try:
-        import cupy  # noqa: PLC0415 - lazy on purpose: CPU-only users never pay for it
-    except Exception:  # ImportError, or a CUDA library that fails to load
-        return None
-    return cupy
 
 
 @functools.cache
@@ -108,7 +98,6 @@ class GpuDevice(Device):
             elif hasattr(value, "__dlpack__") and not hasattr(value, "__array__"):
                 src = cp.from_dlpack(value)
             else:
-                from .cpu import host_array
                 host = host_array(value)
                 src = None
                 out = self.empty(host.shape, dt or host.dtype)

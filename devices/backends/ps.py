@@ -348,7 +348,7 @@ class PsDevice(Device):
         elif isinstance(value, RemoteArray):
             host = value.device.read(value)
         else:
-            from .cpu import host_array
+            from .arrays import host_array
             host = host_array(value)
         want = _valid_dtype(host.dtype if dtype is None else dtype)
         if host.dtype != want or not host.flags.c_contiguous:

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from devices.backends.gpu import cupy_module
+from devices.backends.arrays import cupy_module
 from devices.dtypes import bfloat16
 from devices.errors import InvalidArgumentError
 
