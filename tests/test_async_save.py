@@ -43,7 +43,7 @@ def test_snapshot_holds_the_values_of_the_call_under_concurrent_updates(tmp_path
     opt = tf.train.GradientDescentOptimizer(-1.0)  # each step adds exactly 1 to every element
     saver = tf.train.Saver(max_to_keep=None)
     handles = []
-    for i in range(30):
+    for _ in range(30):
         handles.append((int(step.numpy()), saver.save(None, str(tmp_path / "m.ckpt"), global_step=step,
                                                       async_save=True, write_meta_graph=False)))
         opt.apply_gradients([(np.ones((256, 256), np.float32), v) for v in vs], global_step=step)
@@ -59,7 +59,7 @@ def test_background_error_is_raised_by_result_and_by_the_next_save(tmp_path, mon
     v = tf.Variable(tf.ones([10]), name="v")
     v.initializer.run()
     saver = tf.train.Saver()
-    import varstore.train.saver as saver_mod
+    import varstore.train.save_job as saver_mod
     real = saver_mod.write_checkpoint
 
     def failing(*a, **k):
@@ -80,7 +80,7 @@ def test_one_save_in_flight_the_next_waits(tmp_path, monkeypatch):
     v = tf.Variable(tf.ones([10]), name="v")
     v.initializer.run()
     saver = tf.train.Saver()
-    import varstore.train.saver as saver_mod
+    import varstore.train.save_job as saver_mod
     real, gate, running, peak = saver_mod.write_checkpoint, threading.Event(), [0], [0]
     lock = threading.Lock()
 

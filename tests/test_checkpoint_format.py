@@ -136,7 +136,7 @@ def check_layout(path, tensors):
     assert footer[4] == xxhash.xxh3_64_intdigest(data[footer[2]:footer[2] + footer[3]])
     assert index["names"] == [n for n, _ in tensors]
     step = index["bin_bytes"]
-    for (name, a), off, nbytes, dtype, shape, check in zip(
+    for (_name, a), off, nbytes, dtype, shape, check in zip(
             tensors, index["offsets"], index["nbytes"], index["dtypes"], index["shapes"], index["checksums"]):
         want = raw_bytes(a)
         assert dtype == as_dtype(a.dtype).name and shape == list(a.shape) and nbytes == len(want)

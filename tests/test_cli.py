@@ -14,8 +14,8 @@ from varstore.tools.cli import main
 @pytest.fixture
 def ckpt(tmp_path):
     tf.reset_default_graph()
-    a = tf.Variable(np.arange(6, dtype=np.float32).reshape(2, 3), name="layer1/weights")
-    b = tf.Variable(tf.zeros([3], dtype=tf.bfloat16), name="layer1/biases")
+    tf.Variable(np.arange(6, dtype=np.float32).reshape(2, 3), name="layer1/weights")
+    tf.Variable(tf.zeros([3], dtype=tf.bfloat16), name="layer1/biases")
     tf.global_variables_initializer().run()
     saver = tf.train.Saver()
     paths = [saver.save(None, str(tmp_path / "model.ckpt"), global_step=s) for s in (1, 2)]
@@ -27,9 +27,11 @@ def corrupt_tensor(path: str, name: str) -> None:
     from varstore.checkpoint import CheckpointReader
     with CheckpointReader(path) as r:
         offset = r._index.offsets[r._pos(name)]
-    raw = bytearray(open(path, "rb").read())
-    raw[offset] ^= 0x01
-    open(path, "wb").write(bytes(raw))
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)[0]
+        f.seek(offset)
+        f.write(bytes([byte ^ 0x01]))
 
 
 def test_inspect_prints_a_table(ckpt, capsys):

@@ -503,7 +503,7 @@ def test_pipelined_chunks_wait_for_copies_when_the_consumer_fails():
     rec = Recorder(data, delay=0.005)
 
     def writer():
-        for chunk in pipelined_chunks(len(data), 100, [bytearray(100), bytearray(100)],
+        for _chunk in pipelined_chunks(len(data), 100, [bytearray(100), bytearray(100)],
                                       rec.start_copy, rec.wait):
             raise OSError("disk full")
 

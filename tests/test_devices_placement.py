@@ -239,7 +239,7 @@ def test_a_registered_remote_resolver_serves_ps_tasks_until_removed():
         with pytest.raises(UnavailableError):  # the interface exists; the cluster does not
             ps0.empty((2,), "float32")
         with pytest.raises(UnavailableError):
-            ps0.xp
+            _ = ps0.xp
         assert not ps0.holds(np.zeros(2))
         with pytest.warns(PlacementWarning):  # task 1 does not exist in this "cluster"
             assert get_device("/job:ps/task:1") is get_device(CPU)

@@ -115,9 +115,9 @@ def test_device_function_returning_garbage_is_invalid_argument():
     with device(lambda op: 3.5):
         with pytest.raises(InvalidArgumentError):
             current_device()
-        with device(lambda op: "/job:"):  # inner function's result is parsed when used
-            with pytest.raises(InvalidArgumentError):
-                current_device()
+        # The inner function's result is parsed when used.
+        with device(lambda op: "/job:"), pytest.raises(InvalidArgumentError):
+            current_device()
 
 
 def test_device_function_is_not_applied_under_a_reset():

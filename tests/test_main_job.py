@@ -44,6 +44,6 @@ def test_killed_and_rerun_it_resumes(tmp_path):
         proc.wait(30)
     r = run(logdir, "--steps", "600", "--save-every", "50", "--no-inspect")
     assert r.returncode == 0, r.stdout + r.stderr
-    resumed = [l for l in r.stdout.splitlines() if l.startswith("resumed from")]
+    resumed = [line for line in r.stdout.splitlines() if line.startswith("resumed from")]
     assert resumed, r.stdout
     assert int(resumed[0].rsplit("step", 1)[1]) >= 100

@@ -40,7 +40,7 @@ def reference_run(kind, w0, grads):
     w = w0.astype(np.float64)
     state: dict = {}
     b1p, b2p = 0.9, 0.999
-    for t, g in enumerate(grads):
+    for g in grads:
         g = g.astype(np.float64)
         if kind == "sgd":
             w = w - 0.1 * g

@@ -49,10 +49,9 @@ def bits(a) -> bytes:
 # =====================================================================================
 
 def test_without_a_cluster_ps_variables_live_on_the_local_cpu(placement, tmp_path):
-    with pytest.warns(devices.PlacementWarning, match="job:ps/task:1"):
-        with tf.device(replica_device_setter(ps_tasks=2)):
-            a = tf.Variable(tf.ones([3]), name="a")
-            b = tf.Variable(tf.zeros([3]), name="b")
+    with pytest.warns(devices.PlacementWarning, match="job:ps/task:1"), tf.device(replica_device_setter(ps_tasks=2)):
+        a = tf.Variable(tf.ones([3]), name="a")
+        b = tf.Variable(tf.zeros([3]), name="b")
     assert (a.requested_device, b.requested_device) == ("/job:ps/task:0", "/job:ps/task:1")
     assert a.device == b.device == CPU
     tf.global_variables_initializer().run()
@@ -226,9 +225,9 @@ def test_variables_go_round_robin_to_the_tasks(ps):
 def test_a_place_the_cluster_lacks_falls_back_to_the_local_cpu(ps, placement):
     with pytest.warns(devices.PlacementWarning), tf.device("/job:ps/task:2"):
         v = tf.Variable(1.0, name="v")
-    with pytest.warns(devices.PlacementWarning):
-        with tf.device("/job:ps/task:0/device:GPU:0"):  # this task was given no GPU
-            g = tf.Variable(1.0, name="g")
+    # This task was given no GPU.
+    with pytest.warns(devices.PlacementWarning), tf.device("/job:ps/task:0/device:GPU:0"):
+        g = tf.Variable(1.0, name="g")
     assert v.device == g.device == CPU
     devices.set_soft_placement(False)
     with pytest.raises(tf.errors.InvalidArgumentError, match="task:2"), tf.device("/job:ps/task:2"):
@@ -356,7 +355,7 @@ def test_optimizer_updates_on_tasks_match_local_ones_bit_for_bit(ps, name):
         local = [tf.Variable(x, name=f"l{i}") for i, x in enumerate(init)]
         opt_l = OPTIMIZERS[name]()
     tf.variables_initializer(remote + local).run()
-    for step in range(3):
+    for _step in range(3):
         grads = [rng.standard_normal(s).astype(np.float32) for s in shapes[:3]]
         idx = rng.integers(0, 1000, 64)
         idx[:4] = idx[0]  # duplicates are summed

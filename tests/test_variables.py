@@ -431,11 +431,11 @@ def test_is_variable_initialized_is_evaluated_when_run():
 
 
 def test_report_uninitialized_variables():
-    a = tf.Variable(1.0, name="a")
+    tf.Variable(1.0, name="a")
     b = tf.Variable(2.0, name="b", trainable=False)
     all_report = tf.report_uninitialized_variables()  # var_list=None: all at run time
     some = tf.report_uninitialized_variables([b])
-    c = tf.Variable(3.0, name="c")
+    c = tf.Variable(3.0, name="c")  # made after the report ops: all_report still names it
     with tf.Session() as sess:
         assert sess.run(all_report) == ["a", "b", "c"]
         assert sess.run(some) == ["b"]
