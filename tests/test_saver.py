@@ -106,11 +106,20 @@ def test_var_list_none_follows_the_graph(tmp_path):
 
 
 def test_file_is_a_stock_msgpack_stream(tmp_path):
+    """A plain msgpack reader, knowing nothing of varstore, sees header, data, index, footer."""
     make_vars()
     path = tf.train.Saver().save(None, str(tmp_path / "m.ckpt"))
     with open(path, "rb") as f:
         objs = list(msgpack.Unpacker(f, raw=False, max_buffer_size=1 << 20))
-    assert len(objs) >= 4
+    header, data_a, data_b, index, footer = [o for o in objs if o is not None]  # nils are padding
+    assert header == ["varstore.checkpoint", 1]
+    assert data_a == np.arange(12, dtype="<f4").tobytes() and data_b == np.array([1, 2, 3], "<i8").tobytes()
+    assert (index["names"], index["dtypes"], index["shapes"]) == (["a", "layer/b"], ["float32", "int64"],
+                                                                  [[3, 4], [3]])
+    assert footer[:2] == ["varstore.index", 1]
+    with open(path, "rb") as f:  # the footer locates the index
+        f.seek(footer[2])
+        assert msgpack.unpackb(f.read(footer[3]), raw=False) == index
 
 
 # -- restore ----------------------------------------------------------------------------

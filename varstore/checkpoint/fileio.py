@@ -92,13 +92,7 @@ def read_small_file(path: str, limit: int) -> bytes:
     not a regular file (a FIFO, a device, a directory) is never read: it raises
     IsADirectoryError or OSError(EINVAL) at once, without blocking. Other OSErrors
     (missing, permissions, I/O) propagate.
-
-    An fsspec URL is read through ``remote.read_small``: FileNotFoundError when there
-    is no such object, a ``varstore.errors`` error when the store fails.
     """
-    from . import remote
-    if remote.is_url(path):
-        return remote.read_small(path, limit)
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     try:
         st = os.fstat(fd)

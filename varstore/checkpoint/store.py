@@ -181,8 +181,9 @@ class Store:
         return None
 
     def read_small(self, path: str, limit: int) -> bytes:
-        """At most ``limit + 1`` bytes of a small file; FileNotFoundError when absent."""
-        return fileio.read_small_file(path, limit)
+        """At most ``limit + 1`` bytes of a small file (more than ``limit``: too large for
+        what the caller expects); FileNotFoundError (the builtin) when absent."""
+        raise NotImplementedError
 
     def listdir(self, directory: str) -> list[str]:
         """Names in ``directory`` (sorted)."""
@@ -253,6 +254,9 @@ class LocalStore(Store):
         except OSError:
             return None
         return st.st_dev, st.st_ino
+
+    def read_small(self, path: str, limit: int) -> bytes:
+        return fileio.read_small_file(path, limit)
 
     def listdir(self, directory: str) -> list[str]:
         try:

@@ -22,16 +22,13 @@ True
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from devices.errors import DataLossError, OpError
 
-from ..checkpoint import remote
+from ..checkpoint.store import normalize, store_for
 
 STATE_FILENAME = "checkpoint"
 _MAX_STATE_BYTES = 16 << 20  # a state file is a few lines; anything bigger is not one
@@ -57,11 +54,12 @@ def _unescape(s: str) -> str:
 
 
 def format_state(state: CheckpointState, directory: str) -> str:
-    here = remote.parent(remote.join(directory, "x"))
+    store = store_for(directory)
+    here = store.parent(store.join(directory, "x"))
 
     def rel(p: str) -> str:
         # Relative when the checkpoint sits in this directory: the directory can be moved.
-        return os.path.basename(p) if remote.parent(p) == here else p
+        return os.path.basename(p) if store.parent(p) == here else p
 
     lines = [f'model_checkpoint_path: "{_escape(rel(state.model_checkpoint_path))}"']
     lines += [f'all_model_checkpoint_paths: "{_escape(rel(p))}"' for p in state.all_model_checkpoint_paths]
@@ -84,7 +82,7 @@ def parse_state(text: str, directory: str, filename: str = STATE_FILENAME) -> Ch
             if sval is None:
                 raise DataLossError(f"{filename}: line {n}: {key} expects a quoted path")
             p = _unescape(sval)
-            p = p if os.path.isabs(p) or remote.is_url(p) else remote.join(directory, p)
+            p = p if os.path.isabs(p) or not store_for(p).local else store_for(directory).join(directory, p)
             if key == "model_checkpoint_path":
                 st.model_checkpoint_path = p
             else:
@@ -110,10 +108,11 @@ def get_checkpoint_state(checkpoint_dir: str, latest_filename: str | None = None
 
     A corrupt state file raises DataLossError naming it.
     """
-    from ..checkpoint.fileio import read_small_file
-    path = remote.join(remote.local_path(os.fspath(checkpoint_dir)), latest_filename or STATE_FILENAME)
+    directory = normalize(checkpoint_dir)
+    store = store_for(directory)
+    path = store.join(directory, latest_filename or STATE_FILENAME)
     try:
-        data = read_small_file(path, _MAX_STATE_BYTES)
+        data = store.read_small(path, _MAX_STATE_BYTES)
     except FileNotFoundError:
         return None
     except OpError:  # a store that cannot be reached or refuses access: not a corrupt file
@@ -128,7 +127,7 @@ def get_checkpoint_state(checkpoint_dir: str, latest_filename: str | None = None
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise DataLossError(f"{path}: not UTF-8 text, so not a checkpoint state file") from None
-    st = parse_state(text, remote.parent(path), path)
+    st = parse_state(text, store.parent(path), path)
     return st if st.model_checkpoint_path else None
 
 
@@ -150,84 +149,12 @@ def latest_checkpoint(checkpoint_dir: str, latest_filename: str | None = None) -
 
 
 def _present(path: str) -> bool:
-    """A local checkpoint file that exists, or a committed one at a URL."""
-    return remote.is_committed(path) if remote.is_url(path) else os.path.isfile(path)
-
-
-def fsync_dir(directory: str) -> None:
-    from ..checkpoint import fileio
-    fileio.fsync_dir(directory)
-
-
-def write_text_atomic(path: str, text: str) -> None:
-    """Replace ``path`` with ``text``: temp file, fsync, rename, fsync of the directory."""
-    write_text_atomic_bytes(path, text.encode("utf-8"))
-
-
-def write_text_atomic_bytes(path: str, data: bytes, stat_out: list | None = None) -> None:
-    """Replace ``path`` with ``data``: temp file, fsync, rename, fsync of the directory.
-
-    On any error before the rename the temporary file is removed and ``path`` is
-    untouched; the OSError (a full disk, an I/O error) keeps its errno and names
-    ``path``. Every system call goes through ``varstore.checkpoint.fileio``.
-    ``stat_out``, a list, receives the file's ``os.stat_result`` (taken before the rename).
-    """
-    from ..checkpoint import fileio
-    from ..checkpoint.format import temp_name
-    if remote.is_url(path):
-        remote.write_small(path, data)  # one PUT: the object is old or new, never torn
-        return
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, temp_name(os.path.basename(path)))
-    fd = -1
-    try:
-        fd = fileio.syscall("open", os.open, tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
-                            0o666)
-        fileio.write_all(fd, data)
-        fileio.syscall("fsync", os.fsync, fd)
-        if stat_out is not None:
-            stat_out.append(os.fstat(fd))
-        fd, closing = -1, fd
-        fileio.syscall("close", os.close, closing)  # closed even when close reports an error
-        fileio.syscall("rename", os.replace, tmp, path)
-    except BaseException as e:
-        if fd >= 0:
-            os.close(fd)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(e, OSError):
-            raise fileio.with_context(e, f"writing {path}; it was left as it was") from e
-        raise
-    try:
-        fileio.fsync_dir(directory)
-    except OSError as e:
-        raise fileio.with_context(e, f"{path} was replaced, but syncing its directory failed: "
-                                     f"the change may not survive a power loss") from e
+    """A whole checkpoint at ``path``: a local file, or a committed one at a URL."""
+    return store_for(path).is_checkpoint(path)
 
 
 def update_checkpoint_state(directory: str, state: CheckpointState, latest_filename: str | None = None) -> None:
-    write_text_atomic(remote.join(directory, latest_filename or STATE_FILENAME), format_state(state, directory))
-
-
-@contextlib.contextmanager
-def directory_lock(directory: str) -> Iterator[None]:
-    """An exclusive advisory lock on the directory's state (two processes saving into one directory).
-
-    The Saver holds it while it reads the state file, writes the new one and deletes
-    the checkpoints retention dropped, so concurrent writers never lose each other's
-    checkpoints from the state file and never delete what it names.
-    """
-    from ..checkpoint import fileio
-    if remote.is_url(directory):  # object stores have no locks: one writer per remote directory
-        yield
-        return
-    path = os.path.join(directory, ".checkpoint.lock")
-    try:
-        fd = fileio.syscall("lock", os.open, path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
-    except OSError as e:
-        raise fileio.with_context(e, f"opening the lock file {path}") from e
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the flock
+    """Replace the directory's state file atomically (a lock is the caller's: ``Store.lock``)."""
+    directory = normalize(directory)
+    path = store_for(directory).join(directory, latest_filename or STATE_FILENAME)
+    store_for(directory).replace(path, format_state(state, directory).encode("utf-8"))

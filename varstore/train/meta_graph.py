@@ -29,6 +29,7 @@ from devices.errors import DataLossError, NotFoundError, OpError
 from devices.shapes import as_shape
 
 from .. import initializers as _init
+from ..checkpoint.store import normalize, store_for
 from ..graph import GraphKeys, get_default_graph
 from ..variables import Variable
 
@@ -65,9 +66,7 @@ def export_meta_graph(filename: str | None = None, clear_devices: bool = False, 
                 variables.append(_describe(v, clear_devices))
     meta = {"format": META_FORMAT, "version": META_VERSION, "variables": variables}
     if saver is not None:
-        meta["saver"] = {"var_map": {k: v.name for k, v in saver.var_map.items()},
-                         "max_to_keep": saver._max_to_keep,
-                         "keep_checkpoint_every_n_hours": saver._keep_hours}
+        meta["saver"] = saver.describe()
     if filename is not None:
         write_meta_graph(filename, meta)
     return meta
@@ -75,17 +74,16 @@ def export_meta_graph(filename: str | None = None, clear_devices: bool = False, 
 
 def write_meta_graph(filename: str, meta: dict, stat_out: list | None = None) -> None:
     """Write a description made by :func:`export_meta_graph` atomically to ``filename``
-    (``stat_out``: see ``write_text_atomic_bytes``)."""
-    from .checkpoint_state import write_text_atomic_bytes
-    write_text_atomic_bytes(os.fspath(filename), msgpack.packb(meta, use_bin_type=True), stat_out)
+    (``stat_out``, a list, receives the file's ``os.stat_result`` where the store has one)."""
+    filename = normalize(filename)
+    store_for(filename).replace(filename, msgpack.packb(meta, use_bin_type=True), stat_out)
 
 
 def read_meta_graph(filename: str) -> dict:
     """Load and validate a meta file; DataLossError names the file and what is wrong."""
-    from ..checkpoint.fileio import read_small_file
-    path = os.fspath(filename)
+    path = normalize(filename)
     try:
-        data = read_small_file(path, MAX_META_BYTES)
+        data = store_for(path).read_small(path, MAX_META_BYTES)
     except FileNotFoundError:
         raise NotFoundError(f"meta graph {path} does not exist") from None
     except OpError:  # a remote store that failed: its own error names the URL

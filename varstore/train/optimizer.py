@@ -264,13 +264,13 @@ def _restore_pending(var: Variable) -> bool:
     if not path:
         return False
     from ..checkpoint.shards import CheckpointSet
-    from .saver import _restore_one
+    from .restore import restore_one
     try:
         with CheckpointSet(path) as r:
             if not r.has_tensor(var.name) or tuple(r.shape(var.name)) != var.shape or r.dtype(var.name) != var.dtype:
                 return False
             try:
-                _restore_one(r, var.name, var)
+                restore_one(r, var.name, var)
             except BaseException:
                 var.storage.forget()
                 raise

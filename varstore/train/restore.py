@@ -1,0 +1,160 @@
+"""Restore: every name, shape and dtype checked first, then values read into the variables.
+
+A restore that fails part-way leaves every variable it touched uninitialized,
+never half-written and usable. Variables on ps tasks are loaded by their tasks,
+all in parallel; CPU variables are read straight into their existing buffers.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from devices.dtypes import bfloat16, is_floating
+from devices.errors import InvalidArgumentError, NotFoundError
+from devices.spec import DeviceSpec
+
+from ..checkpoint import shards as _shards
+from ..checkpoint.store import normalize, store_for
+from ..variables import Variable
+
+log = logging.getLogger("varstore")
+
+
+def exact_cast_allowed(src: np.dtype, dst: np.dtype) -> bool:
+    """Restore casts allowed implicitly: those that keep every value exactly.
+
+    Same dtype; a wider float (float16/bfloat16 -> float32 -> float64); an int or
+    uint into a wider int, or into a float whose mantissa holds every value of it
+    (int16 -> float32, int32 -> float64; never int64 -> float64).
+    Never narrowing, never float -> int, never float16 <-> bfloat16.
+    """
+    src, dst = np.dtype(src), np.dtype(dst)
+    if src == dst:
+        return True
+    if src == bfloat16 or dst == bfloat16:
+        return src == bfloat16 and dst in (np.float32, np.float64)
+    if src.kind in "iu" and dst.kind == "f":
+        # numpy calls int64 -> float64 "safe", but 2**53 + 1 does not survive it.
+        magnitude_bits = src.itemsize * 8 - (src.kind == "i")
+        return magnitude_bits <= np.finfo(dst).nmant + 1
+    return bool(np.can_cast(src, dst, "safe")) and not (is_floating(src) and not is_floating(dst))
+
+
+def restore(var_map: dict[str, Variable], save_path: str | None, device: Any = None) -> None:
+    """Load the variables from ``save_path``; they need no initializer first.
+
+    Every name, shape and dtype is checked before any variable changes. If
+    loading still fails part-way (a corrupt tensor), every variable touched is
+    left uninitialized, never half-written and usable.
+
+    A sharded checkpoint's shards are followed. Variables on ps tasks are loaded by
+    their tasks, all tasks in parallel, whatever task count saved the checkpoint
+    (from a URL this process reads them and sends them: only it needs the store's
+    credentials, and ``memory://`` lives in this process only).
+    ``device`` (e.g. ``"/job:ps/task:1"``) restores only the variables placed on
+    devices matching it: after a ps task restarted, that brings back what it lost.
+    """
+    if save_path is None:
+        raise InvalidArgumentError("Can't load save_path when it is None.")
+    path = normalize(save_path)
+    store = store_for(path)
+    if store.local and not store.is_checkpoint(path):  # a URL's reader says what is there
+        hint = " (it is a directory: use tf.train.latest_checkpoint(dir))" if store.is_dir(path) else ""
+        raise NotFoundError(f"Failed to find a checkpoint at {path}{hint}")
+    with _shards.CheckpointSet(path) as reader:
+        plan = check_plan(var_map, reader)
+        if device is not None:
+            plan = [(k, v) for k, v in plan if _on_device(v, device)]
+        # Variables created later in these graphs (optimizer slots) restore from here too.
+        for g in {id(v.graph): v.graph for _, v in plan}.values():
+            g._last_restore = path
+        touched: list[Variable] = []
+        try:
+            by_task: dict[Any, list] = {}
+            for key, var in plan:
+                if _task_loader(var.device_object, path) is not None:
+                    by_task.setdefault(var.device_object, []).append((key, var))
+            waits = []
+            for dev, items in by_task.items():  # every task starts loading now
+                touched += [v for _, v in items]
+                waits.append((items, dev.load_tensors(
+                    [(v.storage.array, reader.file_of(k), k, reader.shape(k), v.dtype) for k, v in items],
+                    _shards.load_arrays)))
+            for key, var in plan:
+                if _task_loader(var.device_object, path) is None:
+                    touched.append(var)
+                    restore_one(reader, key, var)
+            for items, wait in waits:
+                for (_, var), array in zip(items, wait()):
+                    if array is not var.storage.array:
+                        var.storage.adopt(array)
+        except BaseException:
+            for v in touched:
+                v.storage.forget()
+            raise
+    log.info("restored %d variables from %s", len(plan), path)
+
+
+def check_plan(var_map: dict[str, Variable], reader: Any) -> list[tuple[str, Variable]]:
+    """(key, variable) to restore, every name, shape and dtype checked before any variable changes."""
+    plan = []
+    for key in sorted(var_map):
+        var = var_map[key]
+        if not reader.has_tensor(key):
+            reader.shape(key)  # raises NotFoundError naming the key and the closest names
+        shape, dtype = tuple(reader.shape(key)), reader.dtype(key)
+        if shape != var.shape and var.validate_shape:
+            raise InvalidArgumentError(
+                f"Restoring {var.name} from {reader.path}: tensor {key!r} has shape {shape}, "
+                f"the variable has shape {var.shape}")
+        if not exact_cast_allowed(dtype, var.dtype):
+            raise InvalidArgumentError(
+                f"Restoring {var.name} from {reader.path}: tensor {key!r} has dtype {dtype.name}, "
+                f"the variable has dtype {var.dtype.name} (only exact widening casts are implicit)")
+        plan.append((key, var))
+    return plan
+
+
+def _task_loader(dev: Any, path: str) -> Any:
+    """The device's own loader (a ps task reads the file itself), or None: this process reads."""
+    return getattr(dev, "load_tensors", None) if store_for(path).local else None
+
+
+def restore_one(reader: Any, key: str, var: Variable) -> None:
+    dev = var.device_object
+    shape, dtype = tuple(reader.shape(key)), reader.dtype(key)
+    load = _task_loader(dev, reader.path)
+    if load is not None:  # a remote device reads the file itself
+        file_of = getattr(reader, "file_of", None)
+        with var.storage.lock:
+            [array] = load([(var.storage.array, file_of(key) if file_of else reader.path, key, shape, var.dtype)],
+                           _shards.load_arrays)()
+            if array is not var.storage.array:
+                var.storage.adopt(array)
+        return
+    with var.storage.lock:
+        cur = var.storage.array
+        if (dev.kind == "cpu" and cur is not None and cur.shape == shape and cur.dtype == dtype
+                and cur.flags.c_contiguous and cur.flags.writeable):
+            reader.read_into(key, cur)  # into the existing buffer: no allocation, no page faults
+            return
+        if dev.kind == "cpu":
+            fresh = dev.empty(shape, dtype)
+            reader.read_into(key, fresh)
+            if dtype != var.dtype:
+                fresh = dev.asarray(fresh, dtype=var.dtype, copy=True)
+        else:
+            fresh = dev.asarray(reader.get_tensor(key), dtype=var.dtype, copy=True)
+        if cur is not None and cur.shape == shape and cur.dtype == var.dtype:
+            dev.copy_into(cur, fresh)
+        else:
+            var.storage.adopt(fresh)
+
+
+def _on_device(var: Variable, device: Any) -> bool:
+    """True when every field set in ``device`` matches where ``var`` lives."""
+    want, have = DeviceSpec.from_string(device), DeviceSpec.from_string(var.device)
+    return all(getattr(want, f) is None or getattr(want, f) == getattr(have, f)
+               for f in ("job", "replica", "task", "device_type", "device_index"))
