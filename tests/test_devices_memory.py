@@ -13,12 +13,14 @@ from hypothesis import strategies as st
 
 import devices
 from devices import InvalidArgumentError, as_dtype, as_shape, gather, get_device, host_chunks, to_host
-from devices.backends.cpu import ALIGNMENT
 from devices.backends.gpu import pipelined_chunks
 from devices.dtypes import DTYPE_NAMES
 
 DTYPES = sorted(DTYPE_NAMES)
 SHAPES = st.lists(st.integers(0, 7), max_size=4).map(tuple)
+# Host buffers start on a 64-byte boundary (cache lines, AVX-512): the documented promise,
+# written out here so the tests check it rather than whatever the module's constant says.
+ALIGNMENT = 64
 
 
 @pytest.fixture
@@ -51,10 +53,6 @@ def test_empty_and_zeros_are_aligned_c_order_arrays_of_the_dtype(shape, name):
         a[...] = 1  # the whole buffer is writable
     z = cpu.zeros(shape, name)
     assert not z.reshape(-1).view(np.uint8).any()  # +0 everywhere, bfloat16 and bool included
-
-
-def test_alignment_is_64_bytes():
-    assert ALIGNMENT == 64
 
 
 def test_allocation_rejects_bad_shapes_and_dtypes(cpu):
@@ -163,6 +161,7 @@ def test_rng_draws_reproducibly_on_the_host(cpu):
     b = cpu.rng(7).standard_normal(5)
     assert isinstance(a, np.ndarray)
     np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, cpu.rng(8).standard_normal(5))  # the seed picks the stream
 
 
 # -- memory accounting ----------------------------------------------------------------------
@@ -495,7 +494,8 @@ def test_pipelined_chunks_wait_for_every_started_copy_when_the_consumer_stops_ea
     assert consume(gen, rec, stop_after=3) == data[:300]
     gen.close()
     # Nothing may still be writing into the buffers the next gather will reuse.
-    assert sorted(rec.waited) == rec.started and len(rec.started) >= 4
+    # Chunks 0-2 were handed out and chunk 3 was in flight: all four copies were waited for.
+    assert sorted(rec.waited) == rec.started == [0, 1, 2, 3]
 
 
 def test_pipelined_chunks_wait_for_copies_when_the_consumer_fails():

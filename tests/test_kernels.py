@@ -487,8 +487,19 @@ def test_rmsprop_slots_follow_the_centered_flag():
         kernels.apply_dense("rmsprop", CPU, var, grad, s, centered=True, **h)
     kernels.apply_dense("rmsprop", CPU, var, grad, s, centered=False, **h)
     assert kernels.slot_names("rmsprop", centered=True) == ("rms", "momentum", "mg")
-    assert kernels.RULES == {"sgd": (), "momentum": ("momentum",), "adam": ("m", "v"),
-                             "adagrad": ("accumulator",), "rmsprop": ("rms", "momentum")}
+
+
+@pytest.mark.parametrize("rule,flags", VARIANTS, ids=VARIANT_IDS)
+def test_every_slot_slot_names_lists_is_required(rule, flags):
+    """slot_names() is what a caller allocates: each slot it names is one the kernel demands."""
+    rng = np.random.default_rng(0)
+    h = hypers(rule, flags, rng)
+    for k in kernels.slot_names(rule, centered=flags.get("centered", False)):
+        var, grad = np.ones(3, np.float32), np.ones(3, np.float32)
+        slots = make_slots(rule, flags, (3,), F32, rng)
+        del slots[k]
+        with pytest.raises(InvalidArgumentError, match=rf"missing slot\(s\) \['{k}'\]"):
+            kernels.apply_dense(rule, CPU, var, grad, slots, **h)
 
 
 def test_dispatch_rejects_unknown_devices_and_bad_thread_counts():
