@@ -71,7 +71,7 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, name_map: Mapping[st
 
     ``src`` may also be a Saver's directory (its latest checkpoint is converted).
 
-    Formats come from the files (see the module docstring) unless ``src_format``
+    Formats come from the files (see ``varstore.tools.convert``) unless ``src_format``
     / ``dst_format`` name them (``"varstore"``, ``"safetensors"``, ``"npz"``,
     ``"torch"``). ``dst`` is written atomically (a temporary file renamed into
     place, fsynced unless ``fsync=False``); an existing ``dst`` is replaced only
