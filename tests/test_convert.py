@@ -436,7 +436,7 @@ def test_a_failed_conversion_leaves_nothing_behind(small, tmp_path, monkeypatch,
             raise errors.DataLossError(f"{self.path}: tensor {name!r}: injected failure")
         return self._reader.get_tensor(name)
 
-    monkeypatch.setattr(conv._VarstoreSource, "array", failing)
+    monkeypatch.setattr(conv.VarstoreSource, "array", failing)
     with pytest.raises(errors.DataLossError, match="injected"):
         conv.convert(src, str(target), overwrite=True, progress=False)
     assert target.read_bytes() == b"previous contents"

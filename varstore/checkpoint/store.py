@@ -423,6 +423,18 @@ def normalize(path: str | os.PathLike | bytes) -> str:
     return remote.local_path(path)
 
 
+def exists(path: str | os.PathLike) -> bool:
+    """Something is at ``path`` (a local path, ``file://`` or any fsspec URL)."""
+    path = normalize(path)
+    return store_for(path).exists(path)
+
+
+def is_dir(path: str | os.PathLike) -> bool:
+    """``path`` is a directory (at a URL: a prefix that names no object)."""
+    path = normalize(path)
+    return store_for(path).is_dir(path)
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -434,4 +446,5 @@ def _pid_alive(pid: int) -> bool:
 
 
 __all__ = ["Store", "LocalStore", "ObjectStore", "AtomicFile", "CheckpointSink", "store_for", "normalize",
+           "exists", "is_dir",
            "FileId", "STALE_REMOTE_SECONDS"]

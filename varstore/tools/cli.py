@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from devices.errors import DataLossError, NotFoundError, OpError
 
-from ..checkpoint import remote
+from ..checkpoint import store
 from ..checkpoint.shards import open_checkpoint as CheckpointReader  # follows a sharded save's shards
 
 FORMATS = ("varstore", "safetensors", "npz", "torch")  # varstore.tools.convert.FORMATS, without importing it
@@ -74,7 +74,7 @@ def _verify_file(path: str) -> list[str]:
     except (DataLossError, NotFoundError) as e:  # listed as a checkpoint but not one: corrupt
         problems.append(str(e))
     meta = f"{path}.meta"
-    if remote.present(meta):
+    if store.exists(meta):
         from ..train.meta_graph import read_meta_graph
         try:
             read_meta_graph(meta)
@@ -85,14 +85,14 @@ def _verify_file(path: str) -> list[str]:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     path = args.path
-    if remote.is_directory(path):
+    if store.is_dir(path):
         from ..train.checkpoint_state import get_checkpoint_state
         st = get_checkpoint_state(path)
         if st is None:
             raise NotFoundError(f"{path}: no state file 'checkpoint' in this directory")
         paths = list(dict.fromkeys(st.all_model_checkpoint_paths + [st.model_checkpoint_path]))
     else:
-        if not remote.present(path):
+        if not store.exists(path):
             raise NotFoundError(f"{path}: no such file")
         try:  # a file named on the command line that is not a checkpoint at all: exit 2
             CheckpointReader(path).close()
@@ -101,7 +101,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         paths = [path]
     bad = 0
     for p in paths:
-        if not remote.present(p):
+        if not store.exists(p):
             print(f"MISSING  {p} (listed in the state file)")
             bad += 1
             continue
@@ -152,9 +152,9 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from .convert import _main_convert
+    from .convert import main_convert
     try:
-        return _main_convert(args)
+        return main_convert(args)
     except OpError as e:
         if e.message.startswith("convert: "):  # main() already says "varstore convert: "
             raise type(e)(e.message[len("convert: "):]) from None
@@ -176,6 +176,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except BrokenPipeError:
         return 0
+    except OSError as e:  # a full disk, permissions: the error names the file; no traceback
+        print(f"varstore {args.command}: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from typing import Any, Union
 
 from devices.errors import InvalidArgumentError, OpError
 
-from ..checkpoint import remote
+from ..checkpoint import store
 from ..graph import GraphKeys, get_default_graph
 from ..progress import format_bytes
 from ..variables import Variable
@@ -121,7 +121,7 @@ def checkpoint_summary(path: str | os.PathLike) -> str:
     meta_vars: dict[str, dict] = {}
     meta_path = f"{path}.meta"
     note = f"(no {os.path.basename(meta_path)}: device and trainable unknown)"
-    if remote.present(meta_path):
+    if store.exists(meta_path):
         from ..train.meta_graph import read_meta_graph
         try:
             meta = read_meta_graph(meta_path)

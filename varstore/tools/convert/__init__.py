@@ -53,10 +53,5 @@ from .pytorch import TorchSource
 from .safetensors import SafetensorsSource
 from .sniff import FORMATS, detect_format
 
-# The names this module had before it became a package (varstore.tools.cli, tests).
-_main_convert = main_convert
-_Source, _Renamer = Source, Renamer
-_VarstoreSource, _SafetensorsSource, _NpzSource, _TorchSource = VarstoreSource, SafetensorsSource, NpzSource, TorchSource
-
 __all__ = ["convert", "ConvertResult", "detect_format", "parse_name_map", "read_name_map_file",
            "open_tensors", "FORMATS"]
