@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from devices.backends.ps import register_operations
 from devices.dtypes import as_dtype, is_floating
 from devices.errors import InvalidArgumentError
 from devices.shapes import as_shape, num_elements
@@ -704,3 +705,7 @@ class Undescribed(InitialValue):
         from devices.errors import FailedPreconditionError
         raise FailedPreconditionError(
             f"{self.name} was imported from a meta graph without an initializer; restore it from a checkpoint")
+
+
+# ps tasks rebuild and evaluate initial values with these (the driver sends them by reference).
+register_operations(build_initial=from_description, new_context=EvalContext)

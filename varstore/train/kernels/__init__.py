@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from devices.backends.ps import register_operations
 from devices.errors import InvalidArgumentError
 
 from .rules import FLAGS, HYPERS, RULES, slot_names
@@ -113,3 +114,7 @@ def apply_sparse(rule: str, device: Any, var: Any, indices: Any, values: Any,
     [0.0, -2.0, 0.0]
     """
     _backend(device).apply_sparse(rule, var, indices, values, slots, **hyper)
+
+
+# ps tasks run these for Optimizer updates of their variables (the driver sends them by reference).
+register_operations(apply_dense=apply_dense, apply_sparse=apply_sparse)

@@ -1,0 +1,188 @@
+"""The task's side: the Ray actor of one ps task, which holds its arrays and runs every op on them.
+
+Arrays are numpy on the task's CPU or cupy on a GPU the actor was given. Initial values
+are rebuilt from their description and optimizer updates run with the operations the
+driver sends along (:mod:`.operations`: the library above devices registers them).
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ...errors import InvalidArgumentError
+from .client import task_unavailable
+from .operations import Operations
+from .wire import decode_updates
+
+
+class _Shipped:
+    """Stands in for a variable inside the task when an initial value reads one."""
+
+    def __init__(self, name: str, array: Any):
+        self.name, self._array = name, array
+        self.shape, self.dtype = tuple(array.shape), array.dtype
+
+    def value(self) -> Any:
+        return self._array
+
+    def _initialize_in(self, ctx: Any) -> None:
+        pass  # the driver initialized it before shipping its value
+
+
+class PsTaskServer:
+    """The actor of one ps task: a dict of arrays and the ops that run on them.
+
+    Calls from one driver run one at a time, in the order sent. Keys unknown to the
+    task (it restarted and lost them) raise UnavailableError naming the task.
+    """
+
+    def __init__(self, job: str, index: int, gpus: int = 0):
+        self.name = f"/job:{job}/replica:0/task:{index}"
+        self.gpus = int(gpus)
+        self.arrays: dict[int, Any] = {}
+        self.initials: dict[int, Any] = {}
+        self.incarnation = os.urandom(8).hex()
+        self.started = time.time()
+        self._devices: dict[tuple, Any] = {}
+
+    # -- helpers ---------------------------------------------------------------------
+    def _device(self, where: Sequence) -> Any:
+        kind, index = str(where[0]), int(where[1])
+        dev = self._devices.get((kind, index))
+        if dev is None:
+            from ... import manager
+            if kind == "GPU" and index >= self.gpus:
+                raise InvalidArgumentError(f"{self.name} has {self.gpus} GPU(s); GPU:{index} does not exist")
+            dev = manager.get_device(f"/device:{kind}:{index}", soft=False)
+            self._devices[(kind, index)] = dev
+        return dev
+
+    def _get(self, key: int) -> Any:
+        try:
+            return self.arrays[key]
+        except KeyError:
+            raise task_unavailable(
+                self.name, f"ps task {self.name} does not hold array {key}: the task restarted (incarnation "
+                f"{self.incarnation}, up since {time.strftime('%H:%M:%S', time.localtime(self.started))}) "
+                f"and lost its variables. Restore them from the latest checkpoint: "
+                f"saver.restore(sess, path, device='{self.name}')") from None
+
+    @staticmethod
+    def _operand(dev: Any, key: int | None, data: Any, get: Callable) -> Any:
+        return get(key) if key is not None else dev.asarray(data)
+
+    @staticmethod
+    def _device_of_array(a: Any) -> Any:
+        from ...transfer import device_of
+        return device_of(a)
+
+    # -- calls -------------------------------------------------------------------------
+    def info(self) -> dict:
+        import socket
+        return {"task": self.name, "pid": os.getpid(), "incarnation": self.incarnation, "gpus": self.gpus,
+                "host": socket.gethostname(), "arrays": len(self.arrays),
+                "bytes": int(sum(getattr(a, "nbytes", 0) for a in self.arrays.values())),
+                "started": self.started}
+
+    def ping(self) -> str:
+        return self.incarnation
+
+    def delete(self, keys: list) -> None:
+        for k in keys:
+            self.arrays.pop(k, None)
+            self.initials.pop(k, None)
+
+    def empty(self, key: int, where: Sequence, shape: list, dtype: str) -> None:
+        self.arrays[key] = self._device(where).empty(tuple(shape), np.dtype(dtype))
+
+    def fill(self, key: int, where: Sequence, shape: list, dtype: str, value: Any) -> None:
+        a = self._device(where).empty(tuple(shape), np.dtype(dtype))
+        a[...] = value
+        self.arrays[key] = a
+
+    def put(self, key: int, where: Sequence, data: Any) -> None:
+        # Ray hands us a read-only view of its object store: keep our own, writable copy.
+        self.arrays[key] = self._device(where).asarray(data, copy=True)
+
+    def copy(self, key: int, src: int, dtype: str) -> None:
+        a = self._get(src)
+        dev = self._device_of_array(a)
+        self.arrays[key] = dev.asarray(a, dtype=np.dtype(dtype), copy=True)
+
+    def get(self, key: int) -> Any:
+        a = self._get(key)
+        if isinstance(a, np.ndarray):
+            return a  # Ray copies it into the object store as the call returns: a snapshot
+        return self._device_of_array(a).to_host(a)
+
+    def assign(self, key: int, where: Sequence, shape: list, dtype: str, src: int | None, data: Any) -> None:
+        cur = self.arrays.get(key)
+        dev = self._device(where)
+        value = self._operand(dev, src, data, self._get)
+        if cur is None:  # lost with a restart: a whole-array write recreates it
+            cur = dev.empty(tuple(shape), np.dtype(dtype))
+            self.arrays[key] = cur
+        dev.copy_into(cur, value if value.dtype == cur.dtype else dev.asarray(value, dtype=cur.dtype))
+
+    def add(self, key: int, src: int | None, data: Any, sign: int) -> None:
+        cur = self._get(key)
+        dev = self._device_of_array(cur)
+        value = self._operand(dev, src, data, self._get)
+        dev.add_into(cur, value if value.dtype == cur.dtype else dev.asarray(value, dtype=cur.dtype), sign)
+
+    def create(self, key: int, where: Sequence, ops: Operations, desc: dict, token: int | None,
+               keys: dict, shipped_names: list, data: list) -> tuple:
+        dev = self._device(where)
+        initial = self.initials.get(token) if token is not None else None
+        if initial is None:
+            values = {name: _Shipped(name, self._get(k)) for name, k in keys.items()}
+            values.update({name: _Shipped(name, a) for name, a in zip(shipped_names, data)})
+
+            def lookup(name: str) -> Any:
+                if name not in values:
+                    raise InvalidArgumentError(f"{self.name}: initial value reads {name!r}, which was not sent")
+                return values[name]
+            initial = ops.build_initial(desc, lookup)
+            if token is not None:
+                self.initials[token] = initial
+        value = initial.evaluate(dev, ops.new_context())
+        if not dev.holds(value):
+            value = dev.asarray(value, copy=True)
+        self.arrays[key] = value
+        return list(value.shape), value.dtype.str
+
+    def apply(self, where: Sequence, ops: Operations, rule: str, slot_names: list, hyper: dict, batch: tuple,
+              data: tuple) -> None:
+        dev = self._device(where)
+        # Host data is used as Ray hands it over (read-only, zero-copy) on a CPU; a GPU copies it in.
+        convert = None if dev.kind == "cpu" else dev.asarray
+        apply_dense, apply_sparse = ops.apply_dense, ops.apply_sparse
+        try:
+            for var, slots, grad, indices in decode_updates(batch, data, slot_names, self.arrays.__getitem__,
+                                                            convert):
+                if indices is None:
+                    apply_dense(rule, dev, var, grad, slots, **hyper)
+                else:
+                    apply_sparse(rule, dev, var, indices, grad, slots, **hyper)
+        except KeyError as e:  # a key this task lost: say so, naming the task
+            self._get(e.args[0])
+            raise
+
+    def save(self, path: str, names: list, extra: dict, writer: Callable) -> int:
+        return int(writer(path, [(name, self._get(key)) for name, key in names], extra=extra))
+
+    def load(self, where: Sequence, entries: list, loader: Callable) -> list:
+        dev = self._device(where)
+        work = [(path, name, np.dtype(dtype), self.arrays.get(key) if keep else None)
+                for key, path, name, dtype, keep in entries]
+        arrays = loader(dev, work)
+        out = []
+        for (key, *_rest), a in zip(entries, arrays):
+            self.arrays[key] = a
+            out.append((list(a.shape), a.dtype.str))
+        return out
+
