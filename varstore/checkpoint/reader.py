@@ -7,39 +7,23 @@ each tensor on its own, and every read verifies the tensor's xxh3 checksum.
 from __future__ import annotations
 
 import difflib
-import errno
-import mmap
 import os
-import stat
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import xxhash
 
-from devices.errors import DataLossError, FailedPreconditionError, InvalidArgumentError, NotFoundError, OpError
+from devices.errors import DataLossError, InvalidArgumentError, NotFoundError, OpError
 
-from . import fileio, remote
 from . import format as fmt
+from .store import normalize, store_for
 from .validate import Index, decode_index
 
 # Hash each step right after reading it, while it is still in the CPU cache:
 # one pass over memory instead of two (measured on 1 GiB from the page cache:
 # 1 MiB steps add ~5% to a plain readinto; a separate xxh3 pass adds ~20%).
 _READ_STEP = 1 << 20
-
-
-def _open_error(path: str, e: Exception) -> Exception:
-    if not isinstance(e, OSError):
-        return NotFoundError(f"Checkpoint {path!r} not found: {e}")
-    if e.errno == errno.EIO:
-        return DataLossError(f"{path}: I/O error while reading the checkpoint: {e}")
-    if isinstance(e, FileNotFoundError):
-        return NotFoundError(f"Checkpoint {path!r} not found (no such file)")
-    if isinstance(e, IsADirectoryError):
-        return NotFoundError(f"Checkpoint {path!r} not found: it is a directory, not a checkpoint file")
-    return NotFoundError(f"Checkpoint {path!r} cannot be opened: {e.strerror or e}")
 
 
 def is_checkpoint(path: str | os.PathLike) -> bool:
@@ -49,17 +33,17 @@ def is_checkpoint(path: str | os.PathLike) -> bool:
     >>> is_checkpoint("/nonexistent")
     False
     """
-    path = remote.local_path(path) if isinstance(path, str) else path
-    if isinstance(path, str) and remote.is_url(path):
-        try:
-            return remote.is_committed(path)
-        except OpError:
-            return False
     try:
-        with open(path, "rb") as f:
-            return f.read(fmt.HEADER_SIZE - 1) == fmt.HEADER_PREFIX
-    except (OSError, TypeError, ValueError):
+        path = normalize(path)
+        src = store_for(path).open_source(path)
+    except (OpError, TypeError, ValueError):
         return False
+    try:
+        return src.pread(fmt.HEADER_SIZE - 1, 0) == fmt.HEADER_PREFIX
+    except OpError:
+        return False
+    finally:
+        src.close()
 
 
 class CheckpointReader:
@@ -87,77 +71,40 @@ class CheckpointReader:
     """
 
     def __init__(self, path: str | os.PathLike):
-        self._fd = -1
-        self._mmap: mmap.mmap | None = None
-        self._remote: remote.Source | None = None  # a URL's data object, read in ranges
-        self._commit: remote.Target | None = None  # what its commit marker promises
-        self._lock = threading.Lock()
+        self._src: Any = None  # the file or object, open for reads (store.open_source)
         self._verified: set[int] = set()  # tensors get_tensor already checked in the mapping
         try:
             path = os.fspath(path)
         except TypeError:
             raise InvalidArgumentError(
                 f"CheckpointReader: path must be a str or os.PathLike, received {type(path).__name__}") from None
-        self.path: str = remote.local_path(os.fsdecode(path) if isinstance(path, bytes) else path)
-        if remote.is_url(self.path):
-            self._index = self._open_remote()
-        else:
-            try:
-                # O_NONBLOCK: a FIFO or device named by mistake must not block the open.
-                self._fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-            except (OSError, ValueError) as e:  # ValueError: a NUL in the path
-                raise _open_error(self.path, e) from None
+        self.path: str = normalize(path)
+        store = store_for(self.path)
+        for attempt in range(2):
+            self._src = store.open_source(self.path)
             try:
                 self._index = self._open()
+                break
+            except NotFoundError:
+                self.close()
+                # A save of the same name committed and deleted the version just located: follow it.
+                if attempt or not self._src.replaced():
+                    raise
             except BaseException:
                 self.close()
                 raise
         self.extra: dict = self._index.extra
 
-    def _open_remote(self) -> Index:
-        """Follow the commit at the URL to its data object and open that. A save of the same
-        name may commit and delete the version just located: then follow the new commit."""
-        for attempt in range(2):
-            self._commit = remote.locate(self.path)
-            data = self._commit.object
-            try:
-                self._remote = remote.Source(data)
-                return self._open()
-            except NotFoundError:
-                if attempt or data == self.path or remote.committed_object(self.path) in (None, data):
-                    raise  # not replaced meanwhile: what the error says is so
-        raise AssertionError("unreachable")
-
     # -- opening -----------------------------------------------------------------
     def _pread(self, n: int, offset: int) -> bytes:
-        if self._remote is not None:
-            data = self._remote.pread(n, offset)
-            if len(data) != n:
-                raise DataLossError(f"{self.path}: object shrank while being read (short read at {offset})")
-            return data
-        try:
-            data = os.pread(self._fd, n, offset)
-        except OSError as e:
-            raise _open_error(self.path, e) from None
+        data = self._src.pread(n, offset)
         if len(data) != n:
             raise DataLossError(f"{self.path}: file shrank while being read (short read at {offset})")
         return data
 
-    def _size_of(self) -> int:
-        if self._remote is not None:
-            return self._remote.size
-        try:
-            st = os.fstat(self._fd)
-        except OSError as e:
-            raise _open_error(self.path, e) from None
-        if not stat.S_ISREG(st.st_mode):
-            what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
-            raise NotFoundError(f"Checkpoint {self.path!r} not found: it is {what}, not a checkpoint file")
-        return st.st_size
-
     def _open(self) -> Index:
-        size = self._size = self._size_of()
-        commit = self._commit
+        size = self._size = self._src.size
+        commit = self._src.commit
         if commit is not None and commit.size is not None and size != commit.size:
             raise DataLossError(f"{self.path}: its data object {commit.object} has {size} bytes, its commit "
                                 f"marker promises {commit.size}")
@@ -186,10 +133,10 @@ class CheckpointReader:
         if fversion != version:
             raise DataLossError(f"{self.path}: corrupt checkpoint: header says version {version}, "
                                 f"footer says {fversion}")
-        if self._commit is not None and self._commit.index_checksum not in (None, index_checksum):
-            raise DataLossError(f"{self.path}: its data object {self._commit.object} is not the one its commit "
+        if commit is not None and commit.index_checksum not in (None, index_checksum):
+            raise DataLossError(f"{self.path}: its data object {commit.object} is not the one its commit "
                                 f"marker promises (index checksum {index_checksum:016x}, marker says "
-                                f"{self._commit.index_checksum:016x})")
+                                f"{commit.index_checksum:016x})")
         if index_nbytes > fmt.MAX_INDEX_BYTES:
             raise DataLossError(f"{self.path}: corrupt checkpoint: index of {index_nbytes} bytes is larger "
                                 f"than the {fmt.MAX_INDEX_BYTES} this reader accepts")
@@ -204,19 +151,10 @@ class CheckpointReader:
 
     # -- lifetime ------------------------------------------------------------------
     def close(self) -> None:
-        """Release the file. Arrays from get_tensor stay valid (they keep the mapping alive)."""
-        with self._lock:
-            mm, self._mmap = self._mmap, None
-            fd, self._fd = self._fd, -1
-        if mm is not None:
-            try:
-                mm.close()
-            except BufferError:
-                pass  # arrays still view it; it is unmapped when the last one goes
-        if fd >= 0:
-            os.close(fd)
-        if self._remote is not None:
-            self._remote.close()  # later reads raise FailedPreconditionError, as a closed file's do
+        """Release the file. Arrays from get_tensor stay valid (they keep the mapping alive);
+        later reads raise FailedPreconditionError."""
+        if self._src is not None:
+            self._src.close()
 
     def __enter__(self) -> CheckpointReader:
         return self
@@ -292,23 +230,8 @@ class CheckpointReader:
         return self._fail(self._index.names[i], f"checksum mismatch (xxh3_64 {got:016x}, index says "
                                                 f"{self._index.checksums[i]:016x}): the data is corrupt")
 
-    def _map(self) -> mmap.mmap | None:
-        if self._remote is not None:
-            return None  # a remote object is read, never mapped
-        with self._lock:
-            if self._mmap is None:
-                if self._fd < 0:
-                    raise FailedPreconditionError(f"CheckpointReader({self.path!r}) is closed")
-                try:
-                    mm = mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ)
-                except (OSError, ValueError, OverflowError):
-                    return None  # cannot map (no address space, odd filesystem): read instead
-                if len(mm) != self._size:
-                    mm.close()
-                    raise DataLossError(f"{self.path}: the file changed size since it was opened "
-                                        f"({self._size} -> {len(mm)} bytes)")
-                self._mmap = mm
-            return self._mmap
+    def _map(self) -> Any:
+        return self._src.map()
 
     def get_tensor(self, name: str) -> np.ndarray:
         """The tensor as a read-only array mapped from the file (no copy), checksum verified.
@@ -371,28 +294,8 @@ class CheckpointReader:
     def _preadv(self, views: list[memoryview], offset: int) -> None:
         """Fill ``views`` (in order) from the file at ``offset``: no copy, no seek, so
         safe between threads."""
-        if self._remote is not None:
-            if self._remote.preadv(views, offset) != sum(v.nbytes for v in views):
-                raise DataLossError(f"{self.path}: object shrank while being read (short read at {offset})")
-            return
-        fd = self._fd
-        if fd < 0:
-            raise FailedPreconditionError(f"CheckpointReader({self.path!r}) is closed")
-        views = [v for v in views if v.nbytes]
-        while views:
-            batch = fileio.iov_batch(views)  # stay under the per-call limit
-            try:
-                got = os.preadv(fd, batch, offset)
-            except OSError as e:
-                raise _open_error(self.path, e) from None
-            if got <= 0:
-                raise DataLossError(f"{self.path}: file shrank while being read (short read at {offset})")
-            offset += got
-            while views and got >= views[0].nbytes:
-                got -= views[0].nbytes
-                views.pop(0)
-            if views and got:
-                views[0] = views[0][got:]
+        if self._src.preadv(views, offset) != sum(v.nbytes for v in views):
+            raise DataLossError(f"{self.path}: file shrank while being read (short read at {offset})")
 
     def _read_bytes(self, n: int, offset: int) -> bytes:
         buf = bytearray(n)

@@ -504,6 +504,22 @@ class CommitSink:
                 log.warning("checkpoint %s is saved; removing the version it replaced failed: %s", self.url, e)
 
 
+def committed_source(url: str) -> Source:
+    """The data object the commit at ``url`` names, open for ranged reads (a save of the
+    same name may commit and delete the version just located: then follow the new commit)."""
+    for attempt in range(2):
+        target = locate(url)
+        try:
+            src = Source(target.object)
+        except NotFoundError:
+            if attempt or target.object == url or committed_object(url) in (None, target.object):
+                raise  # not replaced meanwhile: what the error says is so
+            continue
+        src.commit, src.name = target, url
+        return src
+    raise AssertionError("unreachable")
+
+
 class Source:
     """Ranged reads of the object at ``url``, through one cached window (no lock: threads
     reading at once each fetch what they need and never wait on one another)."""
@@ -517,6 +533,15 @@ class Source:
         self.size = int(found.get("size") or 0)
         self._window = (0, b"")  # (offset, bytes): replaced whole, so threads share it safely
         self.closed = False
+        self.commit: Target | None = None  # what the commit marker that led here promises
+        self.name = url  # the checkpoint's name (the URL of its commit)
+
+    def map(self) -> None:
+        return None  # an object is read in ranges, never mapped
+
+    def replaced(self) -> bool:
+        """A save of the same name committed other data since this one was located."""
+        return self.name != self.url and committed_object(self.name) not in (None, self.url)
 
     def pread(self, n: int, offset: int) -> bytes:
         """Exactly these bytes, in one request (the header, footer and index: no window)."""

@@ -27,12 +27,16 @@ picks the implementation, so callers never branch on "is this a URL".
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import mmap
 import os
+import stat as _stat
+import threading
 from collections.abc import Iterator
 from typing import Any
 
-from devices.errors import NotFoundError
+from devices.errors import DataLossError, FailedPreconditionError, NotFoundError
 
 from . import fileio, remote
 from .format import temp_name, temp_target
@@ -149,6 +153,113 @@ class _LocalSink(CheckpointSink):
         self._file.abort()
 
 
+def read_error(path: str, e: Exception) -> Exception:
+    """The varstore error for an OSError (or ValueError: a NUL in the path) opening or reading
+    the checkpoint ``path``."""
+    if not isinstance(e, OSError):
+        return NotFoundError(f"Checkpoint {path!r} not found: {e}")
+    if e.errno == errno.EIO:
+        return DataLossError(f"{path}: I/O error while reading the checkpoint: {e}")
+    if isinstance(e, FileNotFoundError):
+        return NotFoundError(f"Checkpoint {path!r} not found (no such file)")
+    if isinstance(e, IsADirectoryError):
+        return NotFoundError(f"Checkpoint {path!r} not found: it is a directory, not a checkpoint file")
+    return NotFoundError(f"Checkpoint {path!r} cannot be opened: {e.strerror or e}")
+
+
+class LocalSource:
+    """A local checkpoint file open for random reads: ``pread``, ``preadv`` (no seek, so
+    safe between threads), or a read-only ``map()`` of the whole file. Errors name the file."""
+
+    commit = None  # a local file is its own commit
+
+    def __init__(self, path: str):
+        self.path = path
+        self._lock = threading.Lock()
+        self._mmap: mmap.mmap | None = None
+        try:
+            # O_NONBLOCK: a FIFO or device named by mistake must not block the open.
+            self._fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        except (OSError, ValueError) as e:  # ValueError: a NUL in the path
+            raise read_error(path, e) from None
+        try:
+            st = os.fstat(self._fd)
+        except OSError as e:
+            self.close()
+            raise read_error(path, e) from None
+        if not _stat.S_ISREG(st.st_mode):
+            self.close()
+            what = "a directory" if _stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise NotFoundError(f"Checkpoint {path!r} not found: it is {what}, not a checkpoint file")
+        self.size = st.st_size
+
+    def replaced(self) -> bool:
+        return False
+
+    def _open_fd(self) -> int:
+        fd = self._fd
+        if fd < 0:
+            raise FailedPreconditionError(f"CheckpointReader({self.path!r}) is closed")
+        return fd
+
+    def pread(self, n: int, offset: int) -> bytes:
+        try:
+            return os.pread(self._open_fd(), n, offset)
+        except OSError as e:
+            raise read_error(self.path, e) from None
+
+    def preadv(self, views: list[memoryview], offset: int) -> int:
+        """Fill ``views`` in order from ``offset``; returns the bytes filled (less at the end of the file)."""
+        fd = self._open_fd()
+        views = [v for v in views if v.nbytes]
+        filled = 0
+        while views:
+            batch = fileio.iov_batch(views)  # stay under the per-call limit
+            try:
+                got = os.preadv(fd, batch, offset)
+            except OSError as e:
+                raise read_error(self.path, e) from None
+            if got <= 0:
+                break
+            offset += got
+            filled += got
+            while views and got >= views[0].nbytes:
+                got -= views[0].nbytes
+                views.pop(0)
+            if views and got:
+                views[0] = views[0][got:]
+        return filled
+
+    def map(self) -> mmap.mmap | None:
+        """The whole file mapped read-only (shared by the arrays viewing it), None when it
+        cannot be mapped (no address space, an odd filesystem): read instead."""
+        with self._lock:
+            if self._mmap is None:
+                try:
+                    mm = mmap.mmap(self._open_fd(), 0, access=mmap.ACCESS_READ)
+                except (OSError, ValueError, OverflowError):
+                    return None
+                if len(mm) != self.size:
+                    mm.close()
+                    raise DataLossError(f"{self.path}: the file changed size since it was opened "
+                                        f"({self.size} -> {len(mm)} bytes)")
+                self._mmap = mm
+            return self._mmap
+
+    def close(self) -> None:
+        """Release the file. Arrays viewing the mapping keep it alive until they go."""
+        with self._lock:
+            mm, self._mmap = self._mmap, None
+            fd, self._fd = self._fd, -1
+        if mm is not None:
+            try:
+                mm.close()
+            except BufferError:
+                pass  # arrays still view it; it is unmapped when the last one goes
+        if fd >= 0:
+            os.close(fd)
+
+
 class Store:
     """What the checkpoint code needs of a place that holds files. See the module doc."""
 
@@ -187,6 +298,11 @@ class Store:
 
     def listdir(self, directory: str) -> list[str]:
         """Names in ``directory`` (sorted)."""
+        raise NotImplementedError
+
+    def open_source(self, path: str) -> Any:
+        """The checkpoint ``path`` open for random reads (``size``, ``pread``, ``preadv``,
+        ``map``, ``close``; ``commit``: what its commit marker promises, if any)."""
         raise NotImplementedError
 
     # -- writing ---------------------------------------------------------------------
@@ -257,6 +373,9 @@ class LocalStore(Store):
 
     def read_small(self, path: str, limit: int) -> bytes:
         return fileio.read_small_file(path, limit)
+
+    def open_source(self, path: str) -> LocalSource:
+        return LocalSource(path)
 
     def listdir(self, directory: str) -> list[str]:
         try:
@@ -381,6 +500,9 @@ class ObjectStore(Store):
 
     def listdir(self, directory: str) -> list[str]:
         return sorted(name for name, _ in remote.listing(directory))
+
+    def open_source(self, path: str) -> remote.Source:
+        return remote.committed_source(path)
 
     def require_directory(self, path: str, doing: str) -> None:
         remote.filesystem(path, doing)  # an unknown protocol or a missing package fails here
