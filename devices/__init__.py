@@ -10,7 +10,13 @@ code runs in CPU-only CI.
 ...     spec = devices.current_device()
 >>> spec.to_string()
 '/device:GPU:0'
+
+``devices.cluster`` (parameter-server tasks on Ray) loads on first use, so that
+``import devices`` costs neither the ps backend nor Ray:
+``import devices; devices.cluster.start(ps_tasks=2)``.
 """
+from typing import TYPE_CHECKING
+
 from . import errors
 from .backends.base import Device
 from .dtypes import as_dtype, bfloat16
@@ -28,6 +34,9 @@ from .shapes import as_shape
 from .spec import DeviceSpec
 from .transfer import device_of, gather, host_chunks, to_host
 
+if TYPE_CHECKING:  # loaded lazily below; type checkers see it as the submodule it is
+    from . import cluster
+
 __all__ = [
     "DeviceSpec", "device", "current_device", "get_device", "list_devices", "set_soft_placement",
     "soft_placement", "to_host", "gather", "host_chunks", "device_of", "memory_summary",
@@ -35,3 +44,17 @@ __all__ = [
     "errors", "OpError", "InvalidArgumentError", "FailedPreconditionError", "NotFoundError",
     "DataLossError", "UnavailableError",
 ]
+
+_LAZY = frozenset({"cluster"})
+
+
+def __getattr__(name: str):
+    """``devices.cluster`` without importing it (or Ray) at ``import devices``."""
+    if name in _LAZY:
+        import importlib
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _LAZY)

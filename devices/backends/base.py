@@ -1,12 +1,23 @@
-"""The Device interface every backend implements, and its memory accounting."""
+"""The Device interface every backend implements, its memory accounting, and the optional
+hooks of a remote backend as Protocols (:class:`BatchedUpdates`, :class:`AsyncReads`,
+:class:`ShardWriter`, :class:`TensorLoader`; :class:`RemoteHooks` is all four).
+
+A Device without a hook has the attribute set to None, which ``isinstance`` against a
+runtime-checkable Protocol reads as "not implemented"; callers may probe either way:
+
+>>> from devices import get_device
+>>> cpu = get_device("/cpu:0")
+>>> isinstance(cpu, BatchedUpdates), getattr(cpu, "apply_updates", None)
+(False, None)
+"""
 from __future__ import annotations
 
 import contextlib
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -93,15 +104,8 @@ class Device:
         """Evaluate a deferred initial value here (a remote backend ships its description)."""
         return initial.evaluate(self, ctx)
 
-    # -- optional hooks of a remote backend (None here; callers probe with getattr) -----------
-    # apply_updates(rule, [(grad, var, [slot vars])], slot_names, hyper) -> wait: one batched
-    #     optimizer step for many variables (Optimizer._apply_on).
-    # start_read(array) -> wait: begin a fetch; wait() returns the host value (Saver.save
-    #     gathers from every remote device at once).
-    # write_shard(path, [(name, array)], extra, writer) -> wait: write a checkpoint shard
-    #     where the arrays live (Saver(sharded=True)).
-    # load_tensors([(current, file, name, shape, dtype)], loader) -> wait: read tensors
-    #     from checkpoint files where the arrays live (Saver.restore).
+    # -- optional hooks of a remote backend: None here (the Protocols below say what they are;
+    # callers probe with getattr(dev, name, None) or isinstance(dev, Protocol)) -----------------
     apply_updates = None
     start_read = None
     write_shard = None
@@ -136,3 +140,53 @@ class Device:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
+
+
+# -- the optional hooks, as Protocols ------------------------------------------------------------
+@runtime_checkable
+class BatchedUpdates(Protocol):
+    """A device that runs one optimizer step for many variables as one batched call
+    (``Optimizer._apply_on``), rather than one kernel call per variable."""
+
+    def apply_updates(self, rule: str, items: Sequence[tuple[Any, Any, Sequence[Any]]],
+                      slot_names: Sequence[str], hyper: dict) -> Callable[[], None]:
+        """Start the update: ``items`` are ``(gradient, variable, [slot variables])``, the
+        variables' values read through ``.storage``; returns the wait for it."""
+        ...
+
+
+@runtime_checkable
+class AsyncReads(Protocol):
+    """A device whose reads can be started on many devices before any is waited for
+    (``Saver.save`` gathers from every remote device at once)."""
+
+    def start_read(self, array: Any) -> Callable[[], Any]:
+        """Begin a fetch; the returned wait gives the host value (read-only)."""
+        ...
+
+
+@runtime_checkable
+class ShardWriter(Protocol):
+    """A device that writes a checkpoint shard where its arrays live (``Saver(sharded=True)``)."""
+
+    def write_shard(self, path: str, entries: Sequence[tuple[str, Any]], extra: dict,
+                    writer: Callable) -> Callable[[], int]:
+        """Start writing ``entries`` (name, array here) to ``path`` with ``writer`` (sent by
+        reference); the wait gives the bytes written."""
+        ...
+
+
+@runtime_checkable
+class TensorLoader(Protocol):
+    """A device that reads checkpoint tensors where its arrays live (``Saver.restore``)."""
+
+    def load_tensors(self, entries: Sequence[tuple[Any, str, str, tuple, Any]],
+                     loader: Callable) -> Callable[[], list]:
+        """Start loading ``(current array or None, file, name, shape, dtype)`` entries with
+        ``loader`` (run where the arrays live); the wait gives the arrays."""
+        ...
+
+
+@runtime_checkable
+class RemoteHooks(BatchedUpdates, AsyncReads, ShardWriter, TensorLoader, Protocol):
+    """Every optional hook: what a backend whose arrays live in another process offers (ps)."""
