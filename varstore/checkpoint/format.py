@@ -14,8 +14,8 @@ A checkpoint is a stream of msgpack objects (see docs/FORMAT.md)::
 Everything here is pure layout arithmetic; reading and writing live in
 ``reader.py`` and ``writer.py``.
 
->>> len(HEADER) == HEADER_SIZE and len(pack_footer(64, 10, 0)) == FOOTER_SIZE
-True
+>>> len(pack_footer(64, 10, 0)) == FOOTER_SIZE, parse_footer(pack_footer(64, 10, 7))
+(True, (1, 64, 10, 7))
 >>> (HEADER_SIZE + padding_size(HEADER_SIZE) + BIN_HEADER_SIZE) % ALIGNMENT
 0
 """

@@ -17,7 +17,6 @@ shards as one checkpoint; a plain checkpoint is a set of one file.
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import re
 from collections.abc import Sequence
@@ -27,8 +26,8 @@ import numpy as np
 
 from devices.errors import DataLossError, NotFoundError
 
-from . import remote
 from .reader import CheckpointReader
+from .store import store_for
 
 SHARDS_KEY = "shards"
 MAX_SHARDS = 1 << 16
@@ -42,16 +41,11 @@ def shard_file_name(base: str, index: int, count: int, save_id: str) -> str:
 
 
 def shard_files(path: str) -> list[str]:
-    """Shard files on disk beside the checkpoint ``path`` (whatever save wrote them).
-    Saves to URLs write no shards: there are none to find there."""
-    if remote.is_url(path):
-        return []
+    """Shard files beside the checkpoint ``path`` (whatever save wrote them)."""
+    store = store_for(path)
     base = os.path.basename(path)
-    out = []
-    for f in glob.glob(glob.escape(path) + ".shard-*"):
-        if _SHARD_RE.fullmatch(os.path.basename(f)[len(base):]):
-            out.append(f)
-    return sorted(out)
+    return [store.join(store.parent(path), n) for n in store.listdir(store.parent(path))
+            if n.startswith(base) and _SHARD_RE.fullmatch(n[len(base):])]
 
 
 def remove_shards(path: str, keep: Sequence[str] = ()) -> None:
@@ -102,14 +96,15 @@ class CheckpointSet:
         if not isinstance(listing, list) or len(listing) > MAX_SHARDS:
             raise DataLossError(f"{self.path}: extra['{SHARDS_KEY}'] must be a list of at most {MAX_SHARDS} shards")
         save_id = self.extra.get("save_id")
-        directory = remote.parent(self.path)
+        store = store_for(self.path)
+        directory = store.parent(self.path)
         for i, entry in enumerate(listing):
             name = entry.get("file") if isinstance(entry, dict) else None
             if (not isinstance(name, str) or not name or name in (".", "..") or os.path.basename(name) != name
                     or "/" in name or "\\" in name or "\x00" in name):
                 raise DataLossError(f"{self.path}: shard #{i} must name a file in the checkpoint's directory, "
                                     f"received {name!r}")
-            shard_path = remote.join(directory, name)
+            shard_path = store.join(directory, name)
             try:
                 r = CheckpointReader(shard_path)
             except NotFoundError as e:

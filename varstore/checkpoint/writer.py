@@ -304,10 +304,13 @@ def write_checkpoint(path: str | os.PathLike, tensors: Iterable[tuple[str, Any]]
 
     >>> import numpy as np, tempfile, os
     >>> d = tempfile.mkdtemp()
-    >>> n = write_checkpoint(os.path.join(d, "model.ckpt"), [("w", np.ones((2, 3), "float32"))],
-    ...                      extra={"global_step": 7})
-    >>> n > 0
+    >>> p = os.path.join(d, "model.ckpt")
+    >>> n = write_checkpoint(p, [("w", np.ones((2, 3), "float32"))], extra={"global_step": 7})
+    >>> n == os.path.getsize(p)
     True
+    >>> from varstore.checkpoint import CheckpointReader
+    >>> float(CheckpointReader(p).get_tensor("w").sum()), CheckpointReader(p).extra["global_step"]
+    (6.0, 7)
     """
     path = normalize(path)
     if not isinstance(chunk_bytes, int) or chunk_bytes <= 0:

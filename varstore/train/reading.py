@@ -1,25 +1,33 @@
 """Reading checkpoints without a graph: list_variables, load_variable.
 
->>> import varstore as tf
->>> callable(tf.train.list_variables)
-True
+>>> import os, tempfile, varstore as tf
+>>> tf.reset_default_graph()
+>>> v = tf.Variable(tf.fill([2], 3.0), name="layer/w")
+>>> d = tempfile.mkdtemp()
+>>> with tf.Session() as sess:
+...     sess.run(tf.global_variables_initializer())
+...     _ = tf.train.Saver().save(sess, os.path.join(d, "model.ckpt"), global_step=1)
+>>> tf.train.list_variables(d)
+[('layer/w', [2])]
+>>> tf.train.load_variable(d, "layer/w").tolist()
+[3.0, 3.0]
 """
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
 
 from devices.errors import NotFoundError
 
-from ..checkpoint import CheckpointReader, remote
+from ..checkpoint import CheckpointReader
+from ..checkpoint.store import normalize, store_for
 from .checkpoint_state import latest_checkpoint
 
 
 def _resolve(ckpt_dir_or_file: Any) -> str:
-    path = remote.local_path(os.fspath(ckpt_dir_or_file))
-    if remote.is_directory(path):
+    path = normalize(ckpt_dir_or_file)
+    if store_for(path).is_dir(path):
         latest = latest_checkpoint(path)
         if latest is None:
             raise NotFoundError(f"Couldn't find a checkpoint in directory {path}")
