@@ -434,7 +434,7 @@ def test_a_save_never_deletes_the_data_a_later_commit_of_its_name_points_at(mem,
 
 
 def test_a_new_saver_sweeps_what_killed_saves_left_and_keeps_committed_data(mem, monkeypatch):
-    from varstore.checkpoint import store as store_module
+    import varstore.checkpoint.store.objects as stale_module
     make_vars()
     tf.train.Saver().save(None, f"{mem}/model.ckpt", global_step=1)
     orphan = remote.data_url(f"{mem}/model.ckpt-2", "0123456789abcdef")
@@ -442,7 +442,7 @@ def test_a_new_saver_sweeps_what_killed_saves_left_and_keeps_committed_data(mem,
     young = listing(mem)
     tf.train.Saver().save(None, f"{mem}/model.ckpt", global_step=3)
     assert orphan[len(mem) + 1:] in listing(mem)  # written just now: it may be a save in flight
-    monkeypatch.setattr(store_module, "STALE_REMOTE_SECONDS", -1.0)  # everything counts as old
+    monkeypatch.setattr(stale_module, "STALE_REMOTE_SECONDS", -1.0)  # everything counts as old
     tf.train.Saver().save(None, f"{mem}/model.ckpt", global_step=4)
     objects = listing(mem)
     assert orphan[len(mem) + 1:] not in objects

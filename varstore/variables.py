@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 import devices
-from devices.backends.cpu import host_array
+from devices.backends.arrays import host_array
 from devices.dtypes import bfloat16
 from devices.errors import InvalidArgumentError
 from devices.scope import OpDescription

@@ -89,7 +89,7 @@ class TorchSource(Source):
             skipped.append(prefix or repr(type(obj).__name__))
 
     def array(self, name: str) -> Any:
-        from devices.backends.cpu import host_array
+        from devices.backends.arrays import host_array
         t = self._tensors[name].detach()
         return host_array(t)  # a view of torch's (mapped) storage; bfloat16 through DLPack
 

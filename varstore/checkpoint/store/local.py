@@ -1,28 +1,8 @@
-"""Where checkpoints live: one interface, a local and an object-store implementation.
+"""Local files: temporary file, fsync, rename, fsync of the directory; reads by pread or mmap.
 
-Everything the Saver, the state file, meta graphs, conversion and retention do
-to storage goes through a :class:`Store`: write a file so that it appears whole
-or not at all, read a small file, check what is there, list a directory, and
-delete a file only while it is still the one we wrote. ``store_for(path)``
-picks the implementation, so callers never branch on "is this a URL".
-
-- :class:`LocalStore`: a temporary file beside the target (``.{name}.tmp-{pid}-{hex}``),
-  fsynced and renamed over it, then the directory fsynced; every system call goes
-  through ``fileio.syscall``, the seam the fault-injection tests replace. A file's
-  identity is its (device, inode), so "remove if still ours" survives another
-  process renaming a new file to the same name.
-- :class:`ObjectStore`: an fsspec URL. A small file is one PUT (old or new, never
-  torn); a checkpoint streams to a data object of its own and is committed by one
-  PUT of a marker at its name (``remote.py``, docs/FORMAT.md). Objects have no
-  inodes and no locks: one writer per remote directory.
-
->>> import os, tempfile
->>> d = tempfile.mkdtemp()
->>> s = store_for(d)
->>> with s.atomic_file(s.join(d, "a.txt")) as f:
-...     f.write(b"hello")
->>> s.read_small(s.join(d, "a.txt"), 100), s.listdir(d)
-(b'hello', ['a.txt'])
+Every system call of the write path goes through ``fileio.syscall``, the seam the
+fault-injection tests replace. A file's identity is its (device, inode), so
+"remove if still ours" survives another process renaming a new file to the same name.
 """
 from __future__ import annotations
 
@@ -38,11 +18,10 @@ from typing import Any
 
 from devices.errors import DataLossError, FailedPreconditionError, NotFoundError
 
-from . import fileio, remote
-from .format import temp_name, temp_target
+from .. import fileio
+from ..format import temp_name, temp_target
+from .base import CheckpointSink, FileId, Store
 
-# (device, inode) of a local file: tells it from a file another process renamed to the same name.
-FileId = tuple[int, int]
 LOCK_NAME = ".checkpoint.lock"
 
 
@@ -125,20 +104,6 @@ class AtomicFile:
                 raise self._context(exc) from exc
             return
         self.commit()
-
-
-class CheckpointSink:
-    """Where ``write_checkpoint`` streams one checkpoint: ``writev`` in order, then
-    ``commit(size, index_checksum)`` or ``abort()``."""
-
-    def writev(self, views: list) -> int:
-        raise NotImplementedError
-
-    def commit(self, size: int, index_checksum: int, stat_out: list | None = None) -> None:
-        raise NotImplementedError
-
-    def abort(self) -> None:
-        raise NotImplementedError
 
 
 class _LocalSink(CheckpointSink):
@@ -260,86 +225,6 @@ class LocalSource:
             os.close(fd)
 
 
-class Store:
-    """What the checkpoint code needs of a place that holds files. See the module doc."""
-
-    local = True
-
-    # -- names ---------------------------------------------------------------------
-    def parent(self, path: str) -> str:
-        raise NotImplementedError
-
-    def join(self, directory: str, name: str) -> str:
-        raise NotImplementedError
-
-    # -- reading ---------------------------------------------------------------------
-    def exists(self, path: str) -> bool:
-        """Something (a file, a directory, an object) is at ``path``."""
-        raise NotImplementedError
-
-    def is_checkpoint(self, path: str) -> bool:
-        """A whole checkpoint is at ``path`` (a file; a committed object at a URL)."""
-        raise NotImplementedError
-
-    def is_dir(self, path: str) -> bool:
-        raise NotImplementedError
-
-    def mtime(self, path: str) -> float | None:
-        raise NotImplementedError
-
-    def file_id(self, path: str) -> FileId | None:
-        """Identity of the file now at ``path`` (None: absent, or a store without one)."""
-        return None
-
-    def read_small(self, path: str, limit: int) -> bytes:
-        """At most ``limit + 1`` bytes of a small file (more than ``limit``: too large for
-        what the caller expects); FileNotFoundError (the builtin) when absent."""
-        raise NotImplementedError
-
-    def listdir(self, directory: str) -> list[str]:
-        """Names in ``directory`` (sorted)."""
-        raise NotImplementedError
-
-    def open_source(self, path: str) -> Any:
-        """The checkpoint ``path`` open for random reads (``size``, ``pread``, ``preadv``,
-        ``map``, ``close``; ``commit``: what its commit marker promises, if any)."""
-        raise NotImplementedError
-
-    # -- writing ---------------------------------------------------------------------
-    def require_directory(self, path: str, doing: str) -> None:
-        """Raise when a file cannot be written at ``path``: its directory is missing (local),
-        the protocol is unknown or its package missing (URL). Writes nothing."""
-        raise NotImplementedError
-
-    def replace(self, path: str, data: bytes, stat_out: list | None = None) -> None:
-        """Replace ``path`` with ``data`` atomically (durably, locally)."""
-        raise NotImplementedError
-
-    def checkpoint_sink(self, path: str, fsync: bool = True) -> CheckpointSink:
-        raise NotImplementedError
-
-    def lock(self, directory: str) -> contextlib.AbstractContextManager:
-        """Exclusive among the processes saving into ``directory`` (where the store can)."""
-        return contextlib.nullcontext()
-
-    # -- deleting ---------------------------------------------------------------------
-    def remove(self, path: str) -> bool:
-        """Delete whatever is at ``path``; True when something was."""
-        raise NotImplementedError
-
-    def remove_if(self, path: str, file_id: FileId | None) -> bool:
-        """Delete ``path`` if it is still the file ``file_id`` (None: whatever is there)."""
-        return self.remove(path)
-
-    def remove_checkpoint(self, path: str, file_id: FileId | None = None) -> bool:
-        """Delete a checkpoint (if still ``file_id``) with what belongs to it."""
-        raise NotImplementedError
-
-    def sweep(self, directory: str) -> list[str]:
-        """Delete what dead or failed writers left in ``directory``; returns what went."""
-        return []
-
-
 class LocalStore(Store):
     local = True
 
@@ -451,7 +336,7 @@ class LocalStore(Store):
                 os.unlink(aside)
 
     def remove_checkpoint(self, path: str, file_id: FileId | None = None) -> bool:
-        from .shards import remove_shards
+        from ..shards import remove_shards
         if not self.remove_if(path, file_id):
             return False
         remove_shards(path)
@@ -469,94 +354,6 @@ class LocalStore(Store):
         return gone
 
 
-# A save's data object at a URL that no commit names and that nobody has written to for this
-# long was left by a killed or failed save (remote directories have one writer at a time).
-STALE_REMOTE_SECONDS = 3600.0
-
-
-class ObjectStore(Store):
-    local = False
-
-    def parent(self, path: str) -> str:
-        return remote.parent(path)
-
-    def join(self, directory: str, name: str) -> str:
-        return remote.join(directory, name)
-
-    def exists(self, path: str) -> bool:
-        return remote.exists(path)
-
-    def is_checkpoint(self, path: str) -> bool:
-        return remote.is_committed(path)
-
-    def is_dir(self, path: str) -> bool:
-        return remote.is_directory(path)
-
-    def mtime(self, path: str) -> float | None:
-        return remote.mtime(path)
-
-    def read_small(self, path: str, limit: int) -> bytes:
-        return remote.read_small(path, limit)
-
-    def listdir(self, directory: str) -> list[str]:
-        return sorted(name for name, _ in remote.listing(directory))
-
-    def open_source(self, path: str) -> remote.Source:
-        return remote.committed_source(path)
-
-    def require_directory(self, path: str, doing: str) -> None:
-        remote.filesystem(path, doing)  # an unknown protocol or a missing package fails here
-
-    def replace(self, path: str, data: bytes, stat_out: list | None = None) -> None:
-        remote.write_small(path, data)  # one PUT: the object is old or new, never torn
-
-    def checkpoint_sink(self, path: str, fsync: bool = True) -> CheckpointSink:
-        return remote.CommitSink(path)
-
-    def remove(self, path: str) -> bool:
-        return remote.remove(path)
-
-    def remove_checkpoint(self, path: str, file_id: FileId | None = None) -> bool:
-        return remote.remove_checkpoint(path)
-
-    def sweep(self, directory: str) -> list[str]:
-        """Data objects no commit names, untouched for an hour: left by killed saves."""
-        gone = []
-        for url in remote.stale_data(directory, STALE_REMOTE_SECONDS):
-            remote.remove(url)
-            gone.append(url)
-        return gone
-
-
-_LOCAL, _OBJECTS = LocalStore(), ObjectStore()
-
-
-def store_for(path: str | os.PathLike) -> Store:
-    """The store that holds ``path``: an fsspec URL's, or the local filesystem's
-    (``file://`` URLs are local paths; see ``normalize``)."""
-    return _OBJECTS if remote.is_url(os.fspath(path)) else _LOCAL
-
-
-def normalize(path: str | os.PathLike | bytes) -> str:
-    """A path or URL as the stores take it: ``str``, ``file://`` URLs as local paths."""
-    path = os.fspath(path)
-    if isinstance(path, bytes):
-        path = os.fsdecode(path)
-    return remote.local_path(path)
-
-
-def exists(path: str | os.PathLike) -> bool:
-    """Something is at ``path`` (a local path, ``file://`` or any fsspec URL)."""
-    path = normalize(path)
-    return store_for(path).exists(path)
-
-
-def is_dir(path: str | os.PathLike) -> bool:
-    """``path`` is a directory (at a URL: a prefix that names no object)."""
-    path = normalize(path)
-    return store_for(path).is_dir(path)
-
-
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -565,8 +362,3 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-__all__ = ["Store", "LocalStore", "ObjectStore", "AtomicFile", "CheckpointSink", "store_for", "normalize",
-           "exists", "is_dir",
-           "FileId", "STALE_REMOTE_SECONDS"]
