@@ -551,7 +551,8 @@ _CHILD = textwrap.dedent("""
     if mode == "before-commit":  # the data is whole; die instead of writing the marker
         remote.write_commit = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
     else:  # wait, mid-upload, to be killed by the parent
-        write = remote.Sink.writev
+        from varstore.checkpoint import remote_stream
+        write = remote_stream.Sink.writev
         sent = [0]
         def writev(self, views):
             n = write(self, views)
@@ -560,7 +561,7 @@ _CHILD = textwrap.dedent("""
                 print("uploading", flush=True)
                 time.sleep(600)
             return n
-        remote.Sink.writev = writev
+        remote_stream.Sink.writev = writev
     tf.train.Saver().save(None, url, global_step=2)
     print("saved", flush=True)
 """)

@@ -3,7 +3,7 @@ for a checkpoint (``remote.py``, docs/FORMAT.md). No inodes and no locks: one wr
 per remote directory."""
 from __future__ import annotations
 
-from .. import remote
+from .. import remote, remote_stream
 from .base import CheckpointSink, FileId, Store
 
 # A save's data object at a URL that no commit names and that nobody has written to for this
@@ -38,8 +38,8 @@ class ObjectStore(Store):
     def listdir(self, directory: str) -> list[str]:
         return sorted(name for name, _ in remote.listing(directory))
 
-    def open_source(self, path: str) -> remote.Source:
-        return remote.committed_source(path)
+    def open_source(self, path: str) -> remote_stream.Source:
+        return remote_stream.committed_source(path)
 
     def require_directory(self, path: str, doing: str) -> None:
         remote.filesystem(path, doing)  # an unknown protocol or a missing package fails here
@@ -48,7 +48,7 @@ class ObjectStore(Store):
         remote.write_small(path, data)  # one PUT: the object is old or new, never torn
 
     def checkpoint_sink(self, path: str, fsync: bool = True) -> CheckpointSink:
-        return remote.CommitSink(path)
+        return remote_stream.CommitSink(path)
 
     def remove(self, path: str) -> bool:
         return remote.remove(path)
