@@ -26,25 +26,27 @@ from .graph import (
     reset_default_graph,
     set_random_seed,
 )
-from .initializers import (
-    constant,
+from .init_ops import (
     constant_initializer,
-    fill,
     glorot_normal_initializer,
     glorot_uniform_initializer,
     he_normal,
     he_uniform,
-    ones,
     ones_initializer,
-    random_normal,
     random_normal_initializer,
-    random_uniform,
     random_uniform_initializer,
-    truncated_normal,
     truncated_normal_initializer,
     variance_scaling_initializer,
-    zeros,
     zeros_initializer,
+)
+from .initializers import (
+    constant,
+    fill,
+    ones,
+    random_normal,
+    random_uniform,
+    truncated_normal,
+    zeros,
 )
 from .session import ConfigProto, GPUOptions, InteractiveSession, Session, get_default_session
 from .tools.summary import summary
