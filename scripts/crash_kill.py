@@ -233,6 +233,10 @@ def run(kills: int, directory: str, *, seed: int = 0, mib: float = 16, bin_kib: 
     final = check_directory(directory, mib, state)
     if state["temps"]:
         final.append(f"temporary files left after a clean save: {sorted(state['temps'])}")
+    names = set(os.listdir(directory))
+    orphans = sorted(n for n in names if n.endswith(".meta") and n[:-len(".meta")] not in names)
+    if orphans:  # meta files whose checkpoint a killed save deleted: the next Saver sweeps them
+        final.append(f"meta files without their checkpoint after a clean save: {orphans}")
     if final:
         stats["problems"].append({"kill": "final", "problems": final})
     # Whole checkpoints the state file does not list (a kill between the state file's update and
