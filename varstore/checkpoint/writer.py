@@ -165,10 +165,26 @@ def _chunks(array: Any, chunk_bytes: int):
         yield _byte_view(out.reshape(-1).view(np.uint8))
 
 
+def _write_small(out: _Out, array: np.ndarray, nbytes: int) -> tuple[int, int]:
+    """One small C-contiguous little-endian host tensor in one bin, straight into the
+    coalescing buffer: (offset, checksum). The fast path for models with thousands of
+    small tensors, where per-tensor overhead, not bytes, is the cost."""
+    view = array.reshape(-1).view(np.uint8).data
+    out.small(b"\xc0" * fmt.padding_size(out.pos) + fmt.bin_header(nbytes))
+    offset = out.pos
+    out.small(view)
+    return offset, xxhash.xxh3_64_intdigest(view)
+
+
 def _write_tensor(out: _Out, name: str, array: Any, bin_bytes: int, chunk_bytes: int):
     """Write one tensor's bins; return (offset, dtype name, shape, nbytes, checksum)."""
     array, dtype, dtype_str, shape = _describe(name, array)
     nbytes = num_elements(shape) * dtype.itemsize
+    if (nbytes < _COALESCE_BYTES and nbytes <= bin_bytes and type(array) is np.ndarray
+            and array.flags.c_contiguous and (array.dtype.byteorder in "<|" or
+                                              (array.dtype.byteorder == "=" and sys.byteorder == "little"))):
+        offset, checksum = _write_small(out, array, nbytes)
+        return offset, dtype_str, shape, nbytes, checksum
     h = xxhash.xxh3_64()
     offset = None
     chunks = _chunks(array, chunk_bytes)

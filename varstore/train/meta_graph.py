@@ -39,9 +39,7 @@ MAX_META_BYTES = 256 << 20
 MAX_INITIALIZER_DEPTH = 100  # nested operations in one variable's initial value
 
 
-def _describe(var: Variable, clear_devices: bool) -> dict:
-    cols = [k for k in get_default_graph().get_all_collection_keys()
-            if any(x is var for x in get_default_graph().get_collection(k))]
+def _describe(var: Variable, clear_devices: bool, cols: list[str]) -> dict:
     return {
         "name": var.name, "shape": list(var.shape), "dtype": var.dtype.name,
         "device": "" if clear_devices else var.requested_device,
@@ -58,12 +56,19 @@ def export_meta_graph(filename: str | None = None, clear_devices: bool = False, 
     Returns the description (a dict of plain data).
     """
     g = get_default_graph()
+    # Which collections hold each object, in one pass over them all (not one per variable).
+    membership: dict[int, list[str]] = {}
+    for key in g.get_all_collection_keys():
+        for x in g.get_collection(key):
+            keys = membership.setdefault(id(x), [])
+            if not keys or keys[-1] != key:
+                keys.append(key)
     seen, variables = set(), []
     for key in (GraphKeys.GLOBAL_VARIABLES, GraphKeys.LOCAL_VARIABLES):
         for v in g.get_collection(key):
             if id(v) not in seen:
                 seen.add(id(v))
-                variables.append(_describe(v, clear_devices))
+                variables.append(_describe(v, clear_devices, membership.get(id(v), [])))
     meta = {"format": META_FORMAT, "version": META_VERSION, "variables": variables}
     if saver is not None:
         meta["saver"] = saver.describe()

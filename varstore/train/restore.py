@@ -74,7 +74,7 @@ def restore(var_map: dict[str, Variable], save_path: str | None, device: Any = N
         try:
             by_task: dict[Any, list] = {}
             for key, var in plan:
-                if _task_loader(var.device_object, path) is not None:
+                if _task_loader(var.device_object, store.local) is not None:
                     by_task.setdefault(var.device_object, []).append((key, var))
             waits = []
             for dev, items in by_task.items():  # every task starts loading now
@@ -83,9 +83,9 @@ def restore(var_map: dict[str, Variable], save_path: str | None, device: Any = N
                     [(v.storage.array, reader.file_of(k), k, reader.shape(k), v.dtype) for k, v in items],
                     _shards.load_arrays)))
             for key, var in plan:
-                if _task_loader(var.device_object, path) is None:
+                if _task_loader(var.device_object, store.local) is None:
                     touched.append(var)
-                    restore_one(reader, key, var)
+                    restore_one(reader, key, var, store.local)
             for items, wait in waits:
                 for (_, var), array in zip(items, wait()):
                     if array is not var.storage.array:
@@ -117,15 +117,19 @@ def check_plan(var_map: dict[str, Variable], reader: Any) -> list[tuple[str, Var
     return plan
 
 
-def _task_loader(dev: Any, path: str) -> Any:
-    """The device's own loader (a ps task reads the file itself), or None: this process reads."""
-    return getattr(dev, "load_tensors", None) if store_for(path).local else None
+def _task_loader(dev: Any, local: bool) -> Any:
+    """The device's own loader (a ps task reads a local file itself), or None: this process
+    reads (always, from a URL: only it has the store's credentials)."""
+    return getattr(dev, "load_tensors", None) if local else None
 
 
-def restore_one(reader: Any, key: str, var: Variable) -> None:
+def restore_one(reader: Any, key: str, var: Variable, local: bool | None = None) -> None:
+    """Read tensor ``key`` into ``var`` under its lock: into its existing buffer where it can
+    (no allocation), else into a new array on its device. ``local``: the checkpoint is a
+    local file (None: ask the store)."""
     dev = var.device_object
     shape, dtype = tuple(reader.shape(key)), reader.dtype(key)
-    load = _task_loader(dev, reader.path)
+    load = _task_loader(dev, store_for(reader.path).local if local is None else local)
     if load is not None:  # a remote device reads the file itself
         file_of = getattr(reader, "file_of", None)
         with var.storage.lock:
