@@ -6,18 +6,50 @@ Why these settings (see cpu.py for the wider story):
   vectorizing the loop. With numpy semantics x/0 is inf/nan, as in numpy.
 - ``fastmath=False``: IEEE results, independent of how a loop is split
   across threads or vector lanes.
-- ``cache=True``: machine code is kept on disk beside this package, so the
-  compile cost is paid once per machine and source version.
+- ``cache``: machine code is kept on disk where numba finds a writable
+  place (``NUMBA_CACHE_DIR``, the ``__pycache__`` beside this package, or
+  the user's cache directory, in numba's own order), so the compile cost is
+  paid once per machine and source version. Where there is none (a
+  non-root user in a container, with a read-only site-packages and
+  ``$HOME``) the kernels are compiled in memory, once per process, instead
+  of failing: see :func:`_cache_usable`.
 - ``nogil=True``: big updates are split across a thread pool.
 """
 from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
-from numba import types
+from numba import njit, types
 from numba.extending import intrinsic, overload
 
-JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
+
+def _cache_usable() -> bool:
+    """Whether numba can cache functions defined in this directory (every kernel module is here).
+
+    ``njit(cache=True)`` looks for a cache locator when it decorates, and raises
+    ``RuntimeError: cannot cache function ...: no locator available`` when no
+    candidate place is writable. That error would surface from every optimizer
+    update (the kernels load on first use), so a throwaway function is decorated
+    here first, by numba's own rules (NUMBA_CACHE_DIR, the in-tree
+    ``__pycache__``, the user-wide cache; NUMBA_CACHE_LOCATOR_CLASSES where numba
+    has it): no private API, nothing compiled, no file left behind.
+
+    Without a locator the kernels compile in memory, once per process (a few
+    seconds). Inventing a cache directory instead (under /tmp, say) is what we
+    do not do: numba's cache files are pickles, and a directory another user
+    can write to would let them run code in this process.
+    """
+    def probe() -> None:  # pragma: no cover - never called, only decorated
+        pass
+
+    try:
+        njit(cache=True)(probe)
+    except RuntimeError:
+        return False
+    return True
+
+
+JIT = dict(cache=_cache_usable(), nogil=True, fastmath=False, error_model="numpy")
 
 
 @intrinsic
