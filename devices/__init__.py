@@ -13,13 +13,14 @@ code runs in CPU-only CI.
 
 ``devices.cluster`` (parameter-server tasks on Ray) loads on first use, so that
 ``import devices`` costs neither the ps backend nor Ray:
-``import devices; devices.cluster.start(ps_tasks=2)``.
+``import devices; devices.cluster.start(ps_tasks=2)``. So does ``devices.bfloat16``
+(ml_dtypes).
 """
 from typing import TYPE_CHECKING
 
 from . import errors
 from .backends.base import Device
-from .dtypes import as_dtype, bfloat16
+from .dtypes import as_dtype
 from .errors import (
                      DataLossError,
                      FailedPreconditionError,
@@ -34,8 +35,11 @@ from .shapes import as_shape
 from .spec import DeviceSpec
 from .transfer import device_of, gather, host_chunks, to_host
 
-if TYPE_CHECKING:  # loaded lazily below; type checkers see it as the submodule it is
+if TYPE_CHECKING:
+    # Loaded on first use (below); to a type checker they are what they are, and there is no
+    # module __getattr__, so a misspelled `devices.X` is an error rather than Any.
     from . import cluster
+    from .dtypes import bfloat16
 
 __all__ = [
     "DeviceSpec", "device", "current_device", "get_device", "list_devices", "set_soft_placement",
@@ -45,15 +49,19 @@ __all__ = [
     "DataLossError", "UnavailableError",
 ]
 
-_LAZY = frozenset({"cluster"})
+_LAZY = frozenset({"cluster", "bfloat16"})
 
-
-def __getattr__(name: str):
-    """``devices.cluster`` without importing it (or Ray) at ``import devices``."""
-    if name in _LAZY:
-        import importlib
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+if not TYPE_CHECKING:
+    def __getattr__(name: str):
+        """``devices.cluster`` without importing it (or Ray) at ``import devices``; ``devices.bfloat16``
+        without ml_dtypes (0.5-1 s to import) until it is used."""
+        if name == "cluster":
+            import importlib
+            return importlib.import_module(f"{__name__}.{name}")
+        if name == "bfloat16":
+            from . import dtypes
+            return dtypes.bfloat16
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:

@@ -21,7 +21,7 @@ import numpy as np
 
 import devices
 from devices.backends.arrays import host_array
-from devices.dtypes import bfloat16
+from devices.dtypes import is_bfloat16
 from devices.errors import InvalidArgumentError
 from devices.scope import OpDescription
 
@@ -207,7 +207,7 @@ class Variable:
         ``np.asarray(v)`` this shares memory and takes no lock.
         """
         value = self.value()
-        if isinstance(value, np.ndarray) and value.dtype == bfloat16:
+        if isinstance(value, np.ndarray) and is_bfloat16(value.dtype):
             from devices.backends.dlpack import bfloat16_capsule
             return bfloat16_capsule(value, **kwargs)
         return value.__dlpack__(**kwargs)
