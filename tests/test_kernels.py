@@ -520,104 +520,193 @@ def test_zero_hyperparameters_accept_0d_arrays():
 # The GPU kernels' CUDA C, run as C++ on the CPU
 # --------------------------------------------------------------------------
 
-GPU_COMBOS = {  # name: (T var, G grad, S slots) as C types; bfloat16 travels as its uint16 bits
-    "f32": ("float", "float", "float"), "f64": ("double", "double", "double"),
-    "bf16": ("unsigned short", "unsigned short", "unsigned short"),
-    "bf16_f32": ("unsigned short", "float", "float"),
+# Shims for the CUDA built-ins the sources use; the sources themselves go to g++ unchanged
+# (every line, float16 included: issue 15 removed the old line stripping).
+_HOST_SHIM = r"""
+#include <cmath>
+#include <cstddef>
+#include <utility>
+using std::sqrt;
+#define __device__
+#define __global__
+#define __forceinline__ inline
+#define __launch_bounds__(n)
+struct vs_dim3 { unsigned int x, y, z; };
+static vs_dim3 blockIdx, threadIdx, blockDim, gridDim;
+"""
+
+# A launcher per kernel with cuLaunchKernel's calling convention (an array of pointers to
+# the arguments), run block by block, thread by thread.
+_HOST_LAUNCH = r"""
+template <typename... A, std::size_t... I>
+static void vs_call(void (*k)(A...), void** argv, std::index_sequence<I...>) { k(*static_cast<A*>(argv[I])...); }
+template <typename... A>
+static void vs_run(void (*k)(A...), unsigned int grid, unsigned int block, void** argv) {
+    gridDim.x = grid; blockDim.x = block;
+    for (unsigned int b = 0; b < grid; ++b)
+        for (unsigned int t = 0; t < block; ++t) {
+            blockIdx.x = b; threadIdx.x = t;
+            vs_call(k, argv, std::index_sequence_for<A...>{});
+        }
 }
-GPU_NP = {"float": np.float32, "double": np.float64, "unsigned short": bfloat16}
+"""
+
+GPU_NP = {"f16": F16, "bf16": bfloat16, "f32": F32, "f64": F64}
 
 
 @pytest.fixture(scope="module")
-def gpu_bodies_on_cpu(tmp_path_factory):
-    """Every generated ElementwiseKernel body, compiled by g++ into one shared library.
+def gpu_sources_on_cpu(tmp_path_factory):
+    """Every source of ``gpu.cuda_sources()``, compiled whole by g++ into one shared library.
 
-    CI has no card; this runs the exact arithmetic and sparse indexing that
-    gpu.py sends to nvrtc (cupy's CArray/CIndexer replaced by plain pointers
-    and a loop over i), so a wrong formula or index is caught here. float16
-    (cupy's own class) is left to tests/gpu.
+    CI has no card; this runs the exact arithmetic, chunk tables and sparse indexing
+    that the card runs (NVRTC compiles the same text in tests/test_nvrtc.py), so a
+    wrong formula or index is caught here. The half conversions take the host branch
+    (exact integer code); on the device they are the PTX cvt instructions.
     """
     import ctypes
     import shutil
     import subprocess
 
-    from varstore.train.kernels import gpu
+    from varstore.train.kernels import cuda_src
     if shutil.which("g++") is None:
         pytest.skip("g++ is not installed")
-    pre = "\n".join(line for line in gpu.PREAMBLE.splitlines() if "float16" not in line)
-    pre = pre.replace("__device__ __forceinline__", "static inline")
-    code = [r"""#include <cmath>
-#include <cstring>
-using std::sqrt;
-static inline float __uint_as_float(unsigned int u) { float f; std::memcpy(&f, &u, 4); return f; }
-static inline unsigned int __float_as_uint(float f) { unsigned int u; std::memcpy(&u, &f, 4); return u; }
-""", pre]
-    scalar = {"float64": "double", "int64": "long long", "int32": "int"}
-    for combo, (t, g, s) in GPU_COMBOS.items():
-        code.append(f"namespace {combo} {{ typedef {t} T; typedef {g} G; typedef {s} S;")
-        for kernel in gpu._BODIES:
-            for sparse in (False, True):
-                in_p, out_p, op = gpu.kernel_source(kernel, sparse)
-                params, prep = [], []
-                for p in (x.strip() for x in f"{in_p}, {out_p}".split(",")):
-                    raw = p.startswith("raw ")
-                    typ, name = (p[4:] if raw else p).split()
-                    ctyp = {"T": t, "G": g, "S": s}.get(typ) or scalar[typ]
-                    if raw:
-                        params.append(f"{ctyp}* {name}")
-                    elif typ in "TGS":
-                        params.append(f"{ctyp}* _raw_{name}")
-                        prep.append(f"{ctyp}& {name} = _raw_{name}[i];")
-                    else:
-                        params.append(f"{ctyp} {name}")
-                code.append(f'extern "C" void {combo}_{kernel}_{int(sparse)}({", ".join(params)}, long long n) {{\n'
-                            f'for (long long i = 0; i < n; ++i) {{ {" ".join(prep)} {op} }} }}')
-        code.append("}")
-    d = tmp_path_factory.mktemp("gpu_bodies")
-    (d / "k.cpp").write_text("\n".join(code))
+    d = tmp_path_factory.mktemp("gpu_sources")
+    objs = []
+    for name, src in cuda_src.cuda_sources().items():
+        kernel = name[len("varstore_"):]
+        launchers = "\n".join(f'extern "C" void run_{k}(unsigned int g, unsigned int b, void** a) '
+                              f"{{ vs_run({k}, g, b, a); }}" for k in cuda_src.kernel_names(kernel))
+        # One translation unit per source, as NVRTC compiles them (their templates share names).
+        (d / f"{name}.cpp").write_text(_HOST_SHIM + src + _HOST_LAUNCH + launchers)
+        objs.append(str(d / f"{name}.o"))
     # -ffp-contract=off: no FMAs, so the results are comparable at float32 rounding.
-    subprocess.run(["g++", "-O1", "-ffp-contract=off", "-shared", "-fPIC", "-o", str(d / "k.so"), str(d / "k.cpp")],
-                   check=True, capture_output=True)
+    procs = [subprocess.Popen(["g++", "-std=c++17", "-O1", "-ffp-contract=off", "-fPIC", "-c", "-o", o, o[:-2] + ".cpp"],
+                              stderr=subprocess.PIPE) for o in objs]
+    for p in procs:
+        _, err = p.communicate()
+        assert p.returncode == 0, err.decode()[:4000]
+    subprocess.run(["g++", "-shared", "-o", str(d / "k.so"), *objs], check=True, capture_output=True)
     return ctypes.CDLL(str(d / "k.so"))
 
 
-@pytest.mark.parametrize("combo", list(GPU_COMBOS))
-@pytest.mark.parametrize("rule,flags", VARIANTS, ids=VARIANT_IDS)
-def test_gpu_kernel_bodies_match_reference_on_cpu(gpu_bodies_on_cpu, rule, flags, combo):
+def _launch(lib, name: str, grid: int, block: int, args: list):
+    import ctypes
+    argv = (ctypes.c_void_p * len(args))(*[ctypes.cast(ctypes.pointer(a), ctypes.c_void_p) for a in args])
+    getattr(lib, f"run_{name}")(ctypes.c_uint(grid), ctypes.c_uint(block), argv)
+
+
+def _ptr(a):
+    import ctypes
+    return ctypes.c_void_p(0 if a is None else a.ctypes.data)
+
+
+def _kernel_args(kernel: str, hv: tuple, flag: bool, powers=None) -> list:
+    """The launch's scalar tail, built by gpu.py's own helpers (the same values a card gets)."""
     import ctypes
 
-    from varstore.train.kernels import rules
-    t, g, s = (GPU_NP[c] for c in GPU_COMBOS[combo])
+    from varstore.train.kernels import gpu
+    hs = gpu._hyper_args(kernel, hv, flag, kernel, None)
+    tail = [ctypes.c_double(float(x)) for x in hs[:4]] + [ctypes.c_int(int(hs[4]))]
+    if powers is None:
+        return tail + [ctypes.c_void_p(0), ctypes.c_void_p(0), ctypes.c_int(0)]
+    p1, p2 = powers
+    return tail + [_ptr(p1), _ptr(p2), ctypes.c_int(1 if p1.dtype == F32 else 2)]
+
+
+@pytest.mark.parametrize("combo", ["f32_f32_f32", "f64_f64_f64", "f16_f16_f16", "f16_f32_f32",
+                                   "bf16_bf16_bf16", "bf16_f32_f32", "bf16_bf16_f32"])
+@pytest.mark.parametrize("rule,flags", VARIANTS, ids=VARIANT_IDS)
+def test_gpu_sources_match_reference_on_cpu(gpu_sources_on_cpu, rule, flags, combo):
+    """The multi-tensor kernel over three tensors (one spanning several chunks, one empty)
+    and the sparse kernel, each against the float64 reference."""
+    import ctypes
+
+    from varstore.train.kernels import cuda_src, rules
+    t, g, s = (GPU_NP[c] for c in combo.split("_"))
     rng = np.random.default_rng(31)
     h = hypers(rule, flags, rng)
     kernel, keys, hv, flag = rules.parse(rule, h)
-    shape = (40, 6)
-    var0 = rng.normal(size=shape).astype(t)
-    slots0 = make_slots(rule, flags, shape, s, rng)
-    scalars = [ctypes.c_double(x) for x in hv] + ([ctypes.c_int(int(flag))] if kernel == "momentum" else [])
-
-    def bits(a):  # what the kernel sees: bfloat16 as uint16
-        return ctypes.c_void_p((a.view(np.uint16) if a.dtype == bfloat16 else a).ctypes.data)
-
-    var, slots = var0.copy(), {k: a.copy() for k, a in slots0.items()}
-    grad = rng.normal(size=shape).astype(g)
-    getattr(gpu_bodies_on_cpu, f"{combo}_{kernel}_0")(
-        bits(grad), *scalars, bits(var), *[bits(slots[k]) for k in keys], ctypes.c_longlong(var.size))
-    ref_var, ref_slots = reference.apply_dense(rule, var0, grad, slots0, **h)
-    rtol = RTOL[np.dtype(t)]
-    assert_close(var, slots, ref_var, ref_slots, max(rtol, RTOL[np.dtype(s)]), "dense")
+    tol = max(RTOL[np.dtype(t)], RTOL[np.dtype(s)], rtol(flags, np.dtype(t)))
+    shapes = [(40, 6), (0,), (300,)]
+    chunk = 64  # small chunks: the 300-element tensor spans five blocks, the last one partial
+    vars0 = [rng.normal(size=sh).astype(t) for sh in shapes]
+    slots0 = [make_slots(rule, flags, sh, s, rng) for sh in shapes]
+    grads = [rng.normal(size=sh).astype(g) for sh in shapes]
+    vars_ = [v.copy() for v in vars0]
+    slots = [{k: a.copy() for k, a in sl.items()} for sl in slots0]
+    rows = []
+    for v, sl in zip(vars_, slots):
+        sp = [sl[k].ctypes.data for k in keys] + [0] * (3 - len(keys))
+        rows.append((v.size, v.ctypes.data, *sp))
+    tensors = np.array(rows, np.int64).reshape(-1)
+    gptrs = np.array([a.ctypes.data for a in grads], np.int64)
+    chunks = np.array(cuda_src.chunk_table([v.size for v in vars_], chunk), np.int64)
+    name = f"varstore_{kernel}_mt_{combo}"
+    _launch(gpu_sources_on_cpu, name, len(chunks) // 2, 32,
+            [_ptr(tensors), _ptr(gptrs), _ptr(chunks), ctypes.c_longlong(chunk), *_kernel_args(kernel, hv, flag)])
+    for i in (0, 2):
+        ref_var, ref_slots = reference.apply_dense(rule, vars0[i], grads[i], slots0[i], **h)
+        assert_close(vars_[i], slots[i], ref_var, ref_slots, tol, f"dense {i}")
 
     # Sparse: the index arrays exactly as gpu.apply_sparse builds them.
+    var0, sl0 = vars0[0], slots0[0]
     idx = rng.integers(0, 40, 90)
     values = rng.normal(size=(90, 6)).astype(g)
     order = np.argsort(idx, kind="stable")
     sidx = idx[order]
     seg = np.flatnonzero(np.r_[True, sidx[1:] != sidx[:-1]])
-    rows, starts = sidx[seg].astype(np.int64), np.r_[seg, idx.size].astype(np.int64)
+    rows_, starts = sidx[seg].astype(np.int64), np.r_[seg, idx.size].astype(np.int64)
     order = order.astype(np.int64)
-    var, slots = var0.copy(), {k: a.copy() for k, a in slots0.items()}
-    getattr(gpu_bodies_on_cpu, f"{combo}_{kernel}_1")(
-        bits(values), bits(order), bits(starts), bits(rows), ctypes.c_longlong(6), *scalars,
-        bits(var), *[bits(slots[k]) for k in keys], ctypes.c_longlong(rows.size * 6))
-    ref_var, ref_slots = reference.apply_sparse(rule, var0, idx, values, slots0, **h)
-    assert_close(var, slots, ref_var, ref_slots, max(rtol, RTOL[np.dtype(s)]), "sparse")
+    var, sl = var0.copy(), {k: a.copy() for k, a in sl0.items()}
+    sp = [_ptr(sl[k]) for k in keys] + [ctypes.c_void_p(0)] * (3 - len(keys))
+    _launch(gpu_sources_on_cpu, f"varstore_{kernel}_sparse_{combo}", 3, 64,
+            [_ptr(var), *sp, _ptr(values), _ptr(order), _ptr(starts), _ptr(rows_), ctypes.c_longlong(6),
+             ctypes.c_longlong(rows_.size * 6), *_kernel_args(kernel, hv, flag)])
+    ref_var, ref_slots = reference.apply_sparse(rule, var0, idx, values, sl0, **h)
+    assert_close(var, sl, ref_var, ref_slots, tol, "sparse")
+
+
+@pytest.mark.parametrize("pdtype", [F32, F64])
+def test_gpu_adam_folds_the_bias_correction_from_device_powers(gpu_sources_on_cpu, pdtype):
+    """With beta powers passed as device pointers the kernel computes lr_t itself, giving
+    the bits of the host-folded lr the optimizer used to pass (no host read per step)."""
+    import ctypes
+    rng = np.random.default_rng(5)
+    h = {"lr": 0.01, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8}
+    p1, p2 = np.array([0.9 ** 3], pdtype), np.array([0.999 ** 3], pdtype)
+    folded = dict(h, lr=h["lr"] * np.sqrt(1 - float(p2[0])) / (1 - float(p1[0])))
+    out = []
+    for powers, hh in ((None, folded), ((p1, p2), h)):
+        var = np.ones(100, np.float32)
+        m, v = np.zeros(100, np.float32), np.zeros(100, np.float32)
+        grad = rng.normal(size=100).astype(np.float32) if not out else out[0][1]
+        tensors = np.array([100, var.ctypes.data, m.ctypes.data, v.ctypes.data, 0], np.int64)
+        gp = np.array([grad.ctypes.data], np.int64)
+        chunks = np.array([0, 0], np.int64)
+        from varstore.train.kernels import rules
+        _, _, hv, flag = rules.parse("adam", hh)
+        _launch(gpu_sources_on_cpu, "varstore_adam_mt_f32_f32_f32", 1, 32,
+                [_ptr(tensors), _ptr(gp), _ptr(chunks), ctypes.c_longlong(1 << 16),
+                 *_kernel_args("adam", hv, flag, powers)])
+        out.append((var, grad))
+    np.testing.assert_array_equal(out[0][0], out[1][0])
+
+
+@pytest.mark.parametrize("dtype", [F16, bfloat16])
+def test_gpu_half_conversions_are_exact_on_the_host_branch(gpu_sources_on_cpu, dtype):
+    """SGD with lr=0 loads and stores every bit pattern: each must come back unchanged
+    (NaNs quiet), which checks vs_ld/vs_st of the sources against numpy/ml_dtypes."""
+    import ctypes
+    bits = np.arange(1 << 16, dtype=np.uint16)
+    var = bits.view(dtype).copy()
+    grad = np.zeros_like(var)
+    tag = "f16" if dtype == F16 else "bf16"
+    tensors = np.array([var.size, var.ctypes.data, 0, 0, 0], np.int64)
+    gp = np.array([grad.ctypes.data], np.int64)
+    chunks = np.array([0, 0], np.int64)
+    _launch(gpu_sources_on_cpu, f"varstore_sgd_mt_{tag}_{tag}_{tag}", 1, 256,
+            [_ptr(tensors), _ptr(gp), _ptr(chunks), ctypes.c_longlong(1 << 16), *_kernel_args("sgd", (0.0,), False)])
+    f = bits.view(dtype).astype(np.float32)
+    nan = np.isnan(f)
+    np.testing.assert_array_equal(var.view(np.uint16)[~nan], bits[~nan])
+    assert np.isnan(var[nan].astype(np.float32)).all()
