@@ -73,19 +73,21 @@ def restore(var_map: dict[str, Variable], save_path: str | None, device: Any = N
         touched: list[Variable] = []
         try:
             by_task: dict[Any, list] = {}
+            here: list[tuple[str, Variable]] = []  # read by this process
             for key, var in plan:
                 if _task_loader(var.device_object, store.local) is not None:
                     by_task.setdefault(var.device_object, []).append((key, var))
+                else:
+                    here.append((key, var))
             waits = []
             for dev, items in by_task.items():  # every task starts loading now
                 touched += [v for _, v in items]
                 waits.append((items, dev.load_tensors(
                     [(v.storage.array, reader.file_of(k), k, reader.shape(k), v.dtype) for k, v in items],
                     _shards.load_arrays)))
-            for key, var in plan:
-                if _task_loader(var.device_object, store.local) is None:
-                    touched.append(var)
-                    restore_one(reader, key, var, store.local)
+            for key, var in here:
+                touched.append(var)
+                restore_one(reader, key, var, store.local)
             for items, wait in waits:
                 for (_, var), array in zip(items, wait()):
                     if array is not var.storage.array:
@@ -100,6 +102,7 @@ def restore(var_map: dict[str, Variable], save_path: str | None, device: Any = N
 def check_plan(var_map: dict[str, Variable], reader: Any) -> list[tuple[str, Variable]]:
     """(key, variable) to restore, every name, shape and dtype checked before any variable changes."""
     plan = []
+    casts: dict[tuple[np.dtype, np.dtype], bool] = {}  # a few dtype pairs, thousands of variables
     for key in sorted(var_map):
         var = var_map[key]
         if not reader.has_tensor(key):
@@ -109,7 +112,10 @@ def check_plan(var_map: dict[str, Variable], reader: Any) -> list[tuple[str, Var
             raise InvalidArgumentError(
                 f"Restoring {var.name} from {reader.path}: tensor {key!r} has shape {shape}, "
                 f"the variable has shape {var.shape}")
-        if not exact_cast_allowed(dtype, var.dtype):
+        allowed = casts.get((dtype, var.dtype))
+        if allowed is None:
+            allowed = casts[dtype, var.dtype] = exact_cast_allowed(dtype, var.dtype)
+        if not allowed:
             raise InvalidArgumentError(
                 f"Restoring {var.name} from {reader.path}: tensor {key!r} has dtype {dtype.name}, "
                 f"the variable has dtype {var.dtype.name} (only exact widening casts are implicit)")
