@@ -10,7 +10,7 @@ The guide's code runs unchanged after ``import varstore as tf``:
 ...     sess.run(biases).shape
 (200,)
 """
-from typing import TYPE_CHECKING as _TYPE_CHECKING
+import typing as _typing
 
 import numpy as _np
 
@@ -76,7 +76,7 @@ globals()["bool"] = _np.dtype("bool")  # tf.bool, without shadowing the builtin 
 # The one place the version is written: pyproject.toml reads it from here (`version = {attr = ...}`).
 __version__ = "0.1.0"
 
-if _TYPE_CHECKING:
+if _typing.TYPE_CHECKING:  # spelled so: mypy recognises the attribute name, not an alias
     # What __getattr__ below loads on first use. A type checker sees the real modules and
     # objects, and no module-level __getattr__ at all, so `tf.Varible` is an error, not Any.
     from devices.dtypes import bfloat16

@@ -1,5 +1,6 @@
-"""The ``varstore`` command: inspect and verify checkpoints.
+"""The ``varstore`` command (also ``python -m varstore``): inspect and verify checkpoints.
 
+    varstore --version            (the version, and where the package was imported from)
     varstore inspect PATH [--tensor NAME] [--all] [--names]
     varstore verify PATH          (a checkpoint file, or a directory with a state file)
     varstore summary PATH         (variables per device, with the .meta beside the file)
@@ -11,11 +12,13 @@ Exit status: 0 fine, 1 corruption found, 2 missing or unreadable input.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from devices.errors import DataLossError, NotFoundError, OpError
 
+from .. import __version__
 from ..checkpoint import store
 from ..checkpoint.shards import open_checkpoint as CheckpointReader  # follows a sharded save's shards
 
@@ -116,6 +119,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="varstore", description="Inspect, verify, summarize and convert "
                                                                "varstore checkpoints.")
+    # Which copy answers matters as much as its number (an editable checkout, a wheel in a venv).
+    where = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    p.add_argument("--version", action="version", version=f"varstore {__version__} from {where} "
+                                                          f"(Python {sys.version_info[0]}.{sys.version_info[1]})")
     sub = p.add_subparsers(dest="command", required=True)
     i = sub.add_parser("inspect", help="list a checkpoint's tensors (name, dtype, shape, bytes, checksum)")
     i.add_argument("path")
