@@ -193,27 +193,36 @@ def _locked_values(var_map: dict, keys: list, pending: list = ()) -> Iterator[tu
     # The shards being written in parallel are waited for last, before the main
     # file (which names them) is committed.
     ok = False
+    starts: dict[Any, Any] = {}  # device -> its start_read hook or None: looked up once per device
+
+    def start_of(dev: Any) -> Any:
+        try:
+            return starts[dev]
+        except KeyError:
+            start = starts[dev] = getattr(dev, "start_read", None)
+            return start
+
     try:
         fetches: dict[int, Any] = {}
-        ahead, j = 0, 0
+        ahead, j, n = 0, 0, len(keys)
         for i, key in enumerate(keys):
-            while j < len(keys) and (j <= i or ahead < GATHER_AHEAD_BYTES):
+            while j < n and (j <= i or ahead < GATHER_AHEAD_BYTES):
                 var = var_map[keys[j]]
-                start = getattr(var.device_object, "start_read", None)
+                start = start_of(var.device_object)
                 if start is not None:
                     with var.storage.lock:
                         value = var.storage.require()
                     fetches[j] = (start(value), value.nbytes)
                     ahead += value.nbytes
                 j += 1
-            if i in fetches:
+            if fetches and i in fetches:
                 wait, nbytes = fetches.pop(i)
                 ahead -= nbytes
                 yield key, wait()
                 continue
-            var = var_map[key]
-            with var.storage.lock:
-                yield key, var.value()
+            storage = var_map[key].storage
+            with storage.lock:
+                yield key, storage.require()  # a local device's value is its array (Device.read)
         _finish_shards(pending, failed=False)
         ok = True
     finally:
