@@ -24,11 +24,11 @@ zeros). Progress goes to stdout (``scripts/gpu-check`` keeps it in its log);
 ``--json`` writes every figure for the summary table.
 
 ``--dry-run`` runs every code path at tiny sizes on a CPU machine, with
-``scripts/fakecupy`` standing in for cupy and the CPU kernels for the GPU ones:
+``tests/fakecupy`` standing in for cupy and the CPU kernels for the GPU ones:
 it proves this script, not the card. Its figures mean nothing.
 
     python benchmarks/gpu.py --json out.json            # on a card, defaults (~2 min on an H100)
-    PYTHONPATH=scripts/fakecupy python benchmarks/gpu.py --dry-run
+    PYTHONPATH=tests/fakecupy python benchmarks/gpu.py --dry-run
 """
 from __future__ import annotations
 
@@ -524,11 +524,11 @@ def main(argv: list[str] | None = None) -> int:
         import cupy as cp
     except Exception as e:  # noqa: BLE001
         say(f"benchmarks/gpu.py: cupy cannot be imported ({e}); on a CPU machine use --dry-run with "
-            f"PYTHONPATH=scripts/fakecupy")
+            f"PYTHONPATH=tests/fakecupy")
         return 2
     fake = bool(getattr(cp, "__fakecupy__", False))
     if args.dry_run and not fake:
-        say("benchmarks/gpu.py --dry-run: cupy is the real one; put scripts/fakecupy first on PYTHONPATH "
+        say("benchmarks/gpu.py --dry-run: cupy is the real one; put tests/fakecupy first on PYTHONPATH "
             "(scripts/gpu-check --dry-run does)")
         return 2
     if fake and not args.dry_run:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..dtypes import bfloat16
 from ..errors import InvalidArgumentError
 
 
@@ -34,8 +35,13 @@ def host_array(value: Any) -> np.ndarray:
     """
     if isinstance(value, np.ndarray):
         return value
-    if hasattr(value, "__cuda_array_interface__"):  # only reached when the value is a GPU array
-        return cupy_module().asnumpy(value)
+    if getattr(value, "requires_grad", False) and hasattr(value, "detach"):
+        value = value.detach()  # torch: no __array__/__cuda_array_interface__ on a tensor needing grad
+    if cuda_array_interface(value) is not None:  # only reached when the value is a GPU array
+        cp = cupy_module()
+        if cp is None:
+            raise InvalidArgumentError(f"{type(value).__name__} lives on a GPU; copying it to the host needs cupy")
+        return cp.asnumpy(device_array(cp, value))
     if hasattr(value, "__dlpack__") and not hasattr(value, "__array__"):
         return _from_dlpack(value)
     try:
@@ -48,6 +54,18 @@ def host_array(value: Any) -> np.ndarray:
             except Exception:  # noqa: BLE001 - report the first, clearer error below
                 pass
         raise InvalidArgumentError(f"cannot make an array of {type(value).__name__}: {e}") from None
+
+
+def cuda_array_interface(value: Any) -> dict | None:
+    """``value.__cuda_array_interface__``, or None where it has none.
+
+    Not ``hasattr``: torch raises RuntimeError (not AttributeError) for a CUDA tensor that
+    requires grad, and AttributeError for a CPU tensor; neither must escape a type probe.
+    """
+    try:
+        return value.__cuda_array_interface__
+    except Exception:  # noqa: BLE001 - any failure means "not a GPU array we can read this way"
+        return None
 
 
 def _from_dlpack(value: Any) -> np.ndarray:
@@ -64,3 +82,56 @@ def _from_dlpack(value: Any) -> np.ndarray:
     except (BufferError, RuntimeError, TypeError, ValueError) as e:
         raise InvalidArgumentError(f"cannot make an array of {type(value).__name__} "
                                    f"through DLPack: {e}") from None
+
+
+# -- GPU values, for any backend (cupy only when installed) -------------------------------------
+def check_gpu_dtype(cp: Any, dtype: Any) -> None:
+    """InvalidArgumentError for a dtype this cupy cannot hold (bfloat16: cupy >= 14 with
+    numpy >= 2.1.2; issue 15, bug 4)."""
+    if dtype == bfloat16 and not bfloat16_supported(cp):
+        raise InvalidArgumentError(
+            f"bfloat16 on the GPU needs cupy >= 14 and numpy >= 2.1.2; this is cupy "
+            f"{getattr(cp, '__version__', '?')} with numpy {np.__version__}")
+
+
+def bfloat16_supported(cp: Any) -> bool:
+    """Whether ``cp`` (the cupy module) creates bfloat16 arrays with this numpy."""
+    return _major(getattr(cp, "__version__", "0")) >= 14 and _version(np.__version__) >= (2, 1, 2)
+
+
+def _major(v: str) -> int:
+    head = v.split(".")[0]
+    return int(head) if head.isdigit() else 0
+
+
+def _version(v: str) -> tuple:
+    out = []
+    for part in v.split(".")[:3]:
+        digits = "".join(c for c in part if c.isdigit())
+        out.append(int(digits) if digits else 0)
+    return tuple(out)
+
+
+def device_array(cp: Any, value: Any) -> Any:
+    """``value`` as a cupy array when it lives on a GPU (cupy, torch CUDA, anything with
+    ``__cuda_array_interface__`` or CUDA DLPack), else None."""
+    if isinstance(value, cp.ndarray):
+        return value
+    detach = getattr(value, "detach", None)
+    if detach is not None and getattr(value, "requires_grad", False):
+        value = detach()  # torch refuses __cuda_array_interface__ on a tensor that requires grad
+    cai = cuda_array_interface(value)
+    if cai is not None:
+        bf16 = "bfloat16" in str(getattr(value, "dtype", ""))
+        if bf16 and hasattr(value, "__dlpack__") and bfloat16_supported(cp):
+            return cp.from_dlpack(value)  # cupy 14 imports kDLBfloat: a bfloat16 view
+        src = cp.asarray(value)
+        if bf16 and src.dtype.kind == "V" and src.dtype.itemsize == 2:
+            # torch exports bfloat16 over __cuda_array_interface__ as "<V2": the bytes are right,
+            # the dtype is not.
+            check_gpu_dtype(cp, bfloat16)
+            src = src.view(bfloat16)
+        return src
+    if hasattr(value, "__dlpack__") and not hasattr(value, "__array__"):
+        return cp.from_dlpack(value)
+    return None

@@ -1,7 +1,7 @@
 """Every GPU code path of varstore, end to end, on a real CUDA card (issue 8).
 
 Skipped without cupy or a card (CI). ``scripts/gpu-check`` runs it on a lent machine;
-``scripts/gpu-check --dry-run`` also runs it on a CPU machine against ``scripts/fakecupy``
+``scripts/gpu-check --dry-run`` also runs it on a CPU machine against ``tests/fakecupy``
 (a numpy-backed stand-in for cupy) at tiny sizes, which proves the tests' own Python
 but nothing about CUDA: under the stand-in, optimizer kernels are routed to the CPU
 kernels (``_kernels_under_fakecupy``) and torch CUDA tests skip.
@@ -82,11 +82,13 @@ def _kernels_under_fakecupy(monkeypatch):
 
     def dense(rule, dev, var, grad, slots, **hyper):
         if getattr(dev, "kind", None) == "gpu":
+            cp.cuda.get_current_stream().synchronize()  # a launch would follow the stream's copies
             return cpu_kernels.apply_dense(rule, cp.unwrap(var), cp.unwrap(grad), cp.unwrap(dict(slots)), **hyper)
         return orig_dense(rule, dev, var, grad, slots, **hyper)
 
     def sparse(rule, dev, var, indices, values, slots, **hyper):
         if getattr(dev, "kind", None) == "gpu":
+            cp.cuda.get_current_stream().synchronize()
             return cpu_kernels.apply_sparse(rule, cp.unwrap(var), cp.unwrap(indices), cp.unwrap(values),
                                             cp.unwrap(dict(slots)), **hyper)
         return orig_sparse(rule, dev, var, indices, values, slots, **hyper)

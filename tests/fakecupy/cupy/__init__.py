@@ -1,20 +1,33 @@
 """fakecupy: a numpy-backed stand-in for the slice of cupy that varstore's GPU code paths,
 ``tests/gpu/test_gpu_paths.py`` and ``benchmarks/gpu.py`` use.
 
-It exists for ``scripts/gpu-check --dry-run`` only: with ``scripts/fakecupy`` on
-``PYTHONPATH``, ``import cupy`` gives this module, ``devices`` sees one "GPU", and the
+It exists for ``scripts/gpu-check --dry-run`` and the CPU tests of the GPU paths: with
+``tests/fakecupy`` on ``PYTHONPATH``, ``import cupy`` gives this module, ``devices`` sees one "GPU", and the
 GPU tests and the benchmark run their Python end to end on a CPU machine, so a typo,
 a wrong fixture or a wrong cupy call is found before a card is lent. It proves nothing
 about CUDA: copies are synchronous ``memmove``s, events are wall-clock stamps, random
 numbers come from numpy's generator (not cuRAND), and compiled kernels
 (``ElementwiseKernel``, ``RawKernel``) cannot run.
 
-It is deliberately strict where real cupy is strict, so host/device mix-ups fail here
-as they would on a card: ``numpy.asarray(device_array)`` raises TypeError (cupy forbids
-implicit device-to-host conversion), and mixing a numpy array (ndim > 0) into a device
-operation or a ``__setitem__`` raises TypeError.
+It is deliberately strict where real cupy is strict, so mistakes fail here as they would
+on a card (issue 15):
+- host/device mix-ups: ``numpy.asarray(device_array)`` raises TypeError (cupy forbids
+  implicit device-to-host conversion), and mixing a numpy array (ndim > 0) into a device
+  operation or a ``__setitem__`` raises TypeError;
+- devices (``FAKECUPY_DEVICES``, default 1): arrays and random generators belong to the
+  device current when they were made; an operation on an array of another device than the
+  current one raises (as cupy does without peer access), except ``copyto`` of contiguous
+  same-dtype arrays (a peer copy); a generator used with another device current raises;
+- names: only the names real cupy 14.2 has (``_names.py``) are forwarded to numpy;
+- bfloat16 (ml_dtypes) as cupy ``FAKECUPY_VERSION`` (default 14) does with the installed
+  numpy: 14 needs numpy >= 2.1.2, 13 has none; cupy 13 cannot export it over DLPack;
+- streams: a copy issued on a stream other than the legacy default stream (an explicit
+  stream, or every thread's own stream under ``CUPY_CUDA_PER_THREAD_DEFAULT_STREAM=1``)
+  stays pending until that stream is synchronized, an event recorded after it is
+  synchronized or waited for, or another operation runs on that same stream. A reader on
+  another stream that skipped the sync sees the old bytes, as on a card.
 
-Never install this; never put it on ``PYTHONPATH`` outside the dry run.
+Never install this; never put it on ``PYTHONPATH`` outside the dry run and the tests.
 """
 from __future__ import annotations
 
@@ -28,14 +41,51 @@ from typing import Any
 
 import numpy as _np
 
-__version__ = "0.0.0+fakecupy"
 __fakecupy__ = True
 
 # dtypes and scalar types, as in cupy (they are numpy's)
 from numpy import (bool_, complex64, complex128, dtype, float16, float32, float64, int8, int16,  # noqa: E402,F401
                    int32, int64, uint8, uint16, uint32, uint64, newaxis, nan, inf, pi, e)
 
+from ._names import CUPY_NAMES  # noqa: E402
+
 _POOL_ROUND = 512  # cupy's memory pool rounds allocations up to 512 bytes
+_VERSION = int(__import__("os").environ.get("FAKECUPY_VERSION", "14"))  # the cupy major to mimic
+__version__ = {13: "13.6.0", 14: "14.2.0"}.get(_VERSION, f"{_VERSION}.0.0") + "+fakecupy"
+_tls = threading.local()
+
+
+def _current_device() -> int:
+    return getattr(_tls, "device", 0)
+
+
+def _on_current_device(values: Any, what: str) -> None:
+    """cupy without peer access: every array operand must be on the current device."""
+    cur = _current_device()
+    for x in values:
+        items = x if isinstance(x, (list, tuple)) else (x,)
+        for a in items:
+            if isinstance(a, ndarray) and a._dev != cur:
+                raise ValueError(f"{what}: the device where the array resides ({a._dev}) is different from the "
+                                 f"current device ({cur}). Peer access is unavailable between these devices. "
+                                 f"(fakecupy)")
+
+
+def _is_bf16(dt: Any) -> bool:
+    return getattr(dt, "name", "") == "bfloat16"
+
+
+def _numpy_version() -> tuple:
+    return tuple(int(x) for x in _np.__version__.split(".")[:3] if x.isdigit())
+
+
+def _check_dtype(dt: Any) -> None:
+    """bfloat16 as real cupy: none on 13; on 14 only with numpy >= 2.1.2."""
+    if _is_bf16(dt):
+        if _VERSION < 14:
+            raise TypeError("Unsupported dtype bfloat16 (cupy 13 has no bfloat16; fakecupy)")
+        if _numpy_version() < (2, 1, 2):
+            raise TypeError(f"cupy 14 supports bfloat16 with numpy >= 2.1.2, not {_np.__version__} (fakecupy)")
 
 
 def is_available() -> bool:
@@ -139,11 +189,13 @@ def _check_args(args: Any, kwargs: dict, what: str) -> None:
 
 
 def _new(a: _np.ndarray) -> "ndarray":
-    """A new device allocation holding ``a`` (counted by the pool)."""
+    """A new device allocation holding ``a`` (counted by the pool), on the current device."""
+    _check_dtype(a.dtype)
     out = ndarray.__new__(ndarray)
     out._a = a
     out._base = None
     out._owner = None
+    out._dev = _current_device()
     _pool._alloc(out, a.nbytes)
     return out
 
@@ -164,16 +216,20 @@ def _wrap(res: Any, parents: tuple = ()) -> Any:
     if res.base is not None:
         for p in parents:
             if isinstance(p, ndarray) and _np.shares_memory(res, p._a):
+                _check_dtype(res.dtype)
                 out = ndarray.__new__(ndarray)
                 out._a = res
                 out._base = p._root()
                 out._owner = None
+                out._dev = p._dev
                 return out
     return _new(res)
 
 
 def _call(fn: Any, args: tuple, kwargs: dict, what: str) -> Any:
     _check_args(args, kwargs, what)
+    _on_current_device(list(args) + list(kwargs.values()), what)
+    _flush_current()
     parents = tuple(a for a in args if isinstance(a, ndarray)) + tuple(
         v for v in kwargs.values() if isinstance(v, ndarray))
     return _wrap(fn(*unwrap(args), **unwrap(kwargs)), parents)
@@ -189,13 +245,15 @@ class _DataPointer:
 class ndarray:
     """A fake device array: a numpy array that refuses implicit conversion to numpy."""
 
-    __slots__ = ("_a", "_base", "_owner", "__weakref__")
+    __slots__ = ("_a", "_base", "_owner", "_dev", "__weakref__")
     __array_priority__ = 1000
 
     def __init__(self, shape: Any, dtype: Any = float, memptr: Any = None, strides: Any = None, order: str = "C"):
+        _check_dtype(_np.dtype(dtype))
         self._a = _np.empty(shape, dtype, order=order)
         self._base = None
         self._owner = None
+        self._dev = _current_device()
         _pool._alloc(self, self._a.nbytes)
 
     def _root(self) -> "ndarray":
@@ -225,15 +283,21 @@ class ndarray:
 
     @property
     def device(self) -> "Device":
-        return Device(0)
+        return Device(self._dev)
 
     @property
     def __cuda_array_interface__(self) -> dict:
+        _flush_current()
         return {"shape": self._a.shape, "typestr": self._a.dtype.str, "version": 3,
                 "data": (self._a.ctypes.data, not self._a.flags.writeable),
                 "strides": None if self._a.flags.c_contiguous else self._a.strides, "stream": 1}
 
     def __dlpack__(self, *args: Any, **kwargs: Any) -> Any:
+        if _is_bf16(self._a.dtype):
+            if _VERSION < 14:
+                raise TypeError("cupy 13 cannot export bfloat16 through DLPack (fakecupy)")
+            from devices.backends.dlpack import bfloat16_capsule  # cupy 14 exports kDLBfloat
+            return bfloat16_capsule(self._a, **kwargs)
         return self._a.__dlpack__(*args, **kwargs)
 
     def __dlpack_device__(self) -> tuple:
@@ -245,6 +309,7 @@ class ndarray:
                         "construct a NumPy array explicitly. (fakecupy)")
 
     def get(self, stream: Any = None, order: str = "C", out: Any = None, blocking: bool = True) -> _np.ndarray:
+        (stream or get_current_stream())._flush()  # a D2H copy on that stream, then a sync of it
         if out is not None:
             _np.copyto(out, self._a)
             return out
@@ -257,6 +322,7 @@ class ndarray:
             raise TypeError(f"{arr.dtype} array cannot be set to {self._a.dtype} array")
         if arr.shape != self._a.shape:
             raise ValueError(f"Shape mismatch. Old shape: {self._a.shape}, new shape: {arr.shape}")
+        _flush_current()
         _np.copyto(self._a, arr)
 
     def item(self) -> Any:
@@ -300,12 +366,18 @@ class ndarray:
                copy: bool = True) -> "ndarray":
         if not copy and self._a.dtype == _np.dtype(dtype):
             return self
+        _on_current_device([self], "astype")
+        _flush_current()
         return _new(self._a.astype(dtype, order=order))
 
     def copy(self, order: str = "C") -> "ndarray":
+        _on_current_device([self], "copy")
+        _flush_current()
         return _new(self._a.copy(order=order))
 
     def fill(self, value: Any) -> None:
+        _on_current_device([self], "fill")
+        _flush_current()
         self._a.fill(value)
 
     def __getattr__(self, name: str) -> Any:
@@ -319,11 +391,20 @@ class ndarray:
 
     # indexing ---------------------------------------------------------------------
     def __getitem__(self, key: Any) -> Any:
+        _on_current_device([self, key], "__getitem__")
+        _flush_current()
         return _wrap(self._a[unwrap(key)], (self,))
 
     def __setitem__(self, key: Any, value: Any) -> None:
         _reject_host(value, "__setitem__")
-        self._a[unwrap(key)] = unwrap(value)
+        _on_current_device([self, key, value], "__setitem__")
+        dst, k, v = self._a, unwrap(key), unwrap(value)
+        keep = (self, key, value)  # the arrays (and memory they borrow) live until the copy runs
+
+        def run() -> None:
+            dst[k] = v
+            _ = keep
+        get_current_stream()._enqueue(run)
 
     # numpy protocols ---------------------------------------------------------------
     def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
@@ -339,6 +420,8 @@ class ndarray:
 def _binop(ufunc: Any, reflected: bool = False, inplace: bool = False):
     def op(self, other):
         _reject_host(other, ufunc.__name__)
+        _on_current_device([self, other], ufunc.__name__)
+        _flush_current()
         if inplace:
             ufunc(self._a, unwrap(other), out=self._a)
             return self
@@ -378,6 +461,7 @@ def _from_cai(obj: Any) -> ndarray:
     a = _np.frombuffer(buf, dtype=_np.uint8, count=n).view(dt).reshape(shape)
     out = ndarray.__new__(ndarray)
     out._a, out._base, out._owner = a, None, obj  # foreign memory: not counted by our pool
+    out._dev = _current_device()
     return out
 
 
@@ -422,9 +506,20 @@ def from_dlpack(x: Any) -> ndarray:
         return x
     if hasattr(x, "__cuda_array_interface__"):
         return _from_cai(x)
-    a = _np.from_dlpack(x)  # fake "device" memory is host memory: a zero-copy view
+    try:
+        a = _np.from_dlpack(x)  # fake "device" memory is host memory: a zero-copy view
+    except (BufferError, RuntimeError) as e:
+        if "bfloat16" not in str(getattr(x, "dtype", "")) or _VERSION < 14:
+            raise
+        from devices.backends.dlpack import from_dlpack_host  # cupy 14 imports kDLBfloat
+        try:
+            a = from_dlpack_host(x)
+        except Exception:  # noqa: BLE001
+            raise e from None
+    _check_dtype(a.dtype)
     out = ndarray.__new__(ndarray)
     out._a, out._base, out._owner = a, None, x
+    out._dev = _current_device()
     return out
 
 
@@ -434,6 +529,8 @@ fromDlpack = from_dlpack
 def _creator(fn: Any):
     def make(*args: Any, **kwargs: Any) -> ndarray:
         _check_args(args, kwargs, fn.__name__)
+        _on_current_device(list(args), fn.__name__)
+        _flush_current()
         return _new(fn(*unwrap(args), **unwrap(kwargs)))
     make.__name__ = fn.__name__
     return make
@@ -451,8 +548,30 @@ ones_like = _creator(_np.ones_like)
 full_like = _creator(_np.full_like)
 
 
+def copyto(dst: Any, src: Any, casting: str = "same_kind", where: Any = True) -> None:
+    """cupy.copyto: across devices too, for contiguous arrays of one dtype and shape (a peer
+    copy, which needs no peer access); queued on the current stream."""
+    _reject_host(src, "copyto")
+    if not isinstance(dst, ndarray):
+        raise TypeError(f"copyto: dst must be a cupy.ndarray, received {type(dst)}")
+    peer = (isinstance(src, ndarray) and src._dev != dst._dev and where is True and src.dtype == dst.dtype
+            and src.shape == dst.shape and src.flags.c_contiguous and dst.flags.c_contiguous)
+    if not peer:
+        _on_current_device([dst, src, where], "copyto")
+    d, v, w = dst._a, unwrap(src), unwrap(where)
+    keep = (dst, src, where)  # the arrays (and memory they borrow) live until the copy runs
+
+    def run() -> None:
+        _np.copyto(d, v, casting=casting, where=w)
+        _ = keep
+    get_current_stream()._enqueue(run)
+
+
 def __getattr__(name: str) -> Any:
-    """Anything else cupy mirrors from numpy (add, subtract, abs, sqrt, minimum, copyto, allclose, ...)."""
+    """Anything else cupy mirrors from numpy (add, subtract, abs, sqrt, minimum, allclose, ...):
+    only the names real cupy has."""
+    if name not in CUPY_NAMES or name.startswith("_"):
+        raise AttributeError(f"module 'cupy' has no attribute {name!r} (fakecupy forwards only real cupy's names)")
     fn = getattr(_np, name)
     if not callable(fn) or isinstance(fn, type):
         return fn
@@ -502,7 +621,6 @@ def fuse(*args: Any, **kwargs: Any) -> Any:
 cuda = types.ModuleType("cupy.cuda")
 runtime = types.ModuleType("cupy.cuda.runtime")
 cuda.runtime = runtime
-_tls = threading.local()
 
 
 def _device_count() -> int:
@@ -537,7 +655,7 @@ class Device:
         _tls.device = self.id
 
     def synchronize(self) -> None:
-        pass
+        _flush_all()
 
     @property
     def compute_capability(self) -> str:
@@ -558,21 +676,27 @@ class Device:
 
 
 class Event:
-    """cupy.cuda.Event: records the wall clock (work here is synchronous)."""
+    """cupy.cuda.Event: the wall clock at record time, and the position in its stream's queue
+    (synchronizing it runs the copies queued before it)."""
 
     def __init__(self, block: bool = False, disable_timing: bool = False, interprocess: bool = False):
         self.disable_timing = disable_timing
         self._t: Any = None
+        self._stream: Any = None
+        self._seq = 0
 
     def record(self, stream: Any = None) -> None:
+        st = stream if stream is not None else get_current_stream()
+        self._stream, self._seq = st, st._seq
         self._t = time.perf_counter()
 
     def synchronize(self) -> None:
-        pass
+        if self._stream is not None:
+            self._stream._flush(self._seq)
 
     @property
     def done(self) -> bool:
-        return True
+        return self._stream is None or self._stream._done >= self._seq
 
 
 def get_elapsed_time(start_event: Event, end_event: Event) -> float:
@@ -583,8 +707,15 @@ def get_elapsed_time(start_event: Event, end_event: Event) -> float:
     return (end_event._t - start_event._t) * 1e3
 
 
+_streams: "weakref.WeakSet" = weakref.WeakSet()
+_streams_lock = threading.RLock()
+_busy: set = set()
+
+
 class Stream:
-    _next_ptr = 1
+    """A queue of pending copies. The legacy default stream (ptr 0) runs everything at once."""
+
+    _next_ptr = 16
 
     def __init__(self, null: bool = False, non_blocking: bool = False, ptr: int = 0, priority: Any = None):
         if null:
@@ -592,10 +723,37 @@ class Stream:
         else:
             self.ptr = Stream._next_ptr
             Stream._next_ptr += 1
+        self.non_blocking = non_blocking
         self._prev: list = []
+        self._queue: list = []  # (seq, fn)
+        self._seq = 0           # ops ever enqueued
+        self._done = 0          # ops run
+        _streams.add(self)
+
+    def _enqueue(self, fn: Any) -> None:
+        with _streams_lock:
+            if self.ptr == 0:
+                # The legacy default stream waits for the blocking streams, then runs at once.
+                for st in list(_streams):
+                    if st is not self and not st.non_blocking:
+                        st._flush()
+                fn()
+                return
+            self._seq += 1
+            self._queue.append((self._seq, fn))
+            _busy.add(self)  # pending work keeps the stream alive, as the device would run it
+
+    def _flush(self, upto: int | None = None) -> None:
+        with _streams_lock:
+            while self._queue and (upto is None or self._queue[0][0] <= upto):
+                seq, fn = self._queue.pop(0)
+                fn()
+                self._done = seq
+            if not self._queue:
+                _busy.discard(self)
 
     def synchronize(self) -> None:
-        pass
+        self._flush()
 
     def record(self, event: Any = None) -> Event:
         ev = event or Event()
@@ -603,7 +761,7 @@ class Stream:
         return ev
 
     def wait_event(self, event: Event) -> None:
-        pass
+        event.synchronize()  # what this stream runs next sees that work done
 
     def use(self) -> "Stream":
         _tls.stream = self
@@ -619,15 +777,38 @@ class Stream:
 
     @property
     def done(self) -> bool:
-        return True
+        return not self._queue
 
 
 Stream.null = Stream(null=True)  # type: ignore[attr-defined]
 
 
+def _per_thread_default() -> bool:
+    import os
+    return os.environ.get("CUPY_CUDA_PER_THREAD_DEFAULT_STREAM") == "1"
+
+
 def get_current_stream(device_id: int = -1) -> Stream:
     s = getattr(_tls, "stream", None)
-    return s if s is not None else Stream.null  # type: ignore[attr-defined]
+    if s is not None:
+        return s
+    if _per_thread_default():  # each thread's own default stream, ordered only with itself
+        pts = getattr(_tls, "per_thread", None)
+        if pts is None:
+            pts = _tls.per_thread = Stream(non_blocking=True)
+        return pts
+    return Stream.null  # type: ignore[attr-defined]
+
+
+def _flush_current() -> None:
+    """Stream order: an operation on the current stream runs after the copies queued on it."""
+    get_current_stream()._flush()
+
+
+def _flush_all() -> None:
+    with _streams_lock:
+        for st in list(_streams):
+            st._flush()
 
 
 class PinnedMemoryPointer(bytearray):
@@ -672,9 +853,23 @@ for _n, _v in dict(Device=Device, Event=Event, Stream=Stream, get_current_stream
 memcpyHostToHost, memcpyHostToDevice, memcpyDeviceToHost, memcpyDeviceToDevice, memcpyDefault = 0, 1, 2, 3, 4
 
 
-def _memcpy(dst: int, src: int, size: int, kind: int, stream: int = 0) -> None:
+def _memcpy(dst: int, src: int, size: int, kind: int) -> None:
+    _flush_current()
     if size:
         ctypes.memmove(dst, src, size)
+
+
+def _memcpy_async(dst: int, src: int, size: int, kind: int, stream: int) -> None:
+    """Queued on the stream whose ptr is given (0: the legacy default stream, at once)."""
+    with _streams_lock:
+        target = next((s for s in _streams if s.ptr == stream), None)
+    if target is None:
+        raise CUDARuntimeError(f"cudaErrorInvalidResourceHandle: no stream {stream} (fakecupy)")
+
+    def run() -> None:
+        if size:
+            ctypes.memmove(dst, src, size)
+    target._enqueue(run)
 
 
 def _properties(device: int) -> dict:
@@ -685,7 +880,7 @@ def _properties(device: int) -> dict:
 
 for _n, _v in dict(getDeviceCount=_device_count, getDevice=lambda: getattr(_tls, "device", 0),
                    setDevice=lambda d: setattr(_tls, "device", int(d)), memcpy=_memcpy,
-                   memcpyAsync=_memcpy, getDeviceProperties=_properties, deviceSynchronize=lambda: None,
+                   memcpyAsync=_memcpy_async, getDeviceProperties=_properties, deviceSynchronize=_flush_all,
                    memGetInfo=lambda: (1 << 36, 1 << 36), runtimeGetVersion=lambda: 13000,
                    driverGetVersion=lambda: 13000, CUDARuntimeError=CUDARuntimeError,
                    memcpyHostToHost=0, memcpyHostToDevice=1, memcpyDeviceToHost=2,
@@ -712,6 +907,16 @@ class Generator:
     def __init__(self, bit_generator: BitGenerator):
         self.bit_generator = bit_generator
         self._g = _np.random.default_rng(bit_generator.seed)
+        self._dev = _current_device()  # cuRAND state lives on this device
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in ("standard_normal", "random", "integers", "normal", "uniform"):
+            dev = object.__getattribute__(self, "_dev")
+            if dev != _current_device():
+                raise CUDARuntimeError(f"cudaErrorIllegalAddress: a Generator made on device {dev} used with "
+                                       f"device {_current_device()} current (fakecupy)")
+            _flush_current()
+        return object.__getattribute__(self, name)
 
     def _out(self, res: Any, out: Any) -> Any:
         if out is not None:
@@ -743,11 +948,23 @@ def default_rng(seed: Any = None) -> Generator:
     return Generator(XORWOW(seed))
 
 
-_global_rng = [default_rng(None)]
+_global_rngs: dict = {}  # one per device, as cupy's
+
+
+class _GlobalRng:
+    def __getitem__(self, _i: int) -> Generator:
+        dev = _current_device()
+        g = _global_rngs.get(dev)
+        if g is None:
+            g = _global_rngs[dev] = default_rng(None)
+        return g
+
+
+_global_rng = _GlobalRng()
 
 
 def _seed(s: Any = None) -> None:
-    _global_rng[0] = default_rng(s)
+    _global_rngs[_current_device()] = default_rng(s)
 
 
 for _n, _v in dict(Generator=Generator, BitGenerator=BitGenerator, XORWOW=XORWOW, default_rng=default_rng,
