@@ -230,7 +230,11 @@ def load_arrays(device: Any, work: Sequence[tuple[str, str, Any, Any | None]]) -
 
 
 def open_checkpoint(path: str | os.PathLike) -> Any:
-    """A CheckpointReader for a plain checkpoint, a :class:`CheckpointSet` for a sharded one."""
+    """A CheckpointReader for a plain checkpoint, a :class:`CheckpointSet` for a sharded one,
+    a ``tf.TFBundleReader`` for a TensorFlow bundle (``path`` its prefix or its ``.index``)."""
+    from . import tf as _tf
+    if _tf.is_bundle(path):
+        return _tf.TFBundleReader(path)
     reader = CheckpointReader(path)
     if SHARDS_KEY not in reader.extra:
         return reader

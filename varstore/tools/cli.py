@@ -5,7 +5,7 @@
     varstore verify PATH          (a checkpoint file, or a directory with a state file)
     varstore summary PATH         (variables per device, with the .meta beside the file)
     varstore convert SRC DST [--map OLD=NEW]... [--map-file FILE] [--from FMT] [--to FMT] [--force]
-                                  (varstore, safetensors, .npz, PyTorch state_dict; both ways)
+                                  (varstore, safetensors, .npz, PyTorch state_dict, TF bundles; both ways)
 
 Exit status: 0 fine, 1 corruption found, 2 missing or unreadable input.
 """
@@ -21,8 +21,9 @@ from devices.errors import DataLossError, NotFoundError, OpError
 from .. import __version__
 from ..checkpoint import store
 from ..checkpoint.shards import open_checkpoint as CheckpointReader  # follows a sharded save's shards
+from ..checkpoint.tf import is_bundle  # a TensorFlow bundle prefix is a checkpoint too
 
-FORMATS = ("varstore", "safetensors", "npz", "torch")  # varstore.tools.convert.FORMATS, without importing it
+FORMATS = ("varstore", "safetensors", "npz", "torch", "tf")  # convert.FORMATS, without importing it
 
 
 def _human(n: int) -> str:
@@ -77,7 +78,7 @@ def _verify_file(path: str) -> list[str]:
     except (DataLossError, NotFoundError) as e:  # listed as a checkpoint but not one: corrupt
         problems.append(str(e))
     meta = f"{path}.meta"
-    if store.exists(meta):
+    if store.exists(meta) and not is_bundle(path):  # TF's .meta is a protobuf, not ours
         from ..train.meta_graph import read_meta_graph
         try:
             read_meta_graph(meta)
@@ -95,7 +96,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             raise NotFoundError(f"{path}: no state file 'checkpoint' in this directory")
         paths = list(dict.fromkeys(st.all_model_checkpoint_paths + [st.model_checkpoint_path]))
     else:
-        if not store.exists(path):
+        if not store.exists(path) and not is_bundle(path):
             raise NotFoundError(f"{path}: no such file")
         try:  # a file named on the command line that is not a checkpoint at all: exit 2
             CheckpointReader(path).close()
@@ -104,7 +105,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         paths = [path]
     bad = 0
     for p in paths:
-        if not store.exists(p):
+        if not store.exists(p) and not is_bundle(p):
             print(f"MISSING  {p} (listed in the state file)")
             bad += 1
             continue
@@ -137,8 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
                                        "trainable) and totals per device")
     s.add_argument("path")
     s.set_defaults(fn=cmd_summary)
-    c = sub.add_parser("convert", help="convert tensors between varstore checkpoints, safetensors, .npz and "
-                                       "PyTorch state_dict files (format from the file or its extension)")
+    c = sub.add_parser("convert", help="convert tensors between varstore checkpoints, safetensors, .npz, "
+                                       "PyTorch state_dict files and TF bundles (format from the file or its "
+                                       "extension; --to tf writes a TF bundle at the prefix DST)")
     c.add_argument("src")
     c.add_argument("dst")
     c.add_argument("--map", action="append", metavar="OLD=NEW",

@@ -15,7 +15,7 @@ import numpy as np
 
 from devices.errors import OpError
 
-from ..checkpoint import CheckpointReader
+from ..checkpoint.shards import open_checkpoint as CheckpointReader  # shards followed; TF bundles too
 
 _TF_NAMES = {"float16": "DT_HALF", "bfloat16": "DT_BFLOAT16", "float32": "DT_FLOAT", "float64": "DT_DOUBLE",
              "bool": "DT_BOOL", "complex64": "DT_COMPLEX64", "complex128": "DT_COMPLEX128"}
@@ -42,7 +42,8 @@ def print_tensors_in_checkpoint_file(file_name: str, tensor_name: str, all_tenso
                         out.write(f"{reader.get_tensor(name)}\n")
             elif not tensor_name:
                 for name in reader.names():
-                    out.write(f"{name} ({tf_dtype_name(reader.dtype(name))}) {list(reader.shape(name))}\n")
+                    dt = reader.tf_dtype(name) if hasattr(reader, "tf_dtype") else tf_dtype_name(reader.dtype(name))
+                    out.write(f"{name} ({dt}) {list(reader.shape(name))}\n")
             else:
                 out.write(f"tensor_name:  {tensor_name}\n")
                 out.write(f"{reader.get_tensor(tensor_name)}\n")

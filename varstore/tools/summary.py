@@ -116,12 +116,13 @@ def format_summary(var_list: Any = None) -> str:
 def checkpoint_summary(path: str | os.PathLike) -> str:
     """The summary table of a checkpoint file: tensors from the file, device and trainable
     flag from ``PATH.meta`` when it exists (else ``-`` and ``?``)."""
-    from ..checkpoint import CheckpointReader
+    from ..checkpoint.shards import open_checkpoint as CheckpointReader  # shards followed; TF bundles too
     path = os.fsdecode(os.fspath(path))
     meta_vars: dict[str, dict] = {}
     meta_path = f"{path}.meta"
     note = f"(no {os.path.basename(meta_path)}: device and trainable unknown)"
-    if store.exists(meta_path):
+    from ..checkpoint.tf import is_bundle
+    if store.exists(meta_path) and not is_bundle(path):  # TF's .meta is a protobuf MetaGraphDef, not ours
         from ..train.meta_graph import read_meta_graph
         try:
             meta = read_meta_graph(meta_path)

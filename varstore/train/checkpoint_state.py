@@ -149,8 +149,9 @@ def latest_checkpoint(checkpoint_dir: str, latest_filename: str | None = None) -
 
 
 def _present(path: str) -> bool:
-    """A whole checkpoint at ``path``: a local file, or a committed one at a URL."""
-    return store_for(path).is_checkpoint(path)
+    """A whole checkpoint at ``path``: a local file, a committed one at a URL, or a TF bundle."""
+    from ..checkpoint.tf import is_bundle
+    return store_for(path).is_checkpoint(path) or is_bundle(path)
 
 
 def update_checkpoint_state(directory: str, state: CheckpointState, latest_filename: str | None = None) -> None:

@@ -263,10 +263,10 @@ def _restore_pending(var: Variable) -> bool:
     path = getattr(var.graph, "_last_restore", None)
     if not path:
         return False
-    from ..checkpoint.shards import CheckpointSet
+    from ..checkpoint.shards import open_checkpoint
     from .restore import restore_one
     try:
-        with CheckpointSet(path) as r:
+        with open_checkpoint(path) as r:  # ours (sharded or not) or a TF bundle
             if not r.has_tensor(var.name) or tuple(r.shape(var.name)) != var.shape or r.dtype(var.name) != var.dtype:
                 return False
             try:

@@ -16,6 +16,7 @@ from devices.errors import InvalidArgumentError, NotFoundError
 from devices.spec import DeviceSpec
 
 from ..checkpoint import shards as _shards
+from ..checkpoint import tf as _tf
 from ..checkpoint.store import normalize, store_for
 from ..variables import Variable
 
@@ -60,10 +61,11 @@ def restore(var_map: dict[str, Variable], save_path: str | None, device: Any = N
         raise InvalidArgumentError("Can't load save_path when it is None.")
     path = normalize(save_path)
     store = store_for(path)
-    if store.local and not store.is_checkpoint(path):  # a URL's reader says what is there
+    tf_bundle = _tf.is_bundle(path)  # TensorFlow's own checkpoint: this process reads it (no ps loaders)
+    if store.local and not tf_bundle and not store.is_checkpoint(path):  # a URL's reader says what is there
         hint = " (it is a directory: use tf.train.latest_checkpoint(dir))" if store.is_dir(path) else ""
         raise NotFoundError(f"Failed to find a checkpoint at {path}{hint}")
-    with _shards.CheckpointSet(path) as reader:
+    with (_tf.TFBundleReader(path) if tf_bundle else _shards.CheckpointSet(path)) as reader:
         plan = check_plan(var_map, reader)
         if device is not None:
             plan = [(k, v) for k, v in plan if _on_device(v, device)]
@@ -75,7 +77,7 @@ def restore(var_map: dict[str, Variable], save_path: str | None, device: Any = N
             by_task: dict[Any, list] = {}
             here: list[tuple[str, Variable]] = []  # read by this process
             for key, var in plan:
-                if _task_loader(var.device_object, store.local) is not None:
+                if _task_loader(var.device_object, store.local and not tf_bundle) is not None:
                     by_task.setdefault(var.device_object, []).append((key, var))
                 else:
                     here.append((key, var))
@@ -87,7 +89,7 @@ def restore(var_map: dict[str, Variable], save_path: str | None, device: Any = N
                     _shards.load_arrays)))
             for key, var in here:
                 touched.append(var)
-                restore_one(reader, key, var, store.local)
+                restore_one(reader, key, var, store.local and not tf_bundle)
             for items, wait in waits:
                 for (_, var), array in zip(items, wait()):
                     if array is not var.storage.array:
@@ -135,7 +137,9 @@ def restore_one(reader: Any, key: str, var: Variable, local: bool | None = None)
     local file (None: ask the store)."""
     dev = var.device_object
     shape, dtype = tuple(reader.shape(key)), reader.dtype(key)
-    load = _task_loader(dev, store_for(reader.path).local if local is None else local)
+    if local is None:
+        local = store_for(reader.path).local and getattr(reader, "format", None) != "tf"
+    load = _task_loader(dev, local)
     if load is not None:  # a remote device reads the file itself
         file_of = getattr(reader, "file_of", None)
         with var.storage.lock:

@@ -26,6 +26,7 @@ from ..checkpoint.store import normalize, store_for
 from ..graph import GraphKeys, get_default_graph
 from ..variables import Variable
 from . import restore as _restore
+from . import tf_save as _tf_save
 from .history import History
 from .save_job import IN_FLIGHT, SaveHandle, SaveJob, _naming
 
@@ -63,12 +64,17 @@ class Saver:
     to several savers. Retention (``max_to_keep``, ``keep_checkpoint_every_n_hours``)
     holds across restarts: the first save into a directory adopts the history in
     its state file, and sweeps what interrupted saves of that prefix left there.
+
+    ``format="tf"`` makes each save a TensorFlow V2 bundle (``P.index`` + ``P.data-*``) that
+    TF's own ``Saver.restore`` and ``NewCheckpointReader`` read; no meta file, no async or
+    sharded save (``varstore.train.tf_save``). ``restore`` reads either format, whatever
+    ``format`` says.
     """
 
     def __init__(self, var_list: VarList = None, reshape: bool = False, sharded: bool = False,
                  max_to_keep: int | None = 5, keep_checkpoint_every_n_hours: float = 10000.0,
                  name: str | None = None, allow_empty: bool = False, save_relative_paths: bool = True,
-                 pad_step_number: bool = False, **unused_tf_options: Any):
+                 pad_step_number: bool = False, *, format: str = "varstore", **unused_tf_options: Any):
         # var_list=None follows the graph: variables made later (optimizer slots created at the
         # first step) are saved too. An explicit list or dict is fixed here, as in TF.
         self._graph = get_default_graph()
@@ -79,6 +85,9 @@ class Saver:
             _var_map(None, allow_empty)  # same error as TF when there is nothing to save
         self._sharded = bool(sharded)
         self._pad_step_number = pad_step_number
+        if format not in _tf_save.FORMATS:
+            raise InvalidArgumentError(f"Saver: format must be one of {_tf_save.FORMATS}, received {format!r}")
+        self._format = format  # "tf": each save writes a TensorFlow bundle (train/tf_save.py)
         self._history = History(max_to_keep, keep_checkpoint_every_n_hours)
         self._pending: SaveHandle | None = None
         get_default_graph().add_to_collection(GraphKeys.SAVERS, self)
@@ -154,6 +163,10 @@ class Saver:
         if store.local and not store.is_dir(directory):
             raise NotFoundError(f"Parent directory of {path} doesn't exist, can't save.")
         store.require_directory(path, "saving checkpoint")  # an unknown protocol fails here, before any work
+        if self._format == "tf":
+            with IN_FLIGHT, _naming(path):
+                _tf_save.save_tf(self.var_map, path, self._history, latest_filename, write_state)
+            return path
         extra = {"global_step": None if global_step is None else _step_value(global_step),
                  "saved_at": time.time()}
         meta = None

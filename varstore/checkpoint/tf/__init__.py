@@ -24,10 +24,10 @@ decoding), ``sstable`` (the table), ``dtypes``, ``slices`` (partitioned variable
 (True, [[1.0, 0.0], [0.0, 1.0]])
 """
 from .crc32c import IMPLEMENTATION as CRC32C_IMPLEMENTATION
-from .files import data_file, index_file, is_bundle, prefix_of
+from .files import data_file, index_file, is_bundle, prefix_of, remove_bundle
 from .objects import OBJECT_GRAPH_KEY, object_names, plain_name
 from .reader import TFBundleReader
 from .writer import write_bundle
 
 __all__ = ["TFBundleReader", "write_bundle", "is_bundle", "prefix_of", "index_file", "data_file",
-           "object_names", "plain_name", "OBJECT_GRAPH_KEY", "CRC32C_IMPLEMENTATION"]
+           "object_names", "plain_name", "remove_bundle", "OBJECT_GRAPH_KEY", "CRC32C_IMPLEMENTATION"]

@@ -60,6 +60,20 @@ def is_bundle(path: str | os.PathLike) -> bool:
         return False
 
 
+def remove_bundle(prefix: str) -> bool:
+    """Delete the bundle ``prefix``: its index first (from then on it is no checkpoint), then its
+    data files. True when an index was there."""
+    prefix = prefix_of(normalize(prefix))
+    store = store_for(prefix)
+    had = store.remove(index_file(prefix))
+    directory, base = store.parent(prefix), prefix.rsplit("/", 1)[-1] if remote.is_url(prefix) else \
+        os.path.basename(prefix)
+    for name in store.listdir(directory):
+        if name.startswith(base) and _DATA_RE.fullmatch(name[len(base):]):
+            store.remove(store.join(directory, name))
+    return had
+
+
 def open_file(path: str) -> Any:
     """A source for random reads of one file (``size``, ``pread``, ``preadv``, ``map``, ``close``).
     Local files are mapped where possible; objects at URLs are read in ranges, as they are
@@ -70,4 +84,4 @@ def open_file(path: str) -> Any:
     return LocalSource(path)
 
 
-__all__ = ["index_file", "data_file", "prefix_of", "is_bundle", "open_file", "INDEX_SUFFIX"]
+__all__ = ["index_file", "data_file", "prefix_of", "is_bundle", "open_file", "remove_bundle", "INDEX_SUFFIX"]

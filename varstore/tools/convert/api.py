@@ -19,11 +19,13 @@ from .npz import NpzSource, write_npz
 from .pytorch import TorchSource, write_torch
 from .safetensors import SafetensorsSource, write_safetensors
 from .sniff import check_format, detect_format
+from .tfbundle import TFBundleSource, refuse_strings, write_tf
 
 log = logging.getLogger("varstore")
 
 _SOURCES: dict[str, Callable[[str], Source]] = {
     "varstore": VarstoreSource, "safetensors": SafetensorsSource, "npz": NpzSource, "torch": TorchSource,
+    "tf": TFBundleSource,
 }
 
 
@@ -36,7 +38,7 @@ def open_tensors(path: str | os.PathLike, fmt: str | None = None) -> Source:
     """
     path = os.fsdecode(os.fspath(path))
     fmt = check_format(fmt, "open_tensors") if fmt else detect_format(path)
-    if not os.path.isfile(path):
+    if not os.path.isfile(path) and not (fmt == "tf" and _is_bundle(path)):
         raise NotFoundError(f"{path}: no such file")
     try:
         return _SOURCES[fmt](path)
@@ -46,7 +48,12 @@ def open_tensors(path: str | os.PathLike, fmt: str | None = None) -> Source:
 
 
 _WRITERS = {"varstore": write_varstore, "safetensors": write_safetensors, "npz": write_npz,
-            "torch": write_torch}
+            "torch": write_torch, "tf": write_tf}
+
+
+def _is_bundle(path: str) -> bool:
+    from ...checkpoint.tf import is_bundle
+    return is_bundle(path)
 
 
 # -- the entry point ----------------------------------------------------------------------------------------
@@ -85,7 +92,7 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, name_map: Mapping[st
     """
     t0 = time.perf_counter()
     src_s, dst_s = os.fsdecode(os.fspath(src)), os.fsdecode(os.fspath(dst))
-    if not os.path.exists(src_s):
+    if not os.path.exists(src_s) and not _is_bundle(src_s):
         raise NotFoundError(f"convert: {src_s}: no such file")
     if os.path.isdir(src_s):  # a Saver's directory: its latest checkpoint
         from ...train.checkpoint_state import latest_checkpoint
@@ -96,7 +103,13 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, name_map: Mapping[st
         src_s = latest
     sfmt = check_format(src_format, "convert") if src_format else detect_format(src_s)
     dfmt = check_format(dst_format, "convert") if dst_format else detect_format(dst_s, for_writing=True)
-    if os.path.exists(dst_s):
+    if dfmt == "tf":  # a bundle prefix: the files are P.index and P.data-*
+        if _is_bundle(dst_s) and not overwrite:
+            raise InvalidArgumentError(f"convert: {dst_s} already exists (a TF bundle; pass overwrite=True, or "
+                                       f"--force, to replace it)")
+        if sfmt == "tf" and _is_bundle(src_s) and _same_prefix(src_s, dst_s):
+            raise InvalidArgumentError(f"convert: source and destination are the same bundle ({dst_s})")
+    elif os.path.exists(dst_s):
         if os.path.isdir(dst_s):
             raise InvalidArgumentError(f"convert: destination {dst_s} is a directory; name a file")
         if os.path.samefile(src_s, dst_s):
@@ -122,6 +135,7 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, name_map: Mapping[st
                                            f"named {new!r}")
             seen[new] = info.name
             plan.append((new, info))
+        refuse_strings(plan, dfmt)
         total = sum(i.nbytes for _, i in plan)
         extra = _carried_extra(source, sfmt, src_s)
         with Progress(total, f"convert {os.path.basename(src_s)}", enabled=progress) as bar:
@@ -135,6 +149,11 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, name_map: Mapping[st
     log.info("converted %d tensors (%s) from %s (%s) to %s (%s) in %.2f s%s", len(plan), format_bytes(total),
              src_s, sfmt, dst_s, dfmt, seconds, f"; dropped {len(dropped)}" if dropped else "")
     return ConvertResult(src_s, dst_s, sfmt, dfmt, len(plan), total, seconds, dropped)
+
+
+def _same_prefix(a: str, b: str) -> bool:
+    from ...checkpoint.tf import prefix_of
+    return os.path.abspath(prefix_of(a)) == os.path.abspath(prefix_of(b))
 
 
 def _carried_extra(source: Source, fmt: str, path: str) -> dict:

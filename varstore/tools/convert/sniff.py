@@ -9,7 +9,7 @@ from devices.errors import InvalidArgumentError, NotFoundError
 
 from .safetensors import MAX_HEADER
 
-FORMATS = ("varstore", "safetensors", "npz", "torch")
+FORMATS = ("varstore", "safetensors", "npz", "torch", "tf")
 _EXTENSIONS = {".safetensors": "safetensors", ".npz": "npz", ".pt": "torch", ".pth": "torch", ".bin": "torch"}
 
 
@@ -51,7 +51,7 @@ def _sniff(path: str) -> str | None:
 
 
 def detect_format(path: str | os.PathLike, *, for_writing: bool = False) -> str:
-    """``"varstore"``, ``"safetensors"``, ``"npz"`` or ``"torch"`` for ``path``.
+    """``"varstore"``, ``"safetensors"``, ``"npz"``, ``"torch"`` or ``"tf"`` for ``path``.
 
     An existing file is recognized by its first bytes (its extension when they
     are ambiguous); a destination by its extension, a varstore checkpoint when
@@ -65,6 +65,9 @@ def detect_format(path: str | os.PathLike, *, for_writing: bool = False) -> str:
     ext = os.path.splitext(path)[1].lower()
     if for_writing:
         return _EXTENSIONS.get(ext, "varstore")
+    from ...checkpoint.tf import is_bundle
+    if is_bundle(path):  # a prefix (not a file) or its .index
+        return "tf"
     if not os.path.exists(path):
         raise NotFoundError(f"{path}: no such file")
     found = _sniff(path)
