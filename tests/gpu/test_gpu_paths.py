@@ -95,6 +95,29 @@ def _kernels_under_fakecupy(monkeypatch):
 
     monkeypatch.setattr(kernels, "apply_dense", dense, raising=False)
     monkeypatch.setattr(kernels, "apply_sparse", sparse, raising=False)
+
+    # The optimizer's GPU path (one multi-tensor launch per group) lands in these two.
+    from varstore.train.kernels import gpu as gpu_kernels
+
+    def host_lr(hyper, powers):
+        if powers is None:
+            return hyper
+        b1p, b2p = (float(p.get()) for p in powers)
+        return dict(hyper, lr=hyper["lr"] * np.sqrt(1.0 - b2p) / (1.0 - b1p))
+
+    def group(rule, items, powers=None, **hyper):
+        cp.cuda.get_current_stream().synchronize()
+        for var, grad, slots in items:
+            cpu_kernels.apply_dense(rule, cp.unwrap(var), cp.unwrap(grad), cp.unwrap(dict(slots)),
+                                    **host_lr(hyper, powers))
+
+    def group_sparse(rule, var, indices, values, slots, powers=None, **hyper):
+        cp.cuda.get_current_stream().synchronize()
+        cpu_kernels.apply_sparse(rule, cp.unwrap(var), cp.unwrap(indices), cp.unwrap(values),
+                                 cp.unwrap(dict(slots)), **host_lr(hyper, powers))
+
+    monkeypatch.setattr(gpu_kernels, "apply_group", group)
+    monkeypatch.setattr(gpu_kernels, "apply_sparse", group_sparse)
     yield
 
 

@@ -233,6 +233,11 @@ class Optimizer:
         from . import kernels  # numba compiles on first use; importing varstore.train stays cheap
         batch = getattr(dev, "apply_updates", None)
         slot_names = self.get_slot_names()
+        if getattr(dev, "kind", None) == "gpu":  # one multi-tensor launch per dtype group, no host sync
+            from .kernels import gpu as gpu_kernels
+            return gpu_kernels.apply_variables(self._rule, items, slot_names, self.get_slot, hyper,
+                                               self._device_powers(dev))
+        hyper = self._host_hyper(hyper)
         if batch is not None:
             return batch(self._rule, [(g, v, [self.get_slot(v, s) for s in slot_names]) for g, v in items],
                          slot_names, hyper)
@@ -245,6 +250,14 @@ class Optimizer:
                     kernels.apply_sparse(self._rule, dev, value, g.indices, g.values, arrays, **hyper)
                 else:
                     kernels.apply_dense(self._rule, dev, value, g, arrays, **hyper)
+
+    def _device_powers(self, dev: Any) -> Any:
+        """Adam's beta power Variables when they stay on ``dev`` for the kernel to read (GPU)."""
+        return None
+
+    def _host_hyper(self, hyper: dict) -> dict:
+        """``hyper`` for a kernel that takes host numbers only."""
+        return hyper
 
     def minimize(self, *args: Any, **kwargs: Any):
         raise NotImplementedError(
@@ -338,6 +351,15 @@ class AdamOptimizer(Optimizer):
         return self._make_variable(name, value, proxy, (), None)
 
     def _hyper(self):
+        p1 = self._non_slot["beta1_power"]
+        if getattr(p1.device_object, "kind", None) == "gpu":
+            # The powers stay on the card: the GPU kernel folds the bias correction itself and
+            # _finish advances them there, so a step makes no host sync (issue 15). A device
+            # without that kernel folds them from a host read (_host_hyper).
+            self._powers_read, self._powers_dev = None, p1.device_object
+            return {"lr": _scalar(self._lr), "beta1": _scalar(self._beta1), "beta2": _scalar(self._beta2),
+                    "epsilon": _scalar(self._epsilon)}
+        self._powers_dev = None
         # Read once per step: _finish advances these same values (on a ps task each read
         # is a round trip).
         self._powers_read = {k: self._non_slot[k].numpy() for k in ("beta1_power", "beta2_power")}
@@ -347,7 +369,25 @@ class AdamOptimizer(Optimizer):
         return {"lr": lr, "beta1": _scalar(self._beta1), "beta2": _scalar(self._beta2),
                 "epsilon": _scalar(self._epsilon)}
 
+    def _device_powers(self, dev):
+        if getattr(self, "_powers_dev", None) is dev:
+            return self._non_slot["beta1_power"], self._non_slot["beta2_power"]
+        return None
+
+    def _host_hyper(self, hyper):
+        if getattr(self, "_powers_dev", None) is None:
+            return hyper
+        b1p, b2p = (float(self._non_slot[k].numpy()) for k in ("beta1_power", "beta2_power"))
+        return dict(hyper, lr=hyper["lr"] * math.sqrt(1.0 - b2p) / (1.0 - b1p))
+
     def _finish(self):
+        if getattr(self, "_powers_dev", None) is not None:
+            for key, beta in (("beta1_power", self._beta1), ("beta2_power", self._beta2)):
+                p = self._non_slot[key]
+                with p.storage.lock, p.device_object.activate():
+                    arr = p.storage.require()
+                    arr *= arr.dtype.type(_scalar(beta))  # in place on the card: no sync
+            return
         read = getattr(self, "_powers_read", None) or {}
         self._powers_read = None
         for key, beta in (("beta1_power", self._beta1), ("beta2_power", self._beta2)):

@@ -337,3 +337,34 @@ def apply_sparse(rule: str, var: Any, indices: Any, values: Any, slots: Mapping[
             (blocks,), (THREADS,),
             (v, *sp, vals, order.astype(cp.int64, copy=False), starts, rows, np.int64(d), np.int64(total),
              *args, p1, p2, pkind))
+
+
+def apply_variables(rule: str, items: Sequence[tuple[Any, Any]], slot_names: Sequence[str], get_slot: Any,
+                    hyper: Mapping[str, Any], powers: Sequence[Any] | None = None) -> None:
+    """The optimizer's GPU step for one device: ``items`` are ``(gradient, Variable)`` with the
+    gradient already on the device (an array, or IndexedSlices with ``indices``/``values``).
+
+    Dense updates go in one :func:`apply_group` call (one launch per dtype combination);
+    the variables' locks are taken together, in name order (so two optimizers cannot
+    deadlock), only while the launch is queued. Sparse updates run one by one.
+    ``powers``: Adam's beta power Variables, read on the device by the kernel.
+    """
+    import contextlib
+    dense = [(g, v) for g, v in items if not hasattr(g, "indices")]
+    sparse = [(g, v) for g, v in items if hasattr(g, "indices")]
+    with contextlib.ExitStack() as stack:
+        locked = sorted({id(v): v for _, v in dense}.values(), key=lambda v: v.name)
+        if powers is not None:
+            locked += [p for p in powers if all(p is not v for v in locked)]
+        for v in locked:
+            stack.enter_context(v.storage.lock)
+        p_arrays = None if powers is None else [p.storage.require() for p in powers]
+        group = [(v.storage.require(), g, {s: get_slot(v, s).storage.require() for s in slot_names})
+                 for g, v in dense]
+        if group:
+            apply_group(rule, group, powers=p_arrays, **hyper)
+    for g, v in sparse:
+        with v.storage.lock:
+            p_arrays = None if powers is None else [p.storage.require() for p in powers]
+            apply_sparse(rule, v.storage.require(), g.indices, g.values,
+                         {s: get_slot(v, s).storage.require() for s in slot_names}, powers=p_arrays, **hyper)
