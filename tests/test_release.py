@@ -17,8 +17,9 @@ import varstore
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _run(*args: str, cwd: str = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+def _run(*args: str, cwd: str = ROOT, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, **env))
 
 
 def test_version_is_written_once_and_reported_by_the_command(tmp_path):
@@ -29,9 +30,10 @@ def test_version_is_written_once_and_reported_by_the_command(tmp_path):
     assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
     assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "varstore.__version__"}
     for args in (["-m", "varstore", "--version"], ["-m", "varstore.tools.cli", "--version"]):
-        proc = _run(*args, cwd=str(tmp_path))
+        proc = _run(*args, cwd=str(tmp_path), COLUMNS="30")  # a narrow terminal must not wrap it
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.startswith(f"varstore {varstore.__version__} from "), proc.stdout
+        assert proc.stdout.count("\n") == 1, proc.stdout
 
 
 def test_python_m_varstore_is_the_command(tmp_path):

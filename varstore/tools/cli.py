@@ -118,8 +118,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Raw: argparse would wrap the --version line (a long site-packages path) at the terminal's width.
     p = argparse.ArgumentParser(prog="varstore", description="Inspect, verify, summarize and convert "
-                                                               "varstore checkpoints.")
+                                                               "varstore checkpoints.",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     # Which copy answers matters as much as its number (an editable checkout, a wheel in a venv).
     where = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     p.add_argument("--version", action="version", version=f"varstore {__version__} from {where} "
