@@ -376,6 +376,18 @@ def _route_fake_kernels(b: Bench) -> None:
             return cpu_kernels.apply_dense(rule, b.cp.unwrap(var), b.cp.unwrap(grad), b.cp.unwrap(dict(slots)), **hyper)
         return orig(rule, dev, var, grad, slots, **hyper)
     kernels.apply_dense = dense
+
+    # The optimizer's GPU path: one multi-tensor call per device (Adam's powers read on the host here).
+    from varstore.train.kernels import gpu as gpu_kernels
+
+    def group(rule, items, powers=None, **hyper):
+        b.cp.cuda.get_current_stream().synchronize()
+        if powers is not None:
+            b1p, b2p = (float(p.get()) for p in powers)
+            hyper = dict(hyper, lr=hyper["lr"] * (1.0 - b2p) ** 0.5 / (1.0 - b1p))
+        for var, grad, slots in items:
+            cpu_kernels.apply_dense(rule, b.cp.unwrap(var), b.cp.unwrap(grad), b.cp.unwrap(dict(slots)), **hyper)
+    gpu_kernels.apply_group = group
     kernels._fakecupy_routed = True
 
 
