@@ -15,6 +15,9 @@ Candidates, interleaved round by round (median of ``--reps``):
 
 - ``varstore``: ``kernels.apply_dense`` per tensor (the public path, argument
   checks included), at 1 thread and at ``--threads``;
+- ``varstore many``: ``kernels.apply_dense_many`` over all tensors at once (what
+  ``apply_gradients`` runs on a CPU: one compiled call, its operand table kept
+  between steps), at the same thread counts;
 - ``torch fused`` / ``torch foreach``: ``torch.optim`` with ``fused=True`` /
   ``foreach=True`` at the same thread counts (``torch.set_num_threads``),
   parameters sharing the same memory;
@@ -165,9 +168,19 @@ def bench_rule(rule: str, mix: str, total_elems: int, threads: int, reps: int, t
                 kernels.apply_dense(rule, cpu0, p, g, s, **h)
         return run
 
-    candidates = {"varstore 1t": ours(1)}
+    slot_lists = {k: [s[j] for s in slots] for j, k in enumerate(keys)}
+    cache: dict = {}  # the operand table, kept across steps as an optimizer keeps it
+
+    def many(n_threads):
+        def run():
+            kernels.set_threads(n_threads)
+            kernels.apply_dense_many(rule, cpu0, params, grads, slot_lists, hyper(), cache)
+        return run
+
+    candidates = {"varstore 1t": ours(1), "varstore many 1t": many(1)}
     if threads > 1:
         candidates[f"varstore {threads}t"] = ours(threads)
+        candidates[f"varstore many {threads}t"] = many(threads)
 
     def numpy_run():
         h = hyper()

@@ -18,13 +18,17 @@ Rules and their slots (``RULES``), hyperparameters (``HYPERS``) and flags
 then also needs slot ``"mg"``) follow TF 1.x; for Adam the caller folds the
 bias correction into ``lr`` (lr * sqrt(1 - beta2^t) / (1 - beta1^t)).
 
+``apply_dense_many`` is one step over many variables of a device: on a CPU
+one compiled call per dtype group (``cpu_multi``), elsewhere the backend's
+``apply_dense_many`` if it has one, else a loop of ``apply_dense``.
+
 ``reference`` holds the float64 ground truth; ``cpu`` the numba kernels;
-``gpu`` the cupy kernels. Backends are imported on first use: importing
+``cpu_multi`` the multi-tensor CPU step; ``gpu`` the cupy kernels. Backends are imported on first use: importing
 this package costs neither numba (0.3 s) nor cupy, and works without cupy.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from devices.backends.ps import register_operations
@@ -32,10 +36,11 @@ from devices.errors import InvalidArgumentError
 
 from .rules import FLAGS, HYPERS, RULES, slot_names
 
-__all__ = ["apply_dense", "apply_sparse", "RULES", "HYPERS", "FLAGS", "slot_names",
-           "set_threads", "get_threads", "reference", "cpu", "gpu"]
+__all__ = ["apply_dense", "apply_dense_many", "apply_sparse", "RULES", "HYPERS", "FLAGS", "slot_names",
+           "set_threads", "get_threads", "reference", "cpu", "cpu_multi", "gpu"]
 
 _cpu = None  # the cpu module once imported: the hot path then costs one global lookup
+_cpu_many = None  # cpu_multi.apply_dense_many once imported
 
 
 def _cpu_module():
@@ -47,7 +52,7 @@ def _cpu_module():
 
 
 def __getattr__(name: str):
-    if name in ("cpu", "gpu", "reference"):
+    if name in ("cpu", "cpu_multi", "gpu", "reference"):
         import importlib
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -96,6 +101,45 @@ def apply_dense(rule: str, device: Any, var: Any, grad: Any, slots: Mapping[str,
         (_cpu or _cpu_module()).dense_update(rule, var, grad, slots, hyper)
     else:
         _backend(device).apply_dense(rule, var, grad, slots, **hyper)
+
+
+def apply_dense_many(rule: str, device: Any, values: Sequence[Any], grads: Sequence[Any],
+                     slots: Mapping[str, Sequence[Any]], hyper: Mapping[str, Any],
+                     cache: dict | None = None) -> None:
+    """One dense step of ``rule`` for every ``values[i]``, with ``grads[i]`` and ``slots[k][i]``.
+
+    The same result as ``apply_dense`` on each in turn (bit for bit on a CPU, where
+    it is one compiled call per dtype group; see ``cpu_multi``). The arrays are on
+    ``device``; ``slots`` maps each slot name to a list parallel to ``values``.
+    ``cache``: a dict the caller keeps across steps (one per optimizer), where a
+    backend keeps what it checked while the arrays stay the same objects. The
+    caller holds whatever locks guard the arrays, for the whole call.
+
+    A backend with a group kernel provides ``apply_dense_many(rule, values, grads,
+    slots, hyper, cache)``; for the others this loops over ``apply_dense``.
+
+    >>> import numpy as np, devices
+    >>> vs, gs = [np.ones(2, np.float32), np.ones(1, np.float32)], [np.ones(2, np.float32), np.ones(1, np.float32)]
+    >>> apply_dense_many("sgd", devices.get_device("/cpu:0"), vs, gs, {}, {"lr": 0.5})
+    >>> [v.tolist() for v in vs]
+    [[0.5, 0.5], [0.5]]
+    """
+    global _cpu_many
+    if getattr(device, "kind", None) == "cpu":
+        if _cpu_many is None:
+            from .cpu_multi import apply_dense_many as many
+            _cpu_many = many
+        _cpu_many(rule, values, grads, slots, hyper, cache)
+        return
+    backend = _backend(device)
+    many = getattr(backend, "apply_dense_many", None)
+    if many is not None:
+        many(rule, values, grads, slots, hyper, cache)
+        return
+    if len(grads) != len(values):
+        raise InvalidArgumentError(f"{rule}: {len(grads)} gradients for {len(values)} variables")
+    for i, (var, grad) in enumerate(zip(values, grads)):
+        backend.apply_dense(rule, var, grad, {k: s[i] for k, s in slots.items()}, **hyper)
 
 
 def apply_sparse(rule: str, device: Any, var: Any, indices: Any, values: Any,
