@@ -154,6 +154,12 @@ def restore_one(reader: Any, key: str, var: Variable, local: bool | None = None)
                 and cur.flags.c_contiguous and cur.flags.writeable):
             reader.read_into(key, cur)  # into the existing buffer: no allocation, no page faults
             return
+        load_into, chunks = getattr(dev, "load_into", None), getattr(reader, "iter_chunks", None)
+        if load_into is not None and chunks is not None and cur is not None and cur.shape == shape \
+                and cur.dtype == dtype:
+            # A GPU buffer of the right kind: chunks through pinned staging straight into it.
+            load_into(cur, lambda buf: chunks(key, len(buf), buffer=buf))
+            return
         if dev.kind == "cpu":
             fresh = dev.empty(shape, dtype)
             reader.read_into(key, fresh)
