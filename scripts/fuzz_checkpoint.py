@@ -18,6 +18,12 @@ One input is one file: its first byte picks the target, the rest is the file.
   instead of stopping at the checksum (a hostile file can carry a right checksum).
 - ``(byte & 0x7f) % 3 == 1``: a meta file, read with ``read_meta_graph`` and rebuilt with
   ``import_meta_graph`` in a fresh graph.
+- ``(byte & 0x7f) >= 0x60`` (before the rules above): a TensorFlow bundle, read with
+  ``TFBundleReader``, ``open_checkpoint`` and ``list_variables`` (every tensor every way,
+  slices, ``verify``, ``object_names``). Bit 0x80 clear: the file is the ``.index`` (bit 0x01
+  set: its block CRC32Cs are recomputed first, so mutations reach the table and entry
+  decoders), beside a valid data file; bit 0x80 set: the file is the data file, beside a
+  valid index.
 - ``(byte & 0x7f) % 3 == 2``: a state file ``checkpoint``: ``get_checkpoint_state``,
   ``latest_checkpoint``, and when it names a file in its directory (a valid
   checkpoint sits there), ``CheckpointSet`` and ``varstore verify`` on the directory.
@@ -56,7 +62,7 @@ MEM_SLACK = 1 << 20
 # that hypothesis itself runs untraced and fast.
 TRACE_ALWAYS = False
 
-TARGETS = ("checkpoint", "meta", "state")
+TARGETS = ("checkpoint", "meta", "state", "tf")
 SHARD_NAME = "m.ckpt.shard-0-of-1.5eed5eed"
 _scratch = None
 
@@ -200,6 +206,117 @@ class MemoryBoundExceeded(AssertionError):
     pass
 
 
+# -- TensorFlow bundles ----------------------------------------------------------------------------
+def target_of(selector: int) -> str:
+    """Which target an input's first byte picks (module docstring)."""
+    return "tf" if selector & 0x7F >= 0x60 else TARGETS[(selector & 0x7F) % 3]
+
+
+def tf_seed_bundle() -> tuple[bytes, bytes]:
+    """(index, data) of one bundle: every dtype TF stores, strings, a scalar, an empty tensor, a
+    TF 2 object key, and a partitioned tensor whose two slices are entries of their own."""
+    import numpy as np
+
+    from varstore.checkpoint.tf import TFBundleReader, sstable, wire, write_bundle
+    from varstore.checkpoint.tf import slices as sl
+    d = tempfile.mkdtemp(prefix="varstore-tfseed-")
+    try:
+        rng = np.random.default_rng(1)
+        dts = ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16",
+               "float32", "float64", "complex64", "complex128"]
+        tensors = [(f"t/{dt}", rng.integers(0, 2, (2, 3)).astype(dt)) for dt in dts]
+        import ml_dtypes
+        tensors += [("t/bfloat16", np.ones(3, ml_dtypes.bfloat16)), ("scalar", np.array(7.5)),
+                    ("empty", np.zeros((0, 4), np.float32)), ("s", np.array([b"ab", b"", b"\xff"], dtype=object)),
+                    ("m/k/.ATTRIBUTES/VARIABLE_VALUE", np.arange(4.0)),
+                    ("p0", np.arange(6, dtype=np.float32).reshape(2, 3)), ("p1", -np.ones((2, 3), np.float32))]
+        write_bundle(os.path.join(d, "b"), tensors, fsync=False)
+        with TFBundleReader(os.path.join(d, "b")) as r:
+            pieces = {n: r._index.tensors[n].pieces[0] for n in ("p0", "p1")}
+        items = sstable.read_table(_read(os.path.join(d, "b.index")))
+        exts = [((0, 2), (0, -1)), ((2, 2), (0, -1))]
+        extra = [(b"w", wire.encode_entry(wire.Entry(dtype=1, shape=(4, 3), slices=exts)))]
+        for ext, name in zip(exts, ("p0", "p1")):
+            p = pieces[name]
+            extra.append((sl.slice_key("w", ext), wire.encode_entry(wire.Entry(
+                dtype=1, shape=(2, 3), offset=p.offset, size=p.size, crc32c=p.crc32c))))
+        # p0 and p1 stay listed too: the slices share their bytes, so drop them to keep claims honest.
+        items = [kv for kv in items if kv[0] not in (b"p0", b"p1")] + extra
+        index = sstable.build_table([items[0]] + sorted(items[1:]))
+        return index, _read(os.path.join(d, "b.data-00000-of-00001"))
+    finally:
+        import shutil
+        shutil.rmtree(d, ignore_errors=True)
+
+
+_tf_files: tuple[bytes, bytes] | None = None
+
+
+def fix_tf_crcs(data: bytes) -> bytes:
+    """``data`` (a table) with the CRC32C of every block its footer and index reach recomputed."""
+    from varstore.checkpoint.tf import sstable
+    from varstore.checkpoint.tf.crc32c import crc32c, mask
+    from varstore.checkpoint.tf.wire import WireError
+    buf = bytearray(data)
+    n = len(buf)
+
+    def fix(off: int, size: int) -> None:
+        if off >= 0 and off + size + 5 <= n - sstable.FOOTER_SIZE:
+            buf[off + size + 1:off + size + 5] = mask(crc32c(bytes(buf[off:off + size + 1]))).to_bytes(4, "little")
+
+    try:
+        meta_off, meta_size, p = sstable._handle(data, n - 48, n - 8)
+        index_off, index_size, _ = sstable._handle(data, p, n - 8)
+    except (WireError, IndexError):
+        return data
+    fix(meta_off, meta_size)
+    fix(index_off, index_size)
+    try:
+        for _, handle in sstable._entries(memoryview(bytes(buf))[index_off:index_off + index_size], "index", None):
+            off, size, _ = sstable._handle(handle, 0, len(handle))
+            fix(off, size)
+    except (sstable.TableError, WireError, IndexError, ValueError):
+        pass
+    return bytes(buf)
+
+
+def run_tf(data: bytes, selector: int) -> None:
+    """A bundle whose index (or data file) is ``data``, the other file valid: read it every way."""
+    global _tf_files
+    from devices.errors import OpError
+    from varstore.checkpoint.shards import open_checkpoint
+    from varstore.checkpoint.tf import TFBundleReader, object_names
+    if _tf_files is None:
+        _tf_files = tf_seed_bundle()
+    index, valid_data = _tf_files
+    if selector & 0x80:
+        index, body = index, data
+    else:
+        index, body = (fix_tf_crcs(data) if selector & 0x01 else data), valid_data
+    prefix = os.path.join(_scratch_dir(), "tfb")
+    with open(prefix + ".index", "wb") as f:
+        f.write(index)
+    with open(prefix + ".data-00000-of-00001", "wb") as f:
+        f.write(body)
+    try:
+        with TFBundleReader(prefix) as r:
+            _read_all(r)
+            r.verify()
+            object_names(r, by="full_name")
+            for name in r.names():
+                try:
+                    r.read_slice(name, [0] * len(r.shape(name)), list(r.shape(name)))
+                except OpError:
+                    pass
+    except OpError:
+        pass
+    try:
+        with open_checkpoint(prefix) as r:
+            r.get_variable_to_shape_map()
+    except OpError:
+        pass
+
+
 _warm = False
 
 
@@ -220,7 +337,7 @@ def one_input(data: bytes, check_memory: bool = True) -> None:
     if check_memory and not _warm:
         warm_up()
     selector, body = data[0], data[1:]
-    target = TARGETS[(selector & 0x7F) % 3]
+    target = target_of(selector)
     limit = MEM_FACTOR * len(body) + MEM_SLACK
     if TRACE_ALWAYS and not tracemalloc.is_tracing():
         tracemalloc.start()
@@ -235,6 +352,8 @@ def one_input(data: bytes, check_memory: bool = True) -> None:
                 run_checkpoint(body, fixup=bool(selector & 0x80))
             elif target == "meta":
                 run_meta(body)
+            elif target == "tf":
+                run_tf(body, selector)
             else:
                 run_state(body)
             peak = tracemalloc.get_traced_memory()[1] - base
@@ -322,6 +441,9 @@ def seed_inputs() -> dict[str, bytes]:
     for p in os.listdir(d):
         os.unlink(os.path.join(d, p))
     os.rmdir(d)
+    index, data = tf_seed_bundle()
+    out["tf-index"], out["tf-index-fixup"], out["tf-data"] = bytes([0x60]) + index, bytes([0x61]) + index, \
+        bytes([0xE0]) + data
     return out
 
 
@@ -397,6 +519,8 @@ def structural(rng: random.Random, data: bytes) -> bytes:
                 obj[i] = rng.choice(hostile)
             else:
                 walk(obj[i], depth + 1)
+    if sel and target_of(sel[0]) == "tf":
+        return data  # byte mutations only: a table has no structure msgpack could walk
     if sel and (sel[0] & 0x7F) % 3 == 2:  # state file: replace or duplicate a line's value
         lines = body.decode("utf-8", "replace").splitlines()
         if lines:
@@ -454,7 +578,7 @@ def run_random(corpus_dirs: list[str], seconds: float, seed: int, artifacts: str
     corpus = [_read(os.path.join(d, n)) for d in corpus_dirs for n in sorted(os.listdir(d))
               if not n.startswith(".")] if corpus_dirs else list(seed_inputs().values())
     corpus = [c for c in corpus if c]
-    by_target = {t: [c for c in corpus if TARGETS[(c[0] & 0x7F) % 3] == t] for t in TARGETS}
+    by_target = {t: [c for c in corpus if target_of(c[0]) == t] for t in TARGETS}
     by_target = {t: cs for t, cs in by_target.items() if cs}
     stats = {"executions": 0, "crashes": 0, "unique": {}, "per_target": {t: 0 for t in TARGETS}}
     deadline = time.monotonic() + seconds
@@ -464,7 +588,7 @@ def run_random(corpus_dirs: list[str], seconds: float, seed: int, artifacts: str
         if not data:
             continue
         stats["executions"] += 1
-        stats["per_target"][TARGETS[(data[0] & 0x7F) % 3]] += 1
+        stats["per_target"][target_of(data[0])] += 1
         try:
             one_input(data)
         except Exception as e:  # noqa: BLE001 - every escape is a finding
@@ -527,6 +651,7 @@ def main(argv=None) -> int:
         import varstore  # noqa: F401
         import varstore.checkpoint  # noqa: F401
         import varstore.checkpoint.shards  # noqa: F401
+        import varstore.checkpoint.tf  # noqa: F401
         import varstore.tools.cli  # noqa: F401
         import varstore.train.meta_graph  # noqa: F401
     _scratch_dir()

@@ -296,3 +296,43 @@ def test_fuzz_script_replays_its_seed_corpus(tmp_path):
     assert fuzz.replay(sorted(str(p) for p in (tmp_path / "corpus").iterdir())) == 0
     stats = fuzz.run_random([str(tmp_path / "corpus")], 1.0, seed=0, artifacts=str(tmp_path / "art"))
     assert stats["executions"] > 50 and stats["unique"] == {}
+
+
+# -- TensorFlow bundles (issue 16) ----------------------------------------------------------------
+TFB = {k: v for k, v in SEEDS.items() if k.startswith("tf-")}
+
+
+@FUZZ
+@given(base=st.sampled_from(sorted(TFB)), ops=st.lists(byte_op, min_size=1, max_size=3))
+def test_mutated_tf_bundles_fail_cleanly(base, ops):
+    """Byte mutations of a bundle's index (block CRCs as they are, or recomputed so that the
+    mutation reaches the table and entry decoders) or of its data file."""
+    data = TFB[base]
+    fuzz.one_input(data[:1] + apply_ops(data[1:], ops))
+
+
+_i64 = st.integers(-(2**63), 2**63 - 1) | st.integers(-2, 4096)
+extent = st.tuples(st.integers(-2, 70) | _i64, st.integers(-2, 70) | _i64)
+
+
+@FUZZ
+@given(num_shards=st.integers(-1, 3) | st.integers(-(2**31), 2**31 - 1), dtype=st.integers(-1, 40),
+       shape=st.lists(st.integers(-2, 8) | st.integers(0, 2**62), max_size=4), shard=st.integers(-1, 3),
+       offset=_i64, size=_i64, crc=st.integers(0, 2**32 - 1), unknown_rank=st.booleans(),
+       slices=st.lists(st.lists(extent, max_size=3), max_size=3), slice_size=_i64)
+def test_hostile_tf_entries_fail_cleanly(num_shards, dtype, shape, shard, offset, size, crc, unknown_rank, slices,
+                                         slice_size):
+    """An index with one hostile entry (and entries for its slices), valid tables and CRCs: only
+    varstore.errors escape, and nothing is allocated beyond what the files justify."""
+    from varstore.checkpoint.tf import slices as sl
+    from varstore.checkpoint.tf import sstable, wire
+    items = [(b"", wire.encode_header(wire.Header(num_shards=num_shards, producer=1))),
+             (b"w", wire.encode_entry(wire.Entry(dtype=dtype, shape=tuple(shape), unknown_rank=unknown_rank,
+                                                 shard_id=shard, offset=offset, size=size, crc32c=crc,
+                                                 slices=[tuple(s) for s in slices])))]
+    for s in slices:
+        shp = tuple(max(0, n) for _, n in s)
+        items.append((sl.slice_key("w", tuple(s)), wire.encode_entry(wire.Entry(
+            dtype=dtype, shape=shp, offset=offset, size=slice_size, crc32c=crc))))
+    items = [items[0]] + sorted(dict(items[1:]).items())
+    fuzz.one_input(bytes([0x60]) + sstable.build_table(items))

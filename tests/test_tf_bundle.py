@@ -329,6 +329,7 @@ def _rewrite(tmp_path, change) -> Path:
     (lambda es, h: setattr(es["dtypes/int32"], "unknown_rank", True), "unknown rank"),
     (lambda es, h: setattr(es["strings/vector"], "size", 3), "cannot hold 4 strings"),
     (lambda es, h: setattr(es["dtypes/int32"], "slices", [((0, 3), (0, 5))]), "no entry holds it"),
+    (lambda es, h: es.update(copy=es["dtypes/complex128"]), "entries overlap"),  # claims > the data file
     (lambda es, h: wire.Header(num_shards=1, endianness=1, producer=1), "big-endian"),
     (lambda es, h: wire.Header(num_shards=1, producer=1, min_consumer=2), "version"),
     (lambda es, h: wire.Header(num_shards=1, producer=1, bad_consumers=[1]), "version"),

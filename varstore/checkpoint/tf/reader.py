@@ -102,12 +102,20 @@ class TFBundleReader:
             except NotFoundError:
                 raise DataLossError(f"{self.index_path}: its data file {name} (shard {i} of {n}) is missing") \
                     from None
+        claimed = [0] * n
         for t in self._index.tensors.values():
             for p in t.pieces:
                 size = self._data[p.shard].size
                 if p.offset > size or p.size > size - p.offset:
                     raise DataLossError(f"{self.index_path}: tensor {t.name!r}: its {p.size} bytes at {p.offset} "
                                         f"run past the end of {self.data_file(p.shard)} ({size} bytes)")
+                claimed[p.shard] += p.size
+        # TF writes each tensor's bytes once. Entries sharing bytes would let a small index claim
+        # (and make a reader allocate) many times what the data files hold.
+        for i, c in enumerate(claimed):
+            if c > self._data[i].size:
+                raise DataLossError(f"{self.index_path}: its entries claim {c} bytes of {self.data_file(i)}, which "
+                                    f"holds {self._data[i].size}: entries overlap")
 
     # -- lifetime -------------------------------------------------------------------------------
     def close(self) -> None:
