@@ -1,7 +1,9 @@
 """Tables of variables: ``varstore.summary()`` and ``varstore summary CKPT``.
 
 One row per variable (name, shape, dtype, device, bytes, trainable), then
-the totals per device. For a checkpoint the rows come from the file, and the
+the totals per device. The device is where the variable lives (or lived), not
+what its scope asked for: under soft placement "/gpu:0" on a machine without
+one is "/device:CPU:0". For a checkpoint the rows come from the file, and the
 device and trainable flag from its ``.meta`` file when there is one.
 
 >>> import varstore as tf
@@ -139,7 +141,7 @@ def checkpoint_summary(path: str | os.PathLike) -> str:
         for name in r.names():
             shape, dtype, nbytes = tuple(r.shape(name)), r.dtype(name), r.nbytes(name)
             d = meta_vars.get(name)
-            device = (d.get("device") or "(any)") if d else "-"
+            device = _lived_on(d) if d else "-"
             trainable = d.get("trainable") if d else None
             rows.append((name, str(list(shape)), dtype.name, device, format_bytes(nbytes),
                          "?" if trainable is None else "yes" if trainable else "no"))
@@ -153,6 +155,14 @@ def checkpoint_summary(path: str | os.PathLike) -> str:
     if note:
         lines.append(note)
     return "\n".join(lines)
+
+
+def _lived_on(d: Mapping[str, Any]) -> str:
+    """Where a variable described in a meta file lived. Files written before the meta graph
+    recorded it (``placed_device``) only know the request, and say so."""
+    if d.get("placed_device"):
+        return str(d["placed_device"])
+    return f"{d['device']} (requested)" if d.get("device") else "(any)"
 
 
 def summary(target: Target = None, *, print_fn: Callable[[str], Any] | None = None) -> None:

@@ -1,6 +1,8 @@
 """Meta graphs: the variables' description as data (msgpack), rebuilt without the model's code.
 
-A meta file stores each variable's name, shape, dtype, requested device,
+A meta file stores each variable's name, shape, dtype, requested device
+(``device``: what import_meta_graph asks for again) and the device it was
+placed on (``placed_device``: where it lived, for ``varstore summary``),
 trainable flag, collections, optimizer-slot link and initializer (as its
 kind and parameters, never code), plus the Saver's name map. Reading it
 runs no code and validates everything; a bad file is DataLossError.
@@ -43,6 +45,8 @@ def _describe(var: Variable, clear_devices: bool, cols: list[str]) -> dict:
     return {
         "name": var.name, "shape": list(var.shape), "dtype": var.dtype.name,
         "device": "" if clear_devices else var.requested_device,
+        # Where it lived; differs from the request under soft placement (/gpu:0 on a CPU machine).
+        "placed_device": "" if clear_devices else var.device,
         "trainable": var.trainable, "collections": cols,
         "initializer": var.initial_value.describe(),
         "slot_of": list(var.slot_of) if var.slot_of else None,
@@ -139,6 +143,7 @@ def _check_var(path: str, i: int, v: Any) -> None:
         as_shape(v.get("shape"))
         as_dtype(v.get("dtype"))
         devices.DeviceSpec.from_string(v.get("device") or None)
+        devices.DeviceSpec.from_string(v.get("placed_device") or None)  # absent in files before it existed
     except OpError as e:
         raise DataLossError(f"{where}: {e}") from None
     if not isinstance(v.get("trainable"), bool) or not isinstance(v.get("collections", []), list) \
