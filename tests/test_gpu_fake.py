@@ -135,17 +135,25 @@ class _TorchBF16Like:
         return _TorchBF16Like(self._a)
 
 
-@pytest.mark.parametrize("requires_grad", [False, True])
-def test_torch_bfloat16_over_cuda_array_interface_becomes_bfloat16(fake_cupy, requires_grad):
+def test_torch_bfloat16_over_cuda_array_interface_becomes_bfloat16(fake_cupy):
     cp = fake_cupy
     vals = np.array([1.0, -2.5, 3.0], dtype=bfloat16)
     bits = cp.asarray(vals.view(np.uint16))
-    t = _TorchBF16Like(bits, requires_grad=requires_grad)
+    t = _TorchBF16Like(bits)
     out = _gpu(0).asarray(t)
     assert out.dtype == bfloat16
     np.testing.assert_array_equal(_gpu(0).to_host(out).view(np.uint16), vals.view(np.uint16))
     host = arrays.host_array(t)
     assert host.dtype == bfloat16 and host.tolist() == vals.tolist()
+
+
+def test_a_cuda_tensor_that_requires_grad_is_a_clear_error(fake_cupy):
+    """torch raises RuntimeError from __cuda_array_interface__ there, which hasattr lets
+    through; the GPU path says what to do, as the CPU path does (tests/test_interop.py)."""
+    t = _TorchBF16Like(fake_cupy.zeros(3, dtype=np.uint16), requires_grad=True)
+    with pytest.raises(InvalidArgumentError, match="detach"):
+        _gpu(0).asarray(t)
+    np.testing.assert_array_equal(_gpu(0).to_host(_gpu(0).asarray(t.detach())).view(np.uint16), np.zeros(3))
 
 
 def test_bfloat16_on_cupy_13_or_old_numpy_is_a_clear_error(fake_cupy, monkeypatch):

@@ -35,8 +35,6 @@ def host_array(value: Any) -> np.ndarray:
     """
     if isinstance(value, np.ndarray):
         return value
-    if getattr(value, "requires_grad", False) and hasattr(value, "detach"):
-        value = value.detach()  # torch: no __array__/__cuda_array_interface__ on a tensor needing grad
     if cuda_array_interface(value) is not None:  # only reached when the value is a GPU array
         cp = cupy_module()
         if cp is None:
@@ -117,9 +115,11 @@ def device_array(cp: Any, value: Any) -> Any:
     ``__cuda_array_interface__`` or CUDA DLPack), else None."""
     if isinstance(value, cp.ndarray):
         return value
-    detach = getattr(value, "detach", None)
-    if detach is not None and getattr(value, "requires_grad", False):
-        value = detach()  # torch refuses __cuda_array_interface__ on a tensor that requires grad
+    if getattr(value, "requires_grad", False) and hasattr(value, "detach"):
+        # torch refuses __cuda_array_interface__ (RuntimeError, which hasattr does not catch) and
+        # numpy() on such a tensor; as on the CPU path, say what to do rather than detach silently.
+        raise InvalidArgumentError(f"cannot make an array of a {type(value).__name__} that requires grad: "
+                                   f"pass tensor.detach()")
     cai = cuda_array_interface(value)
     if cai is not None:
         bf16 = "bfloat16" in str(getattr(value, "dtype", ""))
