@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..dtypes import bfloat16
+from .. import dtypes as _dtypes  # bfloat16 by attribute: ml_dtypes loads only when used
 from ..errors import InvalidArgumentError
 
 
@@ -86,7 +86,7 @@ def _from_dlpack(value: Any) -> np.ndarray:
 def check_gpu_dtype(cp: Any, dtype: Any) -> None:
     """InvalidArgumentError for a dtype this cupy cannot hold (bfloat16: cupy >= 14 with
     numpy >= 2.1.2; issue 15, bug 4)."""
-    if dtype == bfloat16 and not bfloat16_supported(cp):
+    if _dtypes.is_bfloat16(dtype) and not bfloat16_supported(cp):
         raise InvalidArgumentError(
             f"bfloat16 on the GPU needs cupy >= 14 and numpy >= 2.1.2; this is cupy "
             f"{getattr(cp, '__version__', '?')} with numpy {np.__version__}")
@@ -129,8 +129,8 @@ def device_array(cp: Any, value: Any) -> Any:
         if bf16 and src.dtype.kind == "V" and src.dtype.itemsize == 2:
             # torch exports bfloat16 over __cuda_array_interface__ as "<V2": the bytes are right,
             # the dtype is not.
-            check_gpu_dtype(cp, bfloat16)
-            src = src.view(bfloat16)
+            check_gpu_dtype(cp, _dtypes.bfloat16)
+            src = src.view(_dtypes.bfloat16)
         return src
     if hasattr(value, "__dlpack__") and not hasattr(value, "__array__"):
         return cp.from_dlpack(value)

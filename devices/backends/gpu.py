@@ -275,7 +275,8 @@ class GpuDevice(Device):
         if not self.holds(dst) or not dst.flags.c_contiguous:
             raise InvalidArgumentError(f"load_into: the destination must be a C-contiguous array on {self.name}")
         nbytes = int(dst.nbytes)
-        chunk = max(1, min(DEFAULT_CHUNK_BYTES, nbytes))
+        # The gathers' size, whatever the tensor's: the pair is reused, not pinned anew per tensor.
+        chunk = DEFAULT_CHUNK_BYTES
         h2d = cp.cuda.runtime.memcpyHostToDevice
         bufs = self._take_staging(chunk)
         ev = None
