@@ -188,31 +188,36 @@ def _write_tensor(out: _Out, name: str, array: Any, bin_bytes: int, chunk_bytes:
     h = xxhash.xxh3_64()
     offset = None
     chunks = _chunks(array, chunk_bytes)
-    pending: memoryview | None = None
-    written = 0
-    for _, _start, length in fmt.pieces(0, nbytes, bin_bytes):
-        out.small(b"\xc0" * fmt.padding_size(out.pos) + fmt.bin_header(length))
-        if offset is None:
-            offset = out.pos
-        need = length
-        while need:
-            if pending is None or pending.nbytes == 0:
-                c = next(chunks, None)
-                if c is None:
-                    raise InvalidArgumentError(
-                        f"write_checkpoint: tensor {name!r} yielded {written} bytes, "
-                        f"expected {nbytes} (shape {shape}, {dtype.name})")
-                pending = _byte_view(c)
-            part = pending[:need]
-            pending = pending[need:]
-            out.data(part, h)
-            need -= part.nbytes
-            written += part.nbytes
-    extra = (pending.nbytes if pending is not None else 0) + sum(_byte_view(c).nbytes for c in chunks)
-    if extra:
-        raise InvalidArgumentError(
-            f"write_checkpoint: tensor {name!r} yielded {written + extra} bytes, "
-            f"expected {nbytes} (shape {shape}, {dtype.name})")
+    # Closed even when a write fails: a device array's gather holds pinned staging buffers
+    # until its generator ends, and a traceback kept by a failed async save would keep it alive.
+    try:
+        pending: memoryview | None = None
+        written = 0
+        for _, _start, length in fmt.pieces(0, nbytes, bin_bytes):
+            out.small(b"\xc0" * fmt.padding_size(out.pos) + fmt.bin_header(length))
+            if offset is None:
+                offset = out.pos
+            need = length
+            while need:
+                if pending is None or pending.nbytes == 0:
+                    c = next(chunks, None)
+                    if c is None:
+                        raise InvalidArgumentError(
+                            f"write_checkpoint: tensor {name!r} yielded {written} bytes, "
+                            f"expected {nbytes} (shape {shape}, {dtype.name})")
+                    pending = _byte_view(c)
+                part = pending[:need]
+                pending = pending[need:]
+                out.data(part, h)
+                need -= part.nbytes
+                written += part.nbytes
+        extra = (pending.nbytes if pending is not None else 0) + sum(_byte_view(c).nbytes for c in chunks)
+        if extra:
+            raise InvalidArgumentError(
+                f"write_checkpoint: tensor {name!r} yielded {written + extra} bytes, "
+                f"expected {nbytes} (shape {shape}, {dtype.name})")
+    finally:
+        chunks.close()
     return offset, dtype_str, shape, nbytes, h.intdigest()
 
 
