@@ -392,3 +392,29 @@ def test_compressed_blocks_are_refused_by_name(tmp_path):
     struct.pack_into("<I", table, size + 1, crc.mask(crc.crc32c(bytes(table[:size + 1]))))
     with pytest.raises(sstable.TableError, match="compressed"):
         sstable.read_table(bytes(table))
+
+
+def _outcome(fn, buf):
+    try:
+        return fn(buf)
+    except wire.WireError:
+        return "WireError"
+
+
+@given(st.binary(max_size=40))
+@settings(max_examples=400, deadline=None)
+def test_entry_fast_path_agrees_with_the_general_decoder_on_any_bytes(buf):
+    assert _outcome(wire.decode_entry, buf) == _outcome(wire.decode_entry_general, buf)
+
+
+@given(dtype=st.integers(0, 30), shape=st.lists(st.integers(0, 2**40), max_size=5), shard=st.integers(0, 3),
+       offset=st.integers(0, 2**62), size=st.integers(0, 2**62), crc=st.integers(0, 2**32 - 1),
+       cut=st.integers(0, 60), flip=st.integers(0, 60))
+@settings(max_examples=300, deadline=None)
+def test_entry_fast_path_agrees_on_tf_shaped_entries(dtype, shape, shard, offset, size, crc, cut, flip):
+    raw = wire.encode_entry(wire.Entry(dtype=dtype, shape=tuple(shape), shard_id=shard, offset=offset, size=size,
+                                       crc32c=crc))
+    assert wire.decode_entry(raw) == wire.decode_entry_general(raw)
+    for mutated in (raw[:cut], raw[:flip % max(len(raw), 1)] + bytes([raw[flip % len(raw)] ^ 0x80])
+                    + raw[flip % len(raw) + 1:]):
+        assert _outcome(wire.decode_entry, mutated) == _outcome(wire.decode_entry_general, mutated)
