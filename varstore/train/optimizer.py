@@ -300,8 +300,8 @@ def _holding(locks: list) -> Iterator[None]:
     They are first tried in the given order without waiting. If one is taken, all are
     let go and taken again waiting, in one global order (by id): a thread only ever
     waits while holding locks taken in that order, so two steps over overlapping
-    variables cannot wait on each other in a cycle. (Everything else holds one
-    variable lock at a time.)
+    variables cannot wait on each other in a cycle. (Other paths hold one variable
+    lock at a time, or, for a GPU step, GPU variables' locks: never these.)
     """
     held: list = []
     try:
