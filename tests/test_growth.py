@@ -52,7 +52,7 @@ def ratio(setup, op) -> float:
         args = setup(n)
         op(*args)  # warm: first-use imports and caches are not per-variable work
         args = setup(n)
-        counts.append(count_calls(lambda: op(*args)))
+        counts.append(count_calls(lambda args=args: op(*args)))
     return counts[1] / counts[0]
 
 
