@@ -1,5 +1,9 @@
 """Fused optimizer updates on the CPU: one compiled pass per variable.
 
+(A step over many variables is one compiled call for all of them, in
+``cpu_multi``, through these same drivers: same bits, without the Python
+this module spends on each variable's checks.)
+
 Why numba
 ---------
 An update like Adam reads four arrays (var, grad, m, v) and writes three:
