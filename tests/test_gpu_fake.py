@@ -228,6 +228,32 @@ def test_load_into_fills_the_existing_buffer_through_staging(fake_cupy, tmp_path
         dev.load_into(dev.zeros((3,), np.float32), lambda buf: iter([memoryview(bytes(16))]))
 
 
+def test_saver_restore_fills_existing_gpu_variables_through_staging(fake_cupy, tmp_path, monkeypatch):
+    # Saver.restore reads through a CheckpointSet (shards followed): it must offer iter_chunks,
+    # or every GPU restore falls back to a full host copy (found by gpu-check's RSS bound).
+    import varstore as tf
+    tf.reset_default_graph()
+    vals = np.random.default_rng(1).standard_normal((64, 5)).astype(np.float32)
+    with tf.device("/gpu:1"):
+        v = tf.Variable(vals, name="w")
+    tf.Session().run(tf.global_variables_initializer())
+    path = tf.train.Saver().save(None, str(tmp_path / "model.ckpt"))
+    v.assign(np.zeros_like(vals))
+    before = v.storage.array
+    calls = []
+    assert v.device.endswith("GPU:1")
+    real = type(v.device_object).load_into
+
+    def spy(self, dst, fill):
+        calls.append(dst)
+        return real(self, dst, fill)
+
+    monkeypatch.setattr(type(v.device_object), "load_into", spy)
+    tf.train.Saver().restore(None, path)
+    assert calls and calls[0] is before and v.storage.array is before  # filled in place
+    np.testing.assert_array_equal(v.numpy(), vals)
+
+
 def test_the_fake_forwards_only_real_cupy_names(fake_cupy):
     cp = fake_cupy
     assert cp.sqrt is not None

@@ -163,6 +163,10 @@ class CheckpointSet:
     def read_into(self, name: str, out: Any) -> Any:
         return self._reader(name).read_into(name, out)
 
+    def iter_chunks(self, name: str, chunk_bytes: int = 64 << 20, *, buffer: Any = None) -> Any:
+        """The tensor's bytes in chunks through one reused buffer (a GPU restore's pinned staging)."""
+        return self._reader(name).iter_chunks(name, chunk_bytes, buffer=buffer)
+
     def get_variable_to_shape_map(self) -> dict[str, list[int]]:
         return {n: list(self.shape(n)) for n in self.names()}
 
