@@ -75,7 +75,10 @@ def compile_source(nvrtc, source: str, name: str, options: list[str]) -> tuple[b
     try:
         (err,) = nvrtc.nvrtcCompileProgram(prog, len(options), [o.encode() for o in options])
         _, n = nvrtc.nvrtcGetProgramLogSize(prog)
-        log = b" " * n
+        # A fresh, mutable buffer: NVRTC writes into it. (b" " * n is the interned b" " itself
+        # when n == 1, an empty log: writing its NUL there turned every b" " in the process
+        # into b"\x00".)
+        log = bytearray(n)
         nvrtc.nvrtcGetProgramLog(prog, log)
         ok = err == nvrtc.nvrtcResult.NVRTC_SUCCESS
         if ok:  # the compile really produced code of the requested kind
@@ -83,7 +86,7 @@ def compile_source(nvrtc, source: str, name: str, options: list[str]) -> tuple[b
             size_fn = nvrtc.nvrtcGetCUBINSize if cubin else nvrtc.nvrtcGetPTXSize
             _, size = size_fn(prog)
             ok = size > 0
-        return ok, log.decode(errors="replace").rstrip("\x00 ")
+        return ok, bytes(log).decode(errors="replace").rstrip("\x00 ")
     finally:
         nvrtc.nvrtcDestroyProgram(prog)
 
@@ -104,6 +107,7 @@ def test_every_kernel_compiles_with_nvrtc_against_every_cupy_header_set(nvrtc, h
     with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
         results = list(pool.map(lambda j: (j, compile_source(nvrtc, j[3], j[2], j[4])), jobs))
     seconds = time.perf_counter() - t0
+    assert b" ".decode() == " ", "a compile wrote into an immutable bytes object"
     failed = [f"{h} {arch} {name}:\n{log[:3000]}" for (h, arch, name, _, _), (ok, log) in results if not ok]
     assert not failed, "NVRTC rejected:\n" + "\n\n".join(failed)
     print(f"\nNVRTC {'.'.join(map(str, nvrtc.nvrtcVersion()[1:]))}: {len(sources)} sources "
