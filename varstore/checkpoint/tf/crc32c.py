@@ -62,7 +62,6 @@ def _fallback(data: Any, value: int) -> int:
 
         tables = _tables()
 
-        @numba.njit(cache=True, nogil=True)
         def extend(crc: int, buf: np.ndarray, t: np.ndarray) -> int:  # pragma: no cover - compiled
             c = np.uint32(crc) ^ np.uint32(0xFFFFFFFF)
             n = buf.shape[0]
@@ -78,7 +77,11 @@ def _fallback(data: Any, value: int) -> int:
                 i += 1
             return int(c ^ np.uint32(0xFFFFFFFF))
 
-        _jit_extend = (extend, tables)
+        try:
+            compiled = numba.njit(cache=True, nogil=True)(extend)
+        except RuntimeError:  # no writable cache for numba here (a non-root user): compile in memory
+            compiled = numba.njit(cache=False, nogil=True)(extend)
+        _jit_extend = (compiled, tables)
     fn, tables = _jit_extend
     return fn(value, _as_bytes(data), tables)
 
