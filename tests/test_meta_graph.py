@@ -151,3 +151,20 @@ def test_mutated_meta_files_give_only_varstore_errors(tmp_path_factory, data):
         tf.train.import_meta_graph(str(path))
     except tf.errors.OpError:
         pass
+
+
+@pytest.mark.parametrize("dtype", ["complex64", "complex128"])
+def test_a_complex_fill_round_trips_through_the_meta_graph(tmp_path, dtype):
+    # msgpack has no complex type: a save with its meta graph must not fail on one.
+    tf.reset_default_graph()
+    tf.Variable(tf.fill([3], np.dtype(dtype).type(1.5 - 2j)), name="c")
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        path = tf.train.Saver().save(sess, str(tmp_path / "model.ckpt"), global_step=1)
+    tf.reset_default_graph()
+    tf.train.import_meta_graph(path + ".meta")
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        [v] = tf.global_variables()
+        assert v.dtype == np.dtype(dtype)
+        assert v.numpy().tolist() == [1.5 - 2j] * 3

@@ -111,7 +111,10 @@ class Fill(InitialValue):
         return out
 
     def describe(self):
-        return {"kind": "fill", "shape": list(self.shape), "dtype": self.dtype.name, "value": _py(self.value)}
+        value = _py(self.value)
+        if isinstance(value, complex):  # msgpack has no complex: [real, imag]
+            value = [value.real, value.imag]
+        return {"kind": "fill", "shape": list(self.shape), "dtype": self.dtype.name, "value": value}
 
 
 class Constant(InitialValue):
@@ -557,7 +560,10 @@ def from_description(desc: dict, lookup_variable) -> InitialValue:
     kind = desc.get("kind") if isinstance(desc, dict) else None
     seeds = desc.get("seeds")
     if kind == "fill":
-        return Fill(desc["shape"], desc["value"], desc["dtype"])
+        value = desc["value"]
+        if isinstance(value, list) and len(value) == 2 and as_dtype(desc["dtype"]).kind == "c":
+            value = complex(*value)
+        return Fill(desc["shape"], value, desc["dtype"])
     if kind == "constant":
         dt = as_dtype(desc["dtype"])
         shape = as_shape(desc["shape"])
