@@ -44,19 +44,8 @@ def exact_cast_allowed(src: np.dtype, dst: np.dtype) -> bool:
 
 
 def restore(var_map: dict[str, Variable], save_path: str | None, device: Any = None) -> None:
-    """Load the variables from ``save_path``; they need no initializer first.
-
-    Every name, shape and dtype is checked before any variable changes. If
-    loading still fails part-way (a corrupt tensor), every variable touched is
-    left uninitialized, never half-written and usable.
-
-    A sharded checkpoint's shards are followed. Variables on ps tasks are loaded by
-    their tasks, all tasks in parallel, whatever task count saved the checkpoint
-    (from a URL this process reads them and sends them: only it needs the store's
-    credentials, and ``memory://`` lives in this process only).
-    ``device`` (e.g. ``"/job:ps/task:1"``) restores only the variables placed on
-    devices matching it: after a ps task restarted, that brings back what it lost.
-    """
+    """``Saver.restore``: load ``var_map``'s variables from ``save_path`` (its docstring says
+    what is checked, what a failure leaves and what ``device`` selects)."""
     if save_path is None:
         raise InvalidArgumentError("Can't load save_path when it is None.")
     path = normalize(save_path)
