@@ -181,6 +181,23 @@ def test_saver_format_tf_round_trip_and_retention(tmp_path):
         tf.train.Saver(format="onnx")
 
 
+def test_saver_format_tf_retention_across_restarts_and_formats(tmp_path):
+    # A TF-format Saver records through the same history as a varstore one: a new Saver adopts
+    # what the state file lists (bundles and varstore checkpoints alike) and retires the oldest.
+    tf.Variable(tf.zeros([2]), name="v")
+    prefix = str(tmp_path / "model.ckpt")
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        first = tf.train.Saver(max_to_keep=5).save(sess, prefix, global_step=1)
+        tf.train.Saver(format="tf", max_to_keep=5).save(sess, prefix, global_step=2)
+        saver = tf.train.Saver(format="tf", max_to_keep=2)  # a restart
+        paths = [saver.save(sess, prefix, global_step=s) for s in (3, 4)]
+    st = tf.train.get_checkpoint_state(str(tmp_path))
+    assert st.all_model_checkpoint_paths == paths
+    assert not os.path.exists(first) and not os.path.exists(first + ".meta")
+    assert not is_bundle(prefix + "-2") and all(is_bundle(p) for p in paths)
+
+
 def test_bundles_at_urls():
     fsspec = pytest.importorskip("fsspec")
     fs = fsspec.filesystem("memory")

@@ -15,6 +15,7 @@ import time
 
 from devices.errors import DataLossError, OpError
 
+from ..checkpoint import tf as _tf
 from ..checkpoint.store import FileId, Store, store_for
 from . import checkpoint_state as cs
 from . import retention
@@ -23,6 +24,27 @@ log = logging.getLogger("varstore")
 
 # (device, inode) of a checkpoint and of its meta file when recorded.
 Ids = tuple[FileId | None, FileId | None]
+
+
+def _exists(store: Store, p: str) -> bool:
+    """A checkpoint is at ``p``: a varstore file (or committed object), or a TF bundle prefix
+    (``Saver(format="tf")`` records those; its directory may hold both kinds)."""
+    return store.exists(p) or _tf.is_bundle(p)
+
+
+def _mtime(store: Store, p: str) -> float | None:
+    t = store.mtime(p)
+    return t if t is not None else store.mtime(_tf.index_file(p))  # a bundle: its index's
+
+
+def _remove(store: Store, p: str, suffix: str, ids: Ids) -> None:
+    """Delete checkpoint ``p`` (if still the recorded files) and its meta file."""
+    ckpt_id, meta_id = ids
+    if _tf.is_bundle(p):
+        _tf.remove_bundle(p)  # its index first: from then on it is no checkpoint
+    else:
+        store.remove_checkpoint(p, ckpt_id)
+    store.remove_if(f"{p}.{suffix}", meta_id)
 
 
 def listed(st: cs.CheckpointState) -> list[tuple[str, float | None]]:
@@ -79,8 +101,8 @@ class History:
         known = {p for p, _ in self.last}
         ts = st.all_model_checkpoint_timestamps
         for i, p in enumerate(st.all_model_checkpoint_paths):
-            if p not in known and store.exists(p):
-                self.last.append((p, ts[i] if ts else (store.mtime(p) or time.time())))
+            if p not in known and _exists(store, p):
+                self.last.append((p, ts[i] if ts else (_mtime(store, p) or time.time())))
         self.last.sort(key=lambda pt: pt[1])
         if st.last_preserved_timestamp:
             self.next_keep_time = st.last_preserved_timestamp + self.keep_hours * 3600
@@ -100,7 +122,7 @@ class History:
         store = store_for(directory)
         state_key = store.join(directory, latest_filename or cs.STATE_FILENAME)
         with store.lock(directory):
-            if not store.exists(path):
+            if not _exists(store, path):
                 # Another process saved the same name over ours and its retention has deleted that
                 # since: newer checkpoints are in the directory. Nothing to name; the state stays.
                 log.warning("not recording %s: another process saving into %s replaced it with its own "
@@ -126,10 +148,8 @@ class History:
             self._seen[state_key] = dict(kept.history)
             # Only now that the state file no longer names them may old checkpoints go.
             for p in kept.delete:
-                ckpt_id, meta_id = self._ids.pop(p, (None, None))
                 try:
-                    store.remove_checkpoint(p, ckpt_id)
-                    store.remove_if(f"{p}.{suffix}", meta_id)
+                    _remove(store, p, suffix, self._ids.pop(p, (None, None)))
                 except OpError as e:  # a store that failed: this save is recorded; the next retires it
                     log.warning("saved %s, but deleting %s (retention) failed: %s", path, p, e)
             live = set(kept.keep)
@@ -139,7 +159,7 @@ class History:
     def _merged(self, store: Store, path: str, directory: str, latest_filename: str | None,
                 state_key: str) -> dict[str, float]:
         """This history (without ``path``) merged with what other writers recorded since."""
-        stamps = {p: t for p, t in self.last if p != path and store.exists(p)}
+        stamps = {p: t for p, t in self.last if p != path and _exists(store, p)}
         try:
             st = cs.get_checkpoint_state(directory, latest_filename)
         except DataLossError as e:  # a corrupt state file is replaced (a store that failed is raised)
@@ -147,6 +167,10 @@ class History:
             st = None
         if st is None:
             return stamps
+        if state_key not in self._seen and st.last_preserved_timestamp:
+            # A state file this history has not read (no prepare: a TF-format save) carries on
+            # its keep_checkpoint_every_n_hours clock.
+            self.next_keep_time = max(self.next_keep_time, st.last_preserved_timestamp + self.keep_hours * 3600)
         seen = self._seen.get(state_key, {})
         for p, t in listed(st):
             if p == path or (p in seen and seen[p] == t):
@@ -155,8 +179,8 @@ class History:
                 if t is not None and t > stamps[p]:
                     stamps[p] = t
                     self._ids.pop(p, None)
-            elif store.exists(p):  # recorded by another writer
-                t = t if t is not None else store.mtime(p)
+            elif _exists(store, p):  # recorded by another writer
+                t = t if t is not None else _mtime(store, p)
                 if t is not None:
                     stamps[p] = t
         return stamps

@@ -28,16 +28,11 @@ are gathered and written by this process.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 from typing import Any
 
-from devices.errors import DataLossError
-
 from ..checkpoint.store import store_for
-from ..checkpoint.tf import is_bundle, remove_bundle, write_bundle
-from . import checkpoint_state as cs
-from . import retention
+from ..checkpoint.tf import write_bundle
 from .history import History
 
 log = logging.getLogger("varstore")
@@ -56,46 +51,9 @@ def _values(var_map: dict) -> Iterator[tuple[str, Any]]:
 
 def save_tf(var_map: dict, path: str, history: History, latest_filename: str | None, write_state: bool) -> None:
     """Write ``var_map``'s values as the TF bundle ``path``, then name it in the state file and
-    apply retention (only after the state file no longer names what goes)."""
+    apply retention, as a varstore save does (``History.record``: merged with other writers'
+    records, and only after the state file no longer names what goes)."""
     write_bundle(path, _values(var_map))
     if write_state:
-        _record(path, history, latest_filename)
+        history.record(path, store_for(path).parent(path), latest_filename, "meta")
     log.info("saved %d tensors to the TF bundle %s", len(var_map), path)
-
-
-def _exists(store: Any, p: str) -> bool:
-    return is_bundle(p) or store.is_checkpoint(p)
-
-
-def _record(path: str, history: History, latest_filename: str | None) -> None:
-    store = store_for(path)
-    directory = store.parent(path)
-    with store.lock(directory):
-        try:
-            st = cs.get_checkpoint_state(directory, latest_filename)
-        except DataLossError as e:  # replaced by this write
-            log.warning("ignoring unreadable state file in %s: %s", directory, e)
-            st = None
-        stamps = {p: t for p, t in history.last if p != path}
-        if st is not None:  # what the file lists (other writers, earlier runs) joins this Saver's history
-            listed = st.all_model_checkpoint_timestamps
-            for i, p in enumerate(st.all_model_checkpoint_paths):
-                if p != path and p not in stamps:
-                    stamps[p] = listed[i] if listed else (store.mtime(p) or time.time())
-            if st.last_preserved_timestamp:
-                history.next_keep_time = max(history.next_keep_time,
-                                             st.last_preserved_timestamp + history.keep_hours * 3600)
-        stamps = {p: t for p, t in stamps.items() if _exists(store, p)}
-        kept = retention.plan(sorted(stamps.items(), key=lambda pt: pt[1]) + [(path, time.time())],
-                              history.max_to_keep, history.keep_hours, history.next_keep_time)
-        cs.update_checkpoint_state(directory, cs.CheckpointState(
-            model_checkpoint_path=path, all_model_checkpoint_paths=kept.keep,
-            all_model_checkpoint_timestamps=[t for _, t in kept.history],
-            last_preserved_timestamp=kept.next_keep_time - history.keep_hours * 3600), latest_filename)
-        history.last, history.next_keep_time = kept.history, kept.next_keep_time
-        for p in kept.delete:
-            if is_bundle(p):
-                remove_bundle(p)
-            else:  # a varstore checkpoint an earlier Saver wrote into this directory
-                store.remove_checkpoint(p)
-                store.remove(f"{p}.meta")
