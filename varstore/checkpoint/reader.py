@@ -26,6 +26,42 @@ from .validate import Index, decode_index
 _READ_STEP = 1 << 20
 
 
+def key_not_found(name: Any, names: Any, path: str, where: str = "") -> NotFoundError:
+    """The NotFoundError for a missing tensor ``name``, with the closest of ``names``
+    (every reader says it the same way)."""
+    close = difflib.get_close_matches(str(name), list(names), n=5)
+    hint = f" Closest names: {close}." if close else ""
+    return NotFoundError(f"Key {name!r} not found in checkpoint {path}{where}.{hint}")
+
+
+def host_target(out: Any, name: str, path: str, shape: tuple[int, ...], dtype: np.dtype, nbytes: int,
+                hint: str = "") -> memoryview:
+    """``read_into``'s ``out`` as a writable flat byte view: a C-contiguous numpy array of the
+    tensor's shape and dtype, or a writable contiguous host buffer of its size; anything else is
+    InvalidArgumentError naming the tensor (``hint``: what to use for other kinds of ``out``)."""
+    if isinstance(out, np.ndarray):
+        if out.shape != shape or out.dtype != dtype:
+            raise InvalidArgumentError(
+                f"read_into: tensor {name!r} in {path} has shape {shape} dtype {dtype.name}; "
+                f"out has shape {out.shape} dtype {out.dtype}")
+        if not out.flags.c_contiguous or not out.flags.writeable:
+            raise InvalidArgumentError(
+                f"read_into: out for tensor {name!r} must be a writable C-contiguous array")
+        return out.reshape(-1).view(np.uint8).data
+    try:
+        view = memoryview(out)
+    except TypeError:
+        raise InvalidArgumentError(
+            f"read_into: out for tensor {name!r} must be a numpy array or a writable host buffer, "
+            f"received {type(out).__name__}{hint}") from None
+    if view.readonly or not view.c_contiguous or view.nbytes != nbytes:
+        raise InvalidArgumentError(
+            f"read_into: tensor {name!r} in {path} needs a writable contiguous buffer of "
+            f"{nbytes} bytes (shape {shape} dtype {dtype.name}); out has {view.nbytes} bytes"
+            f"{', read-only' if view.readonly else ''}")
+    return view.cast("B") if view.format != "B" or view.ndim != 1 else view
+
+
 def is_checkpoint(path: str | os.PathLike) -> bool:
     """True when ``path`` is a file that starts like a varstore checkpoint (the
     magic only; open it with CheckpointReader to validate it).
@@ -175,9 +211,7 @@ class CheckpointReader:
     def _pos(self, name: str) -> int:
         i = self._index.position.get(name) if isinstance(name, str) else None
         if i is None:
-            close = difflib.get_close_matches(str(name), self._index.names, n=5)
-            hint = f" Closest names: {close}." if close else ""
-            raise NotFoundError(f"Key {name!r} not found in checkpoint {self.path}.{hint}")
+            raise key_not_found(name, self._index.names, self.path)
         return i
 
     def names(self) -> list[str]:
@@ -268,28 +302,8 @@ class CheckpointReader:
 
     def _target(self, i: int, out: Any) -> memoryview:
         ix = self._index
-        name, shape, dtype, nbytes = ix.names[i], ix.shapes[i], ix.dtypes[i], ix.nbytes[i]
-        if isinstance(out, np.ndarray):
-            if out.shape != shape or out.dtype != dtype:
-                raise InvalidArgumentError(
-                    f"read_into: tensor {name!r} in {self.path} has shape {shape} dtype {dtype.name}; "
-                    f"out has shape {out.shape} dtype {out.dtype}")
-            if not out.flags.c_contiguous or not out.flags.writeable:
-                raise InvalidArgumentError(
-                    f"read_into: out for tensor {name!r} must be a writable C-contiguous array")
-            return out.reshape(-1).view(np.uint8).data
-        try:
-            view = memoryview(out)
-        except TypeError:
-            raise InvalidArgumentError(
-                f"read_into: out for tensor {name!r} must be a numpy array or a writable host buffer, "
-                f"received {type(out).__name__} (use iter_chunks for device arrays)") from None
-        if view.readonly or not view.c_contiguous or view.nbytes != nbytes:
-            raise InvalidArgumentError(
-                f"read_into: tensor {name!r} in {self.path} needs a writable contiguous buffer of "
-                f"{nbytes} bytes (shape {shape} dtype {dtype.name}); out has {view.nbytes} bytes"
-                f"{', read-only' if view.readonly else ''}")
-        return view.cast("B") if view.format != "B" or view.ndim != 1 else view
+        return host_target(out, ix.names[i], self.path, ix.shapes[i], ix.dtypes[i], ix.nbytes[i],
+                           " (use iter_chunks for device arrays)")
 
     def _preadv(self, views: list[memoryview], offset: int) -> None:
         """Fill ``views`` (in order) from the file at ``offset``: no copy, no seek, so

@@ -26,7 +26,7 @@ import numpy as np
 
 from devices.errors import DataLossError, NotFoundError
 
-from .reader import CheckpointReader
+from .reader import CheckpointReader, key_not_found
 from .store import store_for
 
 SHARDS_KEY = "shards"
@@ -124,11 +124,7 @@ class CheckpointSet:
         return r
 
     def _missing(self, name: str) -> None:
-        import difflib
-        close = difflib.get_close_matches(str(name), list(self._where), n=5)
-        hint = f" Closest names: {close}." if close else ""
-        raise NotFoundError(f"Key {name!r} not found in checkpoint {self.path} or its "
-                            f"{len(self._readers)} shard(s).{hint}")
+        raise key_not_found(name, self._where, self.path, f" or its {len(self._readers)} shard(s)")
 
     def file_of(self, name: str) -> str:
         """The path of the file holding tensor ``name``."""

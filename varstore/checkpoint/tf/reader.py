@@ -19,7 +19,6 @@ checkpoint.
 """
 from __future__ import annotations
 
-import difflib
 import os
 from typing import Any
 
@@ -27,6 +26,7 @@ import numpy as np
 
 from devices.errors import DataLossError, InvalidArgumentError, NotFoundError
 
+from ..reader import host_target, key_not_found
 from ..store import normalize
 from . import dtypes, files, slices, strings
 from .crc32c import crc32c, mask
@@ -143,9 +143,7 @@ class TFBundleReader:
     def _tensor(self, name: str) -> Tensor:
         t = self._index.tensors.get(name) if isinstance(name, str) else None
         if t is None:
-            close = difflib.get_close_matches(str(name), list(self._index.tensors), n=5)
-            hint = f" Closest names: {close}." if close else ""
-            raise NotFoundError(f"Key {name!r} not found in checkpoint {self.path}.{hint}")
+            raise key_not_found(name, self._index.tensors, self.path)
         return t
 
     @property
@@ -283,26 +281,8 @@ class TFBundleReader:
                 raise InvalidArgumentError(f"read_into: tensor {t.name!r} in {self.path} holds strings; "
                                            f"use get_tensor")
             raise self._unreadable(t)
-        if isinstance(out, np.ndarray):
-            if out.shape != t.shape or out.dtype != t.dtype:
-                raise InvalidArgumentError(
-                    f"read_into: tensor {t.name!r} in {self.path} has shape {t.shape} dtype {t.dtype.name}; "
-                    f"out has shape {out.shape} dtype {out.dtype}")
-            if not out.flags.c_contiguous or not out.flags.writeable:
-                raise InvalidArgumentError(f"read_into: out for tensor {t.name!r} must be a writable "
-                                           f"C-contiguous array")
-            return out
-        try:
-            view = memoryview(out)
-        except TypeError:
-            raise InvalidArgumentError(
-                f"read_into: out for tensor {t.name!r} must be a numpy array or a writable host buffer, "
-                f"received {type(out).__name__}") from None
-        if view.readonly or not view.c_contiguous or view.nbytes != t.nbytes:
-            raise InvalidArgumentError(
-                f"read_into: tensor {t.name!r} in {self.path} needs a writable contiguous buffer of {t.nbytes} "
-                f"bytes (shape {t.shape} dtype {t.dtype.name}); out has {view.nbytes} bytes")
-        return np.frombuffer(view.cast("B"), dtype=np.uint8).view(t.dtype).reshape(t.shape)
+        view = host_target(out, t.name, self.path, t.shape, t.dtype, t.nbytes)
+        return np.frombuffer(view, dtype=np.uint8).view(t.dtype).reshape(t.shape)
 
     def read_into(self, name: str, out: Any) -> Any:
         """Read a tensor into ``out`` (a C-contiguous array of its shape and dtype, or a writable
