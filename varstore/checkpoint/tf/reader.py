@@ -211,11 +211,14 @@ class TFBundleReader:
         return self._data[shard]
 
     def _read_checked(self, t: Tensor, p: Stored, view: memoryview) -> None:
-        """Fill ``view`` (``p.size`` bytes) with the piece's bytes, CRC32C checked step by step."""
+        """Fill ``view`` (``p.size`` bytes) with the piece's bytes, CRC32C checked step by step.
+        Any other ``view`` of at least ``_STEP`` bytes is reused for every step: verify()'s check."""
         src = self._source(p.shard)
+        reuse = view.nbytes != p.size
         crc = 0
         for s in range(0, p.size, _STEP):
-            part = view[s:s + _STEP]
+            n = min(_STEP, p.size - s)
+            part = view[:n] if reuse else view[s:s + n]
             if src.preadv([part], p.offset + s) != part.nbytes:
                 raise self._fail(t, p, f"short read at {p.offset + s}: the file shrank while being read")
             crc = crc32c(part, crc)
@@ -350,22 +353,12 @@ class TFBundleReader:
                     self._read_strings(t)
                 else:
                     for p in t.pieces:
-                        self._verify_piece(t, p, buf)
+                        self._read_checked(t, p, buf)
             except DataLossError as e:
                 results.append((name, e.message))
             else:
                 results.append((name, None))
         return results
-
-    def _verify_piece(self, t: Tensor, p: Stored, buf: memoryview) -> None:
-        src = self._source(p.shard)
-        crc = 0
-        for s in range(0, p.size, _STEP):
-            part = buf[:min(_STEP, p.size - s)]
-            if src.preadv([part], p.offset + s) != part.nbytes:
-                raise self._fail(t, p, f"short read at {p.offset + s}: the file shrank while being read")
-            crc = crc32c(part, crc)
-        self._check_crc(t, p, crc)
 
 
 __all__ = ["TFBundleReader", "MAX_INDEX_BYTES"]
