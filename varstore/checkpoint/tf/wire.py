@@ -101,7 +101,7 @@ def _expect(wt: int, want: int, name: str) -> None:
         raise WireError(f"field {name} has wire type {wt}, expected {want}")
 
 
-def _ints(buf: bytes, number: int, wt: int, v: int, end: int, name: str) -> list[int]:
+def _ints(buf: bytes, wt: int, v: int, end: int, name: str) -> list[int]:
     """A repeated integer field: one varint, or a packed run of them."""
     if wt == _VARINT:
         return [v]
@@ -154,7 +154,7 @@ def decode_header(buf: bytes) -> Header:
                     _expect(wt2, _VARINT, "version.min_consumer")
                     h.min_consumer = _int32(v2)
                 elif n2 == 3:
-                    h.bad_consumers += [_int32(x) for x in _ints(buf, n2, wt2, v2, end2, "bad_consumers")]
+                    h.bad_consumers += [_int32(x) for x in _ints(buf, wt2, v2, end2, "bad_consumers")]
     return h
 
 

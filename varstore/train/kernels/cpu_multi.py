@@ -278,7 +278,7 @@ def _tag(dt: np.dtype) -> np.ndarray:
 class _Group:
     """The entries of one dtype combination: their addresses, sizes and compiled function."""
 
-    __slots__ = ("index", "ptrs", "sizes", "tags", "half", "single")
+    __slots__ = ("index", "ptrs", "sizes", "tags", "half")
 
     def __init__(self, index: list[int], ptrs: np.ndarray, sizes: np.ndarray, tags: tuple, half: bool):
         self.index = np.asarray(index, np.int64)  # entry -> position in the caller's lists
