@@ -1,6 +1,7 @@
 """varstore.summary(), `varstore summary CKPT` and devices.memory_summary()."""
 from __future__ import annotations
 
+import gc
 import os
 import warnings
 
@@ -148,10 +149,17 @@ def test_checkpoint_summary_with_a_corrupt_meta_still_lists_tensors(tmp_path):
 
 
 def test_memory_summary_counts_what_devices_hold():
-    before = devices.get_device("/cpu:0").memory_in_use
-    v = tf.Variable(tf.zeros([1 << 16]), name="big")
-    v.initializer.run()
-    assert devices.get_device("/cpu:0").memory_in_use >= before + (1 << 18)
+    # The counter is process-wide: arrays earlier tests left in reference cycles must not be
+    # freed (by a collection an allocation triggers) between the two readings.
+    gc.collect()
+    gc.disable()
+    try:
+        before = devices.get_device("/cpu:0").memory_in_use
+        v = tf.Variable(tf.zeros([1 << 16]), name="big")
+        v.initializer.run()
+        assert devices.get_device("/cpu:0").memory_in_use >= before + (1 << 18)
+    finally:
+        gc.enable()
     lines = devices.memory_summary().splitlines()
     assert lines[0].split() == ["device", "in", "use", "peak"]
     assert lines[1].split()[0] == "/device:CPU:0"
