@@ -66,6 +66,12 @@ def _auto_enabled(stream: Any) -> bool:
         return False
 
 
+def progress_shown(enabled: bool | None, file: IO[str] | None = None) -> bool:
+    """Whether ``Progress(..., enabled=enabled, file=file)`` may draw: callers skip the work of
+    counting a total nobody will see."""
+    return _auto_enabled(file if file is not None else sys.stderr) if enabled is None else bool(enabled)
+
+
 class Progress:
     """A progress bar over ``total`` bytes, shown on a terminal for work that takes a while.
 
@@ -83,8 +89,7 @@ class Progress:
         self.desc = desc
         self.done = 0
         self._file = file
-        stream = file if file is not None else sys.stderr
-        self.enabled: bool = _auto_enabled(stream) if enabled is None else bool(enabled)
+        self.enabled: bool = progress_shown(enabled, file)
         self._delay = float(DEFAULT_DELAY if delay is None else delay)
         self._drawn = False
         self._closed = False

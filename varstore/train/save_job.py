@@ -84,15 +84,17 @@ class SaveJob:
     def run(self, snapshot: list | None = None) -> None:
         """Write the checkpoint (from ``snapshot`` if given, else the live values under their
         locks), its meta file, and record it."""
-        from ..progress import Progress
+        from ..progress import Progress, progress_shown
         path, store, var_map, extra = self.path, self.store, self.var_map, self.extra
         keys, pending = (sorted(var_map), []) if snapshot is None else ([k for k, _ in snapshot], [])
         sharded = self.sharded and snapshot is None and store.local
         if sharded:
             keys, pending = _start_shards(var_map, path, keys, extra)
         values = _locked_values(var_map, keys, pending) if snapshot is None else iter(snapshot)
-        total = sum(int(getattr(a, "nbytes", 0)) for _, a in snapshot) if snapshot is not None else \
-            sum(_nbytes(var_map[k]) for k in keys)
+        total = 0
+        if progress_shown(self.progress):  # the bar needs the total; nothing else does
+            total = sum(int(getattr(a, "nbytes", 0)) for _, a in snapshot) if snapshot is not None else \
+                sum(_nbytes(var_map[k]) for k in keys)
         meta_path = f"{path}.{self.suffix}"
         before, meta_before = store.file_id(path), store.file_id(meta_path)
         # (device, inode) of the files this save wrote, from their own descriptors: another
