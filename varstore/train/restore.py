@@ -57,28 +57,28 @@ def restore(var_map: dict[str, Variable], save_path: str | None, device: Any = N
     with (_tf.TFBundleReader(path) if tf_bundle else _shards.CheckpointSet(path)) as reader:
         plan = check_plan(var_map, reader)
         if device is not None:
-            plan = [(k, v) for k, v in plan if _on_device(v, device)]
+            plan = [p for p in plan if _on_device(p[1], device)]
         # Variables created later in these graphs (optimizer slots) restore from here too.
-        for g in {id(v.graph): v.graph for _, v in plan}.values():
+        for g in {id(p[1].graph): p[1].graph for p in plan}.values():
             g._last_restore = path
         touched: list[Variable] = []
         try:
             by_task: dict[Any, list] = {}
-            here: list[tuple[str, Variable]] = []  # read by this process
-            for key, var in plan:
+            here: list[tuple[str, Variable, tuple, np.dtype]] = []  # read by this process
+            for key, var, shape, dtype in plan:
                 if _task_loader(var.device_object, store.local and not tf_bundle) is not None:
                     by_task.setdefault(var.device_object, []).append((key, var))
                 else:
-                    here.append((key, var))
+                    here.append((key, var, shape, dtype))
             waits = []
             for dev, items in by_task.items():  # every task starts loading now
                 touched += [v for _, v in items]
                 waits.append((items, dev.load_tensors(
                     [(v.storage.array, reader.file_of(k), k, reader.shape(k), v.dtype) for k, v in items],
                     _shards.load_arrays)))
-            for key, var in here:
+            for key, var, shape, dtype in here:
                 touched.append(var)
-                restore_one(reader, key, var, store.local and not tf_bundle)
+                restore_one(reader, key, var, store.local and not tf_bundle, shape, dtype)
             for items, wait in waits:
                 for (_, var), array in zip(items, wait()):
                     if array is not var.storage.array:
@@ -90,8 +90,9 @@ def restore(var_map: dict[str, Variable], save_path: str | None, device: Any = N
     log.info("restored %d variables from %s", len(plan), path)
 
 
-def check_plan(var_map: dict[str, Variable], reader: Any) -> list[tuple[str, Variable]]:
-    """(key, variable) to restore, every name, shape and dtype checked before any variable changes."""
+def check_plan(var_map: dict[str, Variable], reader: Any) -> list[tuple[str, Variable, tuple, np.dtype]]:
+    """(key, variable, stored shape, stored dtype) to restore, every name, shape and dtype
+    checked before any variable changes."""
     plan = []
     casts: dict[tuple[np.dtype, np.dtype], bool] = {}  # a few dtype pairs, thousands of variables
     for key in sorted(var_map):
@@ -110,7 +111,7 @@ def check_plan(var_map: dict[str, Variable], reader: Any) -> list[tuple[str, Var
             raise InvalidArgumentError(
                 f"Restoring {var.name} from {reader.path}: tensor {key!r} has dtype {dtype.name}, "
                 f"the variable has dtype {var.dtype.name} (only exact widening casts are implicit)")
-        plan.append((key, var))
+        plan.append((key, var, shape, dtype))
     return plan
 
 
@@ -120,12 +121,15 @@ def _task_loader(dev: Any, local: bool) -> Any:
     return getattr(dev, "load_tensors", None) if local else None
 
 
-def restore_one(reader: Any, key: str, var: Variable, local: bool | None = None) -> None:
+def restore_one(reader: Any, key: str, var: Variable, local: bool | None = None,
+                shape: tuple | None = None, dtype: np.dtype | None = None) -> None:
     """Read tensor ``key`` into ``var`` under its lock: into its existing buffer where it can
     (no allocation), else into a new array on its device. ``local``: the checkpoint is a
-    local file (None: ask the store)."""
+    local file (None: ask the store); ``shape``, ``dtype``: the stored ones, when the caller
+    has them already (None: ask the reader)."""
     dev = var.device_object
-    shape, dtype = tuple(reader.shape(key)), reader.dtype(key)
+    if shape is None or dtype is None:
+        shape, dtype = tuple(reader.shape(key)), reader.dtype(key)
     if local is None:
         local = store_for(reader.path).local and getattr(reader, "format", None) != "tf"
     load = _task_loader(dev, local)
