@@ -2,6 +2,7 @@
 the fixtures here isolate it so tests can be run in any order."""
 from __future__ import annotations
 
+import contextlib
 import sys
 
 import pytest
@@ -39,16 +40,11 @@ def placement(monkeypatch):
 _MISSING = object()
 
 
-@pytest.fixture
-def no_cupy(placement):
-    """Simulate a machine where ``import cupy`` fails, even on a machine with a card.
-
-    ``sys.modules['cupy'] = None`` makes the import raise ImportError; the lru caches
-    that remember the cupy module and the GPU count are cleared on the way in and out,
-    and GPU devices already cached by the manager are hidden for the test.
-    """
-    saved_module = sys.modules.get("cupy", _MISSING)
-    sys.modules["cupy"] = None
+@contextlib.contextmanager
+def gpu_caches_reset():
+    """While inside: the caches that remember the cupy module and the GPU count start empty,
+    and GPU devices the manager had cached are hidden. On the way out both are put back, so a
+    test that swaps ``cupy`` (for none, or for the fake) leaves nothing behind."""
     gpu.cupy_module.cache_clear()
     gpu.gpu_count.cache_clear()
     with manager._lock:
@@ -58,13 +54,27 @@ def no_cupy(placement):
     try:
         yield
     finally:
-        if saved_module is _MISSING:
-            del sys.modules["cupy"]
-        else:
-            sys.modules["cupy"] = saved_module
         gpu.cupy_module.cache_clear()
         gpu.gpu_count.cache_clear()
         with manager._lock:
             for s in [s for s, d in manager._cache.items() if d.kind == "gpu"]:
                 del manager._cache[s]
             manager._cache.update(hidden)
+
+
+@pytest.fixture
+def no_cupy(placement):
+    """Simulate a machine where ``import cupy`` fails, even on a machine with a card.
+
+    ``sys.modules['cupy'] = None`` makes the import raise ImportError (see gpu_caches_reset).
+    """
+    saved_module = sys.modules.get("cupy", _MISSING)
+    sys.modules["cupy"] = None
+    try:
+        with gpu_caches_reset():
+            yield
+    finally:
+        if saved_module is _MISSING:
+            del sys.modules["cupy"]
+        else:
+            sys.modules["cupy"] = saved_module

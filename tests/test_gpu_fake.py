@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import gpu_caches_reset
 
 from devices import manager
-from devices.backends import arrays, gpu
+from devices.backends import arrays
 from devices.dtypes import bfloat16
 from devices.errors import InvalidArgumentError
 
@@ -33,28 +34,16 @@ def fake_cupy(monkeypatch, placement):
     for k in saved:
         del sys.modules[k]
     sys.path.insert(0, FAKE)
-    arrays.cupy_module.cache_clear()
-    gpu.gpu_count.cache_clear()
-    with manager._lock:
-        hidden = {s: d for s, d in manager._cache.items() if d.kind == "gpu"}
-        for s in hidden:
-            del manager._cache[s]
     try:
-        cp = importlib.import_module("cupy")
-        assert getattr(cp, "__fakecupy__", False)
-        yield cp
+        with gpu_caches_reset():
+            cp = importlib.import_module("cupy")
+            assert getattr(cp, "__fakecupy__", False)
+            yield cp
     finally:
         sys.path.remove(FAKE)
         for k in [k for k in sys.modules if k == "cupy" or k.startswith("cupy.")]:
             del sys.modules[k]
         sys.modules.update(saved)
-        arrays.cupy_module.cache_clear()
-        gpu.gpu_count.cache_clear()
-        with manager._lock:
-            for s in [s for s, d in manager._cache.items() if d.kind == "gpu"]:
-                del manager._cache[s]
-            manager._cache.update(hidden)
-
 
 def _gpu(n: int):
     return manager.get_device(f"/device:GPU:{n}")

@@ -51,9 +51,9 @@ def _one_thread():
     cpu.set_threads(saved)
 
 
-def hypers(rule: str, flags: dict, rng: np.random.Generator) -> dict:
-    """Random hyperparameters in the ranges people use."""
-    h = {"lr": float(10 ** rng.uniform(-4, 0))}
+def hypers(rule: str, flags: dict, rng: np.random.Generator, lr_exponents: tuple = (-4, 0)) -> dict:
+    """Random hyperparameters in the ranges people use (``lr`` = 10 ** uniform(*lr_exponents))."""
+    h = {"lr": float(10 ** rng.uniform(*lr_exponents))}
     if rule == "momentum":
         h["momentum"] = float(rng.uniform(0, 0.99))
     elif rule == "adam":

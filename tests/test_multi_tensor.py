@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_kernels import hypers as kernel_hypers
 
 import devices
 import varstore as tf
@@ -54,16 +55,7 @@ def fresh_graph():
 
 
 def hypers(rule: str, flags: dict, rng: np.random.Generator) -> dict:
-    h = {"lr": float(10 ** rng.uniform(-3, -1))}
-    if rule == "momentum":
-        h["momentum"] = float(rng.uniform(0, 0.99))
-    elif rule == "adam":
-        h.update(beta1=float(rng.uniform(0, 0.99)), beta2=float(rng.uniform(0.9, 0.9999)),
-                 epsilon=float(10 ** rng.uniform(-8, -3)))
-    elif rule == "rmsprop":
-        h.update(decay=float(rng.uniform(0.5, 0.99)), momentum=float(rng.uniform(0, 0.9)),
-                 epsilon=float(10 ** rng.uniform(-10, -3)))
-    return {**h, **flags}
+    return kernel_hypers(rule, flags, rng, lr_exponents=(-3, -1))
 
 
 def operands(rule, flags, shapes, pairing, rng, strided=()):
