@@ -18,6 +18,8 @@ devices.errors.FailedPreconditionError: Attempting to use uninitialized value v
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from devices.errors import FailedPreconditionError
@@ -51,3 +53,31 @@ class Storage:
         """Back to uninitialized: a failed restore must not leave a half-written value usable."""
         with self.lock:
             self.array = None
+
+
+@contextmanager
+def holding(locks: list) -> Iterator[None]:
+    """Hold every lock in ``locks`` (re-entrant locks; one may appear twice): an optimizer
+    step, or a save or restore of a run of small variables.
+
+    They are first tried in the given order without waiting. If one is taken, all are
+    let go and taken again waiting, in one global order (by id): a thread only ever
+    waits while holding locks taken in that order, so two holders of overlapping
+    variables cannot wait on each other in a cycle. (Other paths hold one variable
+    lock at a time, or, for a GPU step, GPU variables' locks: never these.)
+    """
+    held: list = []
+    try:
+        for lock in locks:
+            if not lock.acquire(blocking=False):
+                while held:
+                    held.pop().release()
+                for lk in sorted(locks, key=id):
+                    lk.acquire()
+                    held.append(lk)
+                break
+            held.append(lock)
+        yield
+    finally:
+        while held:
+            held.pop().release()

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -30,6 +29,7 @@ from devices.errors import InvalidArgumentError
 from .. import initializers as _init
 from ..graph import GraphKeys, get_default_graph
 from ..ops import Op
+from ..storage import holding as _holding
 from ..variables import Variable
 
 
@@ -291,33 +291,6 @@ class Optimizer:
             "and call apply_gradients(zip(grads, variables))")
 
     compute_gradients = minimize
-
-
-@contextmanager
-def _holding(locks: list) -> Iterator[None]:
-    """Hold every lock in ``locks`` (re-entrant locks; one may appear twice).
-
-    They are first tried in the given order without waiting. If one is taken, all are
-    let go and taken again waiting, in one global order (by id): a thread only ever
-    waits while holding locks taken in that order, so two steps over overlapping
-    variables cannot wait on each other in a cycle. (Other paths hold one variable
-    lock at a time, or, for a GPU step, GPU variables' locks: never these.)
-    """
-    held: list = []
-    try:
-        for lock in locks:
-            if not lock.acquire(blocking=False):
-                while held:
-                    held.pop().release()
-                for lk in sorted(locks, key=id):
-                    lk.acquire()
-                    held.append(lk)
-                break
-            held.append(lock)
-        yield
-    finally:
-        while held:
-            held.pop().release()
 
 
 def _restore_pending(var: Variable) -> bool:
