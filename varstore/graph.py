@@ -129,10 +129,39 @@ class Graph:
             stack.remove(self)
 
     def get_variable_by_name(self, name: str):
+        """The variable whose op name (``"scope/v"``) is ``name``, or None."""
         for v in self.get_collection(GraphKeys.GLOBAL_VARIABLES) + self.get_collection(GraphKeys.LOCAL_VARIABLES):
-            if v.name == name:
+            if v._name == name:
                 return v
         return None
+
+    # -- ops by name (varstore.ops registers each named op here) -------------------
+    def get_operation_by_name(self, name: str) -> Any:
+        """The op named ``name`` (``"scope/v"``, ``"scope/v/Assign"``, ``"init"``).
+
+        KeyError if there is none, as TF; a Variable's op is ``v.op``.
+        """
+        if not isinstance(name, str) or ":" in name:
+            raise ValueError(f"Name {name!r} appears to refer to a Tensor, not an Operation")
+        node = self.__dict__.get("_ops_by_name", {}).get(name)
+        if node is None:
+            raise KeyError(f"The name {name!r} refers to an Operation not in the graph.")
+        return node.op if hasattr(node, "op") and not hasattr(node, "_run") else node
+
+    def get_tensor_by_name(self, name: str) -> Any:
+        """The tensor named ``name`` (``"scope/v:0"``): a Variable for a variable's name, as TF's ref.
+
+        KeyError if there is none, ValueError for an op name without ``:0``, as TF.
+        """
+        if not isinstance(name, str) or ":" not in name:
+            raise ValueError(f"The name {name!r} looks like an (invalid) Operation name, not a Tensor. "
+                             f"Tensor names must be of the form \"<op_name>:<output_index>\".")
+        op, _, index = name.rpartition(":")
+        node = self.__dict__.get("_ops_by_name", {}).get(op)
+        if node is None or index != "0" or not hasattr(node, "dtype"):
+            raise KeyError(f"The name {name!r} refers to a Tensor which does not exist. "
+                           f"The operation, {op!r}, does not exist in the graph.")
+        return node
 
 
 _tls = threading.local()
