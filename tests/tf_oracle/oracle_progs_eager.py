@@ -96,3 +96,20 @@ def saver_save_restore(tf, tmp):
     v.assign([0.0, 0.0])
     saver.restore(None, path)
     return {"v": v.numpy(), "path": os.path.basename(path)}
+
+
+@program(mode="eager")
+def global_step_and_slot_names(tf):
+    w = tf.Variable([1.0, 2.0], name="w")
+    gs = tf.train.get_or_create_global_step()
+    opt = tf.train.MomentumOptimizer(0.1, 0.9)
+    opt.apply_gradients([(tf.constant([1.0, 1.0]), w)], global_step=gs)
+    return {"gs": gs.numpy(), "gs_name": gs.name, "slot": opt.get_slot(w, "momentum").name,
+            "slot_value": opt.get_slot(w, "momentum").numpy()}
+
+
+@program(mode="eager")
+def assign_returns_usable_value(tf):
+    v = tf.Variable([1.0, 2.0], name="v")
+    r = v.assign_add([1.0, 1.0])
+    return {"r": r.numpy(), "v": v.numpy()}

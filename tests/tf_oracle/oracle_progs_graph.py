@@ -384,3 +384,75 @@ def load_into_variable(tf):
         sess.run(v.initializer)
         v.load(np.ones((2, 2)) * 3, sess)
         return {"v": sess.run(v)}
+
+
+@program
+def linear_model_with_feed(tf):
+    x = tf.placeholder(tf.float32, [None, 2], name="x")
+    w = tf.Variable([[1.0], [2.0]], name="w")
+    b = tf.Variable([0.5], name="b")
+    y = tf.matmul(x, w) + b
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        return {"y": sess.run(y, {x: [[1.0, 1.0], [2.0, 3.0], [0.0, -1.0]]}), "y_shape": y.get_shape().as_list()}
+
+
+@program
+def feed_and_fetch_by_name(tf):
+    x = tf.placeholder(tf.float32, [2], name="x")
+    v = tf.Variable([1.0, 2.0], name="v")
+    tf.add(x, v, name="out")
+    init = tf.global_variables_initializer()
+    with tf.Session() as sess:
+        sess.run(init.name)
+        return {"out": sess.run("out:0", feed_dict={"x:0": [10.0, 20.0]}), "v": sess.run("v:0"),
+                "init_name": init.name}
+
+
+@program
+def read_modify_write_each_run(tf):
+    v = tf.Variable(1.0, name="v")
+    double = v.assign(v * 2.0)
+    with tf.Session() as sess:
+        sess.run(v.initializer)
+        return {"runs": [sess.run(double) for _ in range(4)]}
+
+
+@program
+def graph_get_tensor_by_name(tf):
+    tf.Variable([1, 2], name="v")
+    with tf.name_scope("s"):
+        tf.Variable(3.0, name="w")
+    g = tf.get_default_graph()
+    t = g.get_tensor_by_name("s/w:0")
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        return {"v": sess.run(g.get_tensor_by_name("v:0")), "w": sess.run(t), "op": g.get_operation_by_name("v").name,
+                "t_name": t.name}
+
+
+@program
+def callable_initial_value(tf):
+    v = tf.Variable(lambda: tf.ones([2, 2]) * 3.0, name="v")
+    with tf.Session() as sess:
+        sess.run(v.initializer)
+        return {"v": sess.run(v), "shape": v.get_shape().as_list()}
+
+
+@program
+def dtypes_of_variables(tf):
+    vs = {n: tf.Variable(tf.zeros([2], dtype=d), name=n)
+          for n, d in (("f16", tf.float16), ("bf16", tf.bfloat16), ("i8", tf.int8), ("u8", tf.uint8),
+                       ("i64", tf.int64), ("f64", tf.float64), ("c64", tf.complex64), ("b", tf.bool))}
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        vals = sess.run(vs)
+    return {"values": vals, "names": {n: v.dtype.base_dtype.name for n, v in vs.items()}}
+
+
+@program
+def train_op_name(tf):
+    w = tf.Variable([1.0], name="w")
+    train = tf.train.GradientDescentOptimizer(0.1).apply_gradients([(tf.constant([1.0]), w)], name="train")
+    g = tf.group(train, name="step")
+    return {"train": train.name, "group": g.name}

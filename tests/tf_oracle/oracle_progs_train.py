@@ -421,3 +421,51 @@ def saver_global_step_from_tensor(tf, tmp):
         p = saver.save(sess, os.path.join(tmp, "model.ckpt"), global_step=gs)
         step = tf.train.global_step(sess, gs)
     return {"path": os.path.basename(p), "step": step, "step_type": type(step).__name__}
+
+
+@program(kept={"kept": "A new `Saver` and the checkpoints already in its directory"})
+def new_saver_and_existing_checkpoints(tf, tmp):
+    _model(tf)
+    saver = tf.train.Saver(max_to_keep=2)
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        for s in (1, 2):
+            saver.save(sess, os.path.join(tmp, "model.ckpt"), global_step=s)
+    tf.reset_default_graph()  # a restarted program
+    _model(tf)
+    saver = tf.train.Saver(max_to_keep=2)
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        saver.save(sess, os.path.join(tmp, "model.ckpt"), global_step=3)
+    st = tf.train.get_checkpoint_state(tmp)
+    paths = [os.path.join(tmp, f"model.ckpt-{s}") for s in (1, 2, 3)]
+    return {"latest": os.path.basename(st.model_checkpoint_path),
+            "kept": {"last": _rel(saver.last_checkpoints, tmp), "all": _rel(st.all_model_checkpoint_paths, tmp),
+                     "exists": [tf.train.checkpoint_exists(p) for p in paths]}}
+
+
+@program
+def recover_last_checkpoints(tf, tmp):
+    _model(tf)
+    saver = tf.train.Saver(max_to_keep=2)
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        for s in (1, 2):
+            saver.save(sess, os.path.join(tmp, "model.ckpt"), global_step=s)
+        saver2 = tf.train.Saver(max_to_keep=2)
+        saver2.recover_last_checkpoints(tf.train.get_checkpoint_state(tmp).all_model_checkpoint_paths)
+        saver2.save(sess, os.path.join(tmp, "model.ckpt"), global_step=3)
+    return {"last": _rel(saver2.last_checkpoints, tmp),
+            "exists": [tf.train.checkpoint_exists(os.path.join(tmp, f"model.ckpt-{s}")) for s in (1, 2, 3)]}
+
+
+@program
+def save_relative_paths(tf, tmp):
+    _model(tf)
+    saver = tf.train.Saver(save_relative_paths=True)
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        saver.save(sess, os.path.join(tmp, "model.ckpt"), global_step=1)
+    st = tf.train.get_checkpoint_state(tmp)
+    return {"latest": os.path.relpath(tf.train.latest_checkpoint(tmp), tmp),
+            "abs": os.path.isabs(st.model_checkpoint_path)}
