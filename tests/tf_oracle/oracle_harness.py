@@ -25,7 +25,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
+try:
+    import numpy as np
+except ImportError as _e:  # the TF runner in an interpreter without numpy has no TensorFlow either
+    if __name__ == "__main__":
+        print(f"no tensorflow: {_e}", file=sys.stderr)
+        sys.exit(3)
+    raise
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # The modules that hold programs, one per group of the brief (issue 13, part 4).
@@ -252,6 +258,87 @@ def compare(want: Any, got: Any, path: str = "", rtol: float = 1e-5, atol: float
         ok = np.isclose(got, want, rtol=rtol, atol=atol, equal_nan=True)
         return [] if ok else [f"{where}: {want!r} (TF) vs {got!r} (varstore)"]
     return [] if want == got else [f"{where}: TF {want!r:.200} vs varstore {got!r:.200}"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Launching the TF side from the test process: started once (tests/tf_oracle/conftest.py starts it
+# right after collection, so TF imports while the rest of the suite runs), awaited by the fixture.
+
+_RUNS: dict = {}
+
+
+def tf_python() -> str | None:
+    """The interpreter with TensorFlow: $VARSTORE_TF_PYTHON, else this one if it has tensorflow."""
+    import importlib.util
+    env = os.environ.get("VARSTORE_TF_PYTHON")
+    if env:
+        return env
+    return sys.executable if importlib.util.find_spec("tensorflow") is not None else None
+
+
+def start_tf() -> None:
+    """Start one TF subprocess per mode (graph, eager), both at once; idempotent."""
+    import subprocess
+    import tempfile
+    python = tf_python()
+    if _RUNS or python is None:
+        return
+    import atexit
+    root = tempfile.mkdtemp(prefix="varstore-tf-oracle-")
+    atexit.register(_cleanup)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "TF_ENABLE_ONEDNN_OPTS": "0"}
+    _RUNS["root"] = root
+    for mode in ("graph", "eager"):
+        os.makedirs(os.path.join(root, mode))
+        try:
+            _RUNS[mode] = subprocess.Popen(
+                [python, os.path.join(HERE, "oracle_harness.py"), mode, os.path.join(root, f"{mode}.json"),
+                 os.path.join(root, mode)],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        except OSError as e:  # VARSTORE_TF_PYTHON names no interpreter
+            _RUNS["results"], _RUNS["why"] = {}, f"cannot run {python}: {e}"
+            return
+
+
+def _cleanup() -> None:
+    """At exit: stop the runs this process started that nobody awaited, remove their files."""
+    import shutil
+    for mode in ("graph", "eager"):
+        p = _RUNS.get(mode)
+        if p is not None and p.poll() is None:
+            p.kill()
+            p.wait()
+    if "root" in _RUNS:
+        shutil.rmtree(_RUNS["root"], ignore_errors=True)
+
+
+def tf_results(timeout: float = 600) -> tuple[dict, str | None]:
+    """(results by program name, None) or ({}, why TF could not run). Waits for start_tf's runs."""
+    import shutil
+    import subprocess
+    start_tf()
+    if not _RUNS:
+        return {}, "needs TensorFlow: set VARSTORE_TF_PYTHON or install it"
+    if "results" in _RUNS:
+        return _RUNS["results"], _RUNS["why"]
+    results, why = {}, None
+    for mode in ("graph", "eager"):
+        p = _RUNS[mode]
+        try:
+            _, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            _, err = p.communicate()
+        if p.returncode == 3:
+            why = f"no tensorflow in {tf_python()}: {err.strip()[-300:]}"
+            break
+        if p.returncode != 0:
+            raise RuntimeError(f"the TF {mode} runner failed (exit {p.returncode}):\n{err[-4000:]}")
+        with open(os.path.join(_RUNS["root"], f"{mode}.json")) as f:
+            results.update(json.load(f)["results"])
+    shutil.rmtree(_RUNS["root"], ignore_errors=True)
+    _RUNS["results"], _RUNS["why"] = results, why
+    return results, why
 
 
 # ---------------------------------------------------------------------------------------------

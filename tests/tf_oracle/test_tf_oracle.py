@@ -13,15 +13,11 @@ A list of what fails: ``python -m pytest tests/tf_oracle -q``.
 """
 from __future__ import annotations
 
-import importlib.util
-import json
-import os
 import re
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
+import oracle_harness
 import pytest
 from oracle_harness import HERE, REGISTRY, Raised, compare, decode, load_programs, normalize
 
@@ -29,41 +25,13 @@ load_programs()
 DOC = Path(HERE).parents[1] / "docs" / "coming-from-tf1.md"
 
 
-def _tf_python() -> str | None:
-    env = os.environ.get("VARSTORE_TF_PYTHON")
-    if env:
-        return env
-    return sys.executable if importlib.util.find_spec("tensorflow") is not None else None
-
-
-TF_PYTHON = _tf_python()
-pytestmark = pytest.mark.skipif(TF_PYTHON is None, reason="needs TensorFlow: set VARSTORE_TF_PYTHON or install it")
-
-
 @pytest.fixture(scope="session")
-def tf_results(tmp_path_factory):
-    """TF's results for every program: both subprocesses run at once, each once per session."""
-    root = tmp_path_factory.mktemp("tf_oracle")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "TF_ENABLE_ONEDNN_OPTS": "0",
-           "PYTHONHASHSEED": "0"}
-    procs = {}
-    for mode in ("graph", "eager"):
-        (root / mode).mkdir()
-        procs[mode] = subprocess.Popen(
-            [TF_PYTHON, os.path.join(HERE, "oracle_harness.py"), mode, str(root / f"{mode}.json"), str(root / mode)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    results = {}
-    for mode, p in procs.items():
-        try:
-            _, err = p.communicate(timeout=300)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            _, err = p.communicate()
-        if p.returncode == 3:
-            pytest.skip(f"no tensorflow in {TF_PYTHON}: {err.strip()[-300:]}")
-        assert p.returncode == 0, f"the TF {mode} runner failed:\n{err[-4000:]}"
-        data = json.loads((root / f"{mode}.json").read_text())
-        results.update(data["results"])
+def tf_results():
+    """TF's results for every program (both subprocesses run at once, once per session); every
+    test that uses them skips where there is no TensorFlow."""
+    results, why = oracle_harness.tf_results()
+    if why:
+        pytest.skip(why)
     return results
 
 
