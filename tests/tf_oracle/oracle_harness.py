@@ -8,6 +8,32 @@ behaviour, in a subprocess: ``python oracle_harness.py graph|eager OUT.json TMPD
 varstore (``tf`` = ``varstore``, in the test process). Both runs start from a fresh default
 graph. The results are compared by :func:`compare`.
 
+Adding a program: write it in the ``oracle_progs_<group>.py`` of its group as a TF 1.x user
+would (from TF's documentation and idioms, not from varstore's code)::
+
+    @program
+    def assign_add_built_once(tf):
+        counter = tf.Variable(0, name="counter")
+        inc = counter.assign_add(1)
+        with tf.Session() as sess:
+            sess.run(counter.initializer)
+            return {"fetched": [sess.run(inc) for _ in range(3)], "name": counter.name}
+
+Return plain values: numpy arrays and scalars (dtype and shape are compared; floats with
+allclose, ``rtol``/``atol`` per program), str, int, float, bool, None, lists, tuples and dicts
+with str keys. Turn TF objects into such values (``v.dtype.base_dtype.name``,
+``v.get_shape().as_list()``); paths relative to ``tmp``. An exception is a result too: record
+one with ``raises(lambda: ...)``; it compares by class (varstore's must be an instance of
+varstore.errors.<TF's class name>, else builtins.<name>). Random values differ between the two
+RNGs: return statistics (bools of range checks), not values. ``@program(mode="eager")`` runs
+in the eager subprocess. Check the TF side first: ``python oracle_harness.py graph out.json
+/tmp/x`` with TF's interpreter, then read out.json.
+
+Declaring a kept difference: ``@program(kept={"device": "<first cell of a row>"})`` — the row
+in the "Kept differences" table of docs/coming-from-tf1.md. That result key is then not
+compared; instead the test asserts that it still differs (and test_kept_differences_are_documented
+that the row exists), so a difference that goes away is noticed.
+
 This module imports neither TensorFlow nor varstore at module level: it is imported by both
 interpreters. It needs numpy only.
 """

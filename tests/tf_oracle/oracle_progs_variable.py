@@ -104,7 +104,7 @@ def get_variable_initializer_stats(tf):
         sess.run(tf.global_variables_initializer())
         n, u, t = sess.run([n, u, t])
     return {"n": bool(abs(n.mean() - 0.5) < 0.01 and abs(n.std() - 0.1) < 0.01),
-            "u": bool(u.min() >= -2 and u.max() < 2 and abs(u.mean()) < 0.1),
+            "u": bool(u.min() >= -2 and u.max() < 2 and abs(u.mean()) < 0.15),
             "t": bool(np.abs(t).max() <= 2.0)}
 
 
