@@ -456,3 +456,12 @@ def train_op_name(tf):
     train = tf.train.GradientDescentOptimizer(0.1).apply_gradients([(tf.constant([1.0]), w)], name="train")
     g = tf.group(train, name="step")
     return {"train": train.name, "group": g.name}
+
+
+@program
+def variable_initialized_from_a_fed_placeholder(tf):
+    init = tf.placeholder(tf.float32, shape=[3, 2])
+    emb = tf.Variable(init, name="emb")
+    with tf.Session() as sess:
+        sess.run(emb.initializer, feed_dict={init: np.arange(6, dtype=np.float32).reshape(3, 2)})
+        return {"emb": sess.run(emb), "shape": emb.get_shape().as_list()}

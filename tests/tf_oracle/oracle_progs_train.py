@@ -469,3 +469,43 @@ def save_relative_paths(tf, tmp):
     st = tf.train.get_checkpoint_state(tmp)
     return {"latest": os.path.relpath(tf.train.latest_checkpoint(tmp), tmp),
             "abs": os.path.isabs(st.model_checkpoint_path)}
+
+
+def _adam_graph(tf):
+    w = tf.Variable([1.0, -1.0], name="w")
+    gs = tf.train.get_or_create_global_step()
+    g = tf.placeholder(tf.float32, [2])
+    opt = tf.train.AdamOptimizer(0.1)
+    train = opt.apply_gradients([(g, w)], global_step=gs)
+    return w, gs, g, opt, train
+
+
+@program
+def resume_training_with_adam_slots(tf, tmp):
+    w, gs, g, opt, train = _adam_graph(tf)
+    saver = tf.train.Saver()
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        for x in ([1.0, 2.0], [0.5, -1.0]):
+            sess.run(train, {g: x})
+        saver.save(sess, os.path.join(tmp, "model.ckpt"), global_step=gs)
+    keys = [k for k, _ in tf.train.list_variables(tmp)]
+    tf.reset_default_graph()
+    w, gs, g, opt, train = _adam_graph(tf)
+    saver = tf.train.Saver()
+    with tf.Session() as sess:
+        saver.restore(sess, tf.train.latest_checkpoint(tmp))
+        sess.run(train, {g: [-1.0, 1.0]})
+        return {"keys": keys, "w": sess.run(w), "gs": sess.run(gs), "m": sess.run(opt.get_slot(w, "m")),
+                "latest": os.path.basename(tf.train.latest_checkpoint(tmp))}
+
+
+@program
+def saver_of_trainable_variables_only(tf, tmp):
+    w, gs, g, opt, train = _adam_graph(tf)
+    saver = tf.train.Saver(tf.trainable_variables())
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        sess.run(train, {g: [1.0, 1.0]})
+        path = saver.save(sess, os.path.join(tmp, "model.ckpt"))
+    return {"keys": [k for k, _ in tf.train.list_variables(path)]}
