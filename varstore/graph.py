@@ -26,6 +26,7 @@ class GraphKeys:
     MODEL_VARIABLES = "model_variables"
     GLOBAL_STEP = "global_step"
     SAVERS = "savers"
+    MOVING_AVERAGE_VARIABLES = "moving_average_variables"
 
 
 class Graph:

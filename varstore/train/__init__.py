@@ -5,13 +5,19 @@
 (<class '...Saver'>, <function latest_checkpoint at ...>)
 """
 from ..checkpoint import CheckpointReader
-from .checkpoint_state import CheckpointState, get_checkpoint_state, latest_checkpoint
+from .checkpoint_state import (
+    CheckpointState,
+    checkpoint_exists,
+    get_checkpoint_mtimes,
+    get_checkpoint_state,
+    latest_checkpoint,
+)
 from .meta_graph import export_meta_graph, import_meta_graph
 from .reading import NewCheckpointReader, list_variables, load_checkpoint, load_variable
 from .saver import Saver
 
 __all__ = ["Saver", "latest_checkpoint", "get_checkpoint_state", "CheckpointState", "import_meta_graph",
-           "export_meta_graph", "list_variables", "load_variable", "load_checkpoint", "CheckpointReader",
+           "export_meta_graph", "list_variables", "checkpoint_exists", "get_checkpoint_mtimes", "load_variable", "load_checkpoint", "CheckpointReader",
            "NewCheckpointReader"]
 
 from .optimizer import (
@@ -31,6 +37,14 @@ __all__ += ["Optimizer", "GradientDescentOptimizer", "MomentumOptimizer", "AdamO
             "RMSPropOptimizer", "IndexedSlices", "get_global_step", "get_or_create_global_step",
             "create_global_step"]
 
-from .device_setter import GreedyLoadBalancingStrategy, byte_size_load_fn, replica_device_setter
+from .device_setter import ClusterSpec, GreedyLoadBalancingStrategy, byte_size_load_fn, replica_device_setter
 
-__all__ += ["replica_device_setter", "GreedyLoadBalancingStrategy", "byte_size_load_fn"]
+__all__ += ["replica_device_setter", "GreedyLoadBalancingStrategy", "byte_size_load_fn", "ClusterSpec"]
+
+from .warm_start import init_from_checkpoint
+
+__all__ += ["init_from_checkpoint"]
+
+from .moving_averages import ExponentialMovingAverage
+
+__all__ += ["ExponentialMovingAverage"]

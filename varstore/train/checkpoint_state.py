@@ -159,3 +159,63 @@ def update_checkpoint_state(directory: str, state: CheckpointState, latest_filen
     directory = normalize(directory)
     path = store_for(directory).join(directory, latest_filename or STATE_FILENAME)
     store_for(directory).replace(path, format_state(state, directory).encode("utf-8"))
+
+
+def _matching(pattern: str) -> list[str]:
+    """Paths matching ``pattern`` (TF's ``get_matching_files``: a glob), sorted; at a URL, the
+    path itself if it exists (object stores are not globbed)."""
+    store = store_for(pattern)
+    if not store.local:
+        return [pattern] if store.exists(pattern) else []
+    import glob
+    return sorted(glob.glob(pattern))
+
+
+def checkpoint_exists(checkpoint_prefix: str) -> bool:
+    """Whether a checkpoint is at ``checkpoint_prefix`` (TF 1.x's ``tf.train.checkpoint_exists``).
+
+    As TF: true when ``checkpoint_prefix + ".index"`` (a TF bundle) or ``checkpoint_prefix``
+    itself (a varstore checkpoint, sharded or not) matches an existing file; both may be
+    globs (``"run/model.ckpt-*"``). Like TF it checks existence only, not content.
+
+    >>> import os, tempfile, varstore as tf
+    >>> tf.reset_default_graph(); v = tf.Variable(1.0, name="v")
+    >>> d = tempfile.mkdtemp()
+    >>> with tf.Session() as sess:
+    ...     sess.run(v.initializer)
+    ...     path = tf.train.Saver().save(sess, os.path.join(d, "model.ckpt"), global_step=1)
+    >>> tf.train.checkpoint_exists(path), tf.train.checkpoint_exists(os.path.join(d, "model.ckpt-*"))
+    (True, True)
+    >>> tf.train.checkpoint_exists(os.path.join(d, "model.ckpt-2"))
+    False
+    """
+    prefix = normalize(checkpoint_prefix)
+    return bool(_matching(prefix + ".index") or _matching(prefix))
+
+
+def get_checkpoint_mtimes(checkpoint_prefixes: list[str]) -> list[float]:
+    """Modification times (seconds since the epoch) of the checkpoints at ``checkpoint_prefixes``.
+
+    As TF: for each prefix, the first file matching ``prefix + ".index"`` (a TF bundle), else
+    the first matching ``prefix`` (a varstore checkpoint); prefixes that match nothing are
+    skipped, so the list may be shorter than the input. Times are whole seconds, as TF's
+    file system reports them. Unlike TF, a single string is one prefix (TF iterates over its
+    characters).
+
+    >>> import varstore as tf
+    >>> tf.train.get_checkpoint_mtimes(["/nonexistent/model.ckpt-1"])
+    []
+    """
+    if isinstance(checkpoint_prefixes, (str, os.PathLike)):
+        checkpoint_prefixes = [checkpoint_prefixes]
+    out: list[float] = []
+    for raw in checkpoint_prefixes:
+        prefix = normalize(raw)
+        for pattern in (prefix + ".index", prefix):
+            found = _matching(pattern)
+            if found:
+                t = store_for(found[0]).mtime(found[0])
+                if t is not None:
+                    out.append(float(int(t)))  # TF's stat truncates to whole seconds
+                break
+    return out
