@@ -56,6 +56,8 @@ def _run_varstore(prog, tmp_path):
     eager = prog.mode == "eager"
     if eager:
         vs.enable_eager_execution()
+    elif getattr(vs, "executing_eagerly", lambda: False)():  # an earlier program's eager mode leaked
+        vs.disable_eager_execution()
     try:
         with warnings.catch_warnings():
             # "/gpu:0" on this machine, "/job:ps/task:0" without a cluster: the kept difference.
