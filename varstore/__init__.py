@@ -83,6 +83,7 @@ if _typing.TYPE_CHECKING:  # spelled so: mypy recognises the attribute name, not
 
     from . import checkpoint, tools, train
     from .tools.summary import summary
+    from .train.moving_averages import moving_average_variables
 else:
     def __getattr__(name):
         # train, tools and checkpoint import the checkpoint stack, and bfloat16 ml_dtypes (0.5-1 s
@@ -97,6 +98,7 @@ else:
 
 _LAZY_MODULES = frozenset({"train", "tools", "checkpoint"})
 _LAZY_NAMES = {"summary": ("varstore.tools.summary", "summary"), "bfloat16": ("devices.dtypes", "bfloat16")}
+_LAZY_NAMES["moving_average_variables"] = ("varstore.train.moving_averages", "moving_average_variables")
 
 
 def __dir__() -> list[str]:
