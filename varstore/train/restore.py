@@ -58,6 +58,7 @@ def restore(var_map: dict[str, Variable], save_path: str | None, device: Any = N
         plan = check_plan(var_map, reader)
         if device is not None:
             plan = [p for p in plan if _on_device(p[1], device)]
+        recover_devices({p[1].device_object for p in plan})
         # Variables created later in these graphs (optimizer slots) restore from here too.
         for g in {id(p[1].graph): p[1].graph for p in plan}.values():
             g._last_restore = path
@@ -88,6 +89,15 @@ def restore(var_map: dict[str, Variable], save_path: str | None, device: Any = N
                 v.storage.forget()
             raise
     log.info("restored %d variables from %s", len(plan), path)
+
+
+def recover_devices(devs: set) -> None:
+    """Bring back the lost devices a restore writes to: a ps task whose process or node died
+    is restarted on a live node (all at once), so that one restore recovers every task."""
+    checks = [start() for start in (getattr(d, "start_recover", None) for d in devs) if start is not None]
+    for finish in [check() for check in checks]:
+        if finish is not None:
+            finish()
 
 
 def check_plan(var_map: dict[str, Variable], reader: Any) -> list[tuple[str, Variable, tuple, np.dtype]]:

@@ -35,10 +35,12 @@ def ray_module() -> Any:
     return ray
 
 
-def task_unavailable(task: str, message: str) -> UnavailableError:
-    """UnavailableError for ``task`` (``.task`` names it: ``saver.restore(..., device=e.task)``)."""
+def task_unavailable(task: str, message: str, tasks: list[str] | None = None,
+                     node: str | None = None) -> UnavailableError:
+    """UnavailableError for ``task``: ``.task`` names it (``saver.restore(..., device=e.task)``),
+    ``.tasks`` every task lost with it (its node's), ``.node`` its node's id (None: unknown)."""
     err = UnavailableError(message)
-    err.task = task
+    err.task, err.tasks, err.node = task, list(tasks or [task]), node
     return err
 
 
@@ -121,6 +123,12 @@ class PsTask:
         self.timeout = float(timeout)
         self.gpus = int(gpus)
         self.closed = False
+        # Where the task runs (set by devices.cluster) and the cluster's hooks: why the task
+        # is unavailable (its node is gone...), and how to bring it back (restart it).
+        self.node_id: str | None = None
+        self.node_address: str | None = None
+        self.explain: Callable[[PsTask], tuple[str, list[str], str | None]] | None = None
+        self.recoverer: Callable[[PsTask, Any], Callable[..., Any] | None] | None = None
         # Keys are ints (compact in a batch of thousands): a random 30-bit prefix per driver
         # process, so drivers sharing a task (connect()) never collide, then a counter.
         self._counter = itertools.count((int.from_bytes(os.urandom(4), "little") >> 2) << 33)
@@ -214,10 +222,42 @@ class PsTask:
 
     def unavailable(self, e: BaseException) -> UnavailableError:
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        why, tasks, node = self.explain(self) if self.explain is not None else ("", [self.name], self.node_id)
+        where = f" on node {node[:12]} ({self.node_address or '?'})" if node else ""
+        if why:
+            return task_unavailable(self.name, f"ps task {self.name}{where} is unavailable: {why} "
+                                               f"({type(e).__name__}: {first})", tasks, node)
         return task_unavailable(
-            self.name, f"ps task {self.name} is unavailable: its process died, restarted or cannot be reached "
-                       f"({type(e).__name__}: {first}). If it restarted, restore its variables from the latest "
-                       f"checkpoint: saver.restore(sess, path, device='{self.name}')")
+            self.name, f"ps task {self.name}{where} is unavailable: its process died, restarted or cannot be "
+                       f"reached ({type(e).__name__}: {first}). Restore from the latest checkpoint: "
+                       f"saver.restore(sess, path) restarts a lost task and restores every variable "
+                       f"(device='{self.name}': only this task's)", tasks, node)
+
+    def start_recover(self) -> Callable[[], Callable[[], Any] | None]:
+        """Start checking that the task answers. The returned wait gives None when it does,
+        else the wait of its restart on a live node (begun by the cluster), or raises
+        UnavailableError when no cluster can restart it. Two steps so that many tasks are
+        checked, then restarted, at once."""
+        seen = self.actor
+        if self.closed:
+            self.submit("ping")  # raises: the cluster was shut down
+        try:
+            ref = self.submit("ping")
+        except UnavailableError:
+            ref = None
+
+        def wait() -> Callable[[], Any] | None:
+            if ref is not None:
+                try:
+                    self.wait(ref)
+                    return None
+                except UnavailableError:
+                    if self.recoverer is None:
+                        raise
+            elif self.recoverer is None:
+                raise self.unavailable(RuntimeError("the call could not be sent"))
+            return self.recoverer(self, seen)
+        return wait
 
 
 def payload(arrays: list) -> tuple[Any, int]:

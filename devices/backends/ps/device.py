@@ -6,6 +6,7 @@ interface, initial values (sent as their description) and batched optimizer upda
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -202,13 +203,14 @@ class PsDevice(Device):
         shipped_names: list[str] = []
         shipped: list[np.ndarray] = []
         for v in initial.variables():
-            if v.name in keys or v.name in shipped_names:
+            name = v.op.name  # as the value's description names it
+            if name in keys or name in shipped_names:
                 continue
             raw = v.storage.require()
             if isinstance(raw, RemoteArray) and raw.device is self:
-                keys[v.name] = raw.key
+                keys[name] = raw.key
             else:
-                shipped_names.append(v.name)
+                shipped_names.append(name)
                 shipped.append(self._host_of(v.value()))
         data, nbytes = payload(shipped)
         # Values that read no variable keep their generator on the task across runs, so running
@@ -263,6 +265,19 @@ class PsDevice(Device):
             return a.key
         return None
 
+    # -- recovery ------------------------------------------------------------------------
+    def start_recover(self) -> Callable[[], Callable[[], Any] | None]:
+        """Start checking that this device's task answers (before a restore). The returned
+        wait gives None when it does, else the wait of its restart on a live node. Many
+        devices are checked, then restarted, at once::
+
+            finishes = [w() for w in [d.start_recover() for d in devices]]
+            for f in finishes:
+                if f is not None:
+                    f()
+        """
+        return self._task().start_recover()
+
     # -- checkpoints ---------------------------------------------------------------------
     def write_shard(self, path: str, entries: Sequence[tuple[str, Any]], extra: dict,
                     writer: Callable) -> Callable[[], int]:
@@ -271,9 +286,29 @@ class PsDevice(Device):
         returns the wait, which gives the bytes written."""
         task = self._task()
         names = [(name, self._mine(a, f"save ({name})").key) for name, a in entries]
-        ref = task.submit("save", os.fspath(path), names, extra, writer)
+        # The task writes on its own node: it must see the directory this process sees (a
+        # filesystem every node mounts at the same path). A probe file written here, which
+        # the task looks for before writing, tells (nothing else does: a missing directory
+        # is created there, and the shard would land on that node's disk).
+        path = os.fspath(path)
+        token = os.urandom(16).hex()
+        probe = os.path.join(os.path.dirname(os.path.abspath(path)), f".varstore-probe-{token}")
+        with open(probe, "x") as f:
+            f.write(token)
+        try:
+            ref = task.submit("save", path, names, extra, writer, (probe, token))
+        except BaseException:
+            os.unlink(probe)
+            raise
         total = sum(a.nbytes for _, a in entries)
-        return lambda: task.wait(ref, total)
+
+        def wait() -> int:
+            try:
+                return task.wait(ref, total)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(probe)
+        return wait
 
     def load_tensors(self, entries: Sequence[tuple[Any | None, str, str, tuple, Any]],
                      loader: Callable) -> Callable[[], list]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import InvalidArgumentError
+from ...errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
 from .client import task_unavailable
 from .operations import Operations
 from .wire import decode_updates
@@ -83,8 +83,16 @@ class PsTaskServer:
     # -- calls -------------------------------------------------------------------------
     def info(self) -> dict:
         import socket
+        node_id = node_address = None
+        try:  # the node, as Ray names it (the hostname is not unique: several nodes on one machine)
+            import ray
+            node_id = ray.get_runtime_context().get_node_id()
+            node_address = ray.util.get_node_ip_address()
+        except Exception:  # noqa: BLE001 - outside Ray (a test calling the class itself)
+            pass
         return {"task": self.name, "pid": os.getpid(), "incarnation": self.incarnation, "gpus": self.gpus,
-                "host": socket.gethostname(), "arrays": len(self.arrays),
+                "host": socket.gethostname(), "node_id": node_id, "node_address": node_address,
+                "arrays": len(self.arrays),
                 "bytes": int(sum(getattr(a, "nbytes", 0) for a in self.arrays.values())),
                 "started": self.started}
 
@@ -172,11 +180,33 @@ class PsTaskServer:
             self._get(e.args[0])
             raise
 
-    def save(self, path: str, names: list, extra: dict, writer: Callable) -> int:
+    def _node(self) -> str:
+        info = self.info()
+        return f"node {str(info['node_id'])[:12]} ({info['node_address'] or info['host']})"
+
+    def save(self, path: str, names: list, extra: dict, writer: Callable, probe: Sequence | None = None) -> int:
+        if probe is not None:  # the driver's file, in the directory it sees: do we see the same one?
+            try:
+                with open(probe[0]) as f:
+                    seen = f.read(64)
+            except OSError:
+                seen = None
+            if seen != probe[1]:
+                raise FailedPreconditionError(
+                    f"sharded save: ps task {self.name} on {self._node()} does not see the directory "
+                    f"{os.path.dirname(path)!r} that the driver saves into (each task writes its shard from its "
+                    f"own node). Save to a directory every node mounts at the same path (a shared filesystem), "
+                    f"to a URL (s3://...: the driver writes one object), or with Saver(sharded=False)")
         return int(writer(path, [(name, self._get(key)) for name, key in names], extra=extra))
 
     def load(self, where: Sequence, entries: list, loader: Callable) -> list:
         dev = self._device(where)
+        for path in {e[1] for e in entries}:
+            if not os.path.exists(path):
+                raise NotFoundError(
+                    f"restore: ps task {self.name} on {self._node()} cannot see {path!r} (each task reads its "
+                    f"variables from its own node). Restore from a directory every node mounts at the same path, "
+                    f"or from a URL (s3://...: the driver reads and sends)")
         work = [(path, name, np.dtype(dtype), self.arrays.get(key) if keep else None)
                 for key, path, name, dtype, keep in entries]
         arrays = loader(dev, work)

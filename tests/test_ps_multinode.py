@@ -1,0 +1,302 @@
+"""The ps tier on a real multi-node Ray cluster: a head and two worker nodes built with Ray's
+own ``ray.cluster_utils.Cluster`` on loopback, joined by this process as a user's driver
+would join theirs (``ray.init(address=...)``), then ps tasks created on it with
+``devices.cluster.start``.
+
+One cluster serves the whole module (building it takes seconds); each node offers a
+custom resource (``vs_head``, ``vs_w1``, ``vs_w2``) so that placement can be named and
+checked. The test that removes a worker node runs last. Skipped without Ray.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+
+import numpy as np
+import pytest
+
+import varstore as tf
+from devices import manager
+from varstore.checkpoint import CheckpointReader
+
+pytestmark = pytest.mark.filterwarnings("ignore::devices.PlacementWarning")
+
+PS = "/job:ps/replica:0/task:{}/device:CPU:0"
+
+
+class Nodes:
+    """The Ray cluster of this module: ``cluster`` (ray.cluster_utils.Cluster), node ids."""
+
+    def __init__(self, cluster, head: str, w1, w2):
+        self.cluster, self.head, self.w1_node, self.w2_node = cluster, head, w1, w2
+        self.w1, self.w2 = w1.node_id, w2.node_id
+
+
+@pytest.fixture(scope="module")
+def nodes():
+    # Loopback only, no usage stats, and Ray's "current cluster" file in our own temp dir (so
+    # that address="auto" finds this cluster, never another one on the machine).
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    from devices import cluster
+    cluster.shutdown()  # another module's local cluster, if one is current
+    if ray.is_initialized():
+        ray.shutdown()
+    temp = tempfile.mkdtemp(prefix="vs-mn-")  # short: Ray's socket paths are limited
+    saved_tmpdir = os.environ.get("RAY_TMPDIR")
+    os.environ["RAY_TMPDIR"] = temp
+    os.makedirs(os.path.join(temp, "ray"))
+    common = dict(num_cpus=1, object_store_memory=80 << 20, node_ip_address="127.0.0.1")
+    c = Cluster(initialize_head=True, head_node_args=dict(
+        common, resources={"vs_head": 1}, include_dashboard=False, temp_dir=os.path.join(temp, "ray")))
+    try:
+        w1 = c.add_node(**common, resources={"vs_w1": 1})
+        w2 = c.add_node(**common, resources={"vs_w2": 1})
+        ray.init(address=c.address, logging_level="WARNING")  # the user's driver joins the cluster
+        yield Nodes(c, ray.get_runtime_context().get_node_id(), w1, w2)
+    finally:
+        cluster.shutdown()
+        ray.shutdown()
+        c.shutdown()
+        if saved_tmpdir is None:
+            os.environ.pop("RAY_TMPDIR", None)
+        else:
+            os.environ["RAY_TMPDIR"] = saved_tmpdir
+
+
+@pytest.fixture
+def ps(nodes):
+    """Two ps tasks spread over the cluster (created on first use), registered for this test."""
+    from devices import cluster
+    c = cluster.current()
+    if c is None or c.ps_tasks != 2 or c.placements != [cluster.SPREAD] * 2:
+        cluster.shutdown()
+        c = cluster.start(ps_tasks=2, timeout=30.0, register=False)
+    c.register()
+    tf.reset_default_graph()
+    try:
+        yield c
+    finally:
+        manager.register_remote(None)
+        tf.reset_default_graph()
+
+
+def bits(a) -> bytes:
+    a = np.ascontiguousarray(a)
+    return a.dtype.str.encode() + str(a.shape).encode() + a.tobytes()
+
+
+class Steps:
+    """TF 1.x training: the update op is built once and each ``sess.run(train)`` applies it.
+
+    Until varstore's graph mode lands, building the op applies a step at once and
+    ``sess.run`` of it does nothing; then each step builds it again (the ``else`` below
+    goes away with graph mode)."""
+
+    def __init__(self, sess, opt, pairs, global_step):
+        self.sess, self.opt, self.pairs, self.global_step = sess, opt, pairs, global_step
+        self.train = None
+
+    def __call__(self) -> None:
+        graph_mode = callable(getattr(tf, "executing_eagerly", None)) and not tf.executing_eagerly()
+        if graph_mode:
+            if self.train is None:
+                self.train = self.opt.apply_gradients(self.pairs, global_step=self.global_step)
+            self.sess.run(self.train)
+        else:
+            self.opt.apply_gradients(self.pairs, global_step=self.global_step)
+
+
+def _model(where):
+    """Four variables (w, b on task 0; e, h on task 1 under replica_device_setter), Adam, a step."""
+    with tf.device(where):
+        w = tf.Variable(tf.random_normal([40, 30], seed=1), name="layer/w")
+        b = tf.Variable(tf.random_normal([30], seed=2), name="layer/b")
+        e = tf.Variable(tf.random_uniform([100, 8], seed=3), name="emb")
+        h = tf.Variable(tf.ones([3], "float16"), name="half")
+    step = tf.train.get_or_create_global_step()
+    return [w, b, e, h], step
+
+
+def _grads(vs, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(v.shape).astype(v.dtype) for v in vs]
+
+
+def _values(graph=None):
+    g = graph or tf.get_default_graph()
+    return {v.op.name: bits(v.numpy()) for v in g.get_collection(tf.GraphKeys.GLOBAL_VARIABLES)}
+
+
+# -- create and place ----------------------------------------------------------------------------
+
+def test_start_on_a_joined_cluster_puts_one_task_on_each_worker_node(nodes, ps):
+    import ray
+    infos = [ps.info(i) for i in range(2)]
+    # Spread: one task per node while nodes remain, the driver's own node (the head) last.
+    assert {i["node_id"] for i in infos} == {nodes.w1, nodes.w2}
+    assert all(i["node_address"] == "127.0.0.1" for i in infos)
+    assert ps.nodes() == {0: infos[0]["node_id"], 1: infos[1]["node_id"]}
+    assert ps.address == ray.get_runtime_context().gcs_address  # the cluster this process joined
+    from devices import cluster
+    with pytest.raises(tf.errors.FailedPreconditionError, match="already current"):
+        cluster.start(ps_tasks=1, address="auto")
+
+
+def test_shutdown_removes_only_the_tasks_it_created(nodes, ps):
+    import ray
+
+    from devices import cluster
+
+    @ray.remote(num_cpus=0)
+    class Other:
+        def ping(self):
+            return "here"
+
+    other = Other.options(name="someone/else", namespace="varstore").remote()
+    try:
+        ray.get(other.ping.remote())
+        cluster.shutdown()
+        assert ray.is_initialized()  # the driver stays joined: it joined before varstore
+        deadline = time.monotonic() + 20
+        while True:  # the GCS forgets a killed actor's name shortly after
+            names = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}
+            if "ps/task:0" not in names and "ps/task:1" not in names:
+                break
+            assert time.monotonic() < deadline, names
+            time.sleep(0.1)
+        assert "someone/else" in names and ray.get(other.ping.remote()) == "here"
+        assert sum(n["Alive"] for n in ray.nodes()) == 3
+    finally:
+        ray.kill(other)
+
+
+def test_placement_by_resource_and_node_holds_across_a_restart(nodes):
+    from devices import cluster
+    cluster.shutdown()
+    with pytest.raises(tf.errors.InvalidArgumentError, match="vs_nowhere.*vs_w1"):
+        cluster.start(ps_tasks=1, placement=["vs_nowhere"])
+    assert cluster.current() is None
+    c = cluster.start(ps_tasks=3, timeout=30.0, register=False, placement=[
+        "vs_w2",                                               # a resource label, strict
+        nodes.head,                                            # a node id, strict
+        cluster.Placement(resource="vs_nowhere", soft=True),   # no node has it: the least loaded
+    ])
+    try:
+        assert [c.info(i)["node_id"] for i in range(3)] == [nodes.w2, nodes.head, nodes.w1]
+        before = c.info(0)
+        after = c.restart_task(0)
+        assert after["pid"] != before["pid"] and after["node_id"] == nodes.w2
+    finally:
+        cluster.shutdown()
+
+
+# -- train, save, restore across nodes -----------------------------------------------------------------
+
+@pytest.mark.parametrize("sharded", [False, True])
+def test_training_and_checkpoints_across_nodes_match_a_local_run(nodes, ps, tmp_path, sharded):
+    vs, step = _model(tf.train.replica_device_setter(ps_tasks=2))
+    assert {v.device for v in vs} == {PS.format(0), PS.format(1)}
+    with tf.Graph().as_default() as local_graph:  # the same program on this process's CPU
+        lvs, lstep = _model("/cpu:0")
+    with tf.Session() as sess, tf.Session(graph=local_graph) as lsess:
+        sess.run(tf.global_variables_initializer())
+        with local_graph.as_default():
+            lsess.run(tf.global_variables_initializer())
+            local = Steps(lsess, tf.train.AdamOptimizer(0.01), list(zip(_grads(lvs), lvs)), lstep)
+        remote = Steps(sess, tf.train.AdamOptimizer(0.01), list(zip(_grads(vs), vs)), step)
+        for _ in range(3):
+            remote()
+            with local_graph.as_default():
+                local()
+        # Updates ran on tasks on two other nodes, with gradients sent across: bit for bit.
+        want = _values()
+        assert want == _values(local_graph)
+        saver = tf.train.Saver(sharded=sharded)
+        path = saver.save(sess, str(tmp_path / "model.ckpt"), global_step=step)
+        with CheckpointReader(path) as r:
+            if sharded:  # each task wrote its own shard, from its own node
+                assert [s["device"] for s in r.extra["shards"]] == [PS.format(0), PS.format(1)]
+                assert all((tmp_path / s["file"]).exists() for s in r.extra["shards"])
+            else:
+                assert "shards" not in r.extra
+        for v in tf.global_variables():
+            sess.run(v.assign(np.zeros(v.shape, v.dtype)))
+        saver.restore(sess, path)
+        assert _values() == want
+
+
+def test_a_sharded_save_into_a_directory_a_task_does_not_see_is_refused(nodes, ps, tmp_path, monkeypatch):
+    # "/proc/self/cwd" is a different directory in every process: this one's is tmp_path, a
+    # task's is its own. That is what a node-local path looks like from another node.
+    monkeypatch.chdir(tmp_path)
+    vs, _ = _model(tf.train.replica_device_setter(ps_tasks=2))
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        saver = tf.train.Saver(sharded=True)
+        with pytest.raises(tf.errors.FailedPreconditionError,
+                           match=r"ps task /job:ps/replica:0/task:\d on node [0-9a-f]{12} .*does not see.*URL"):
+            saver.save(sess, "/proc/self/cwd/model.ckpt")
+    assert not any(".shard-" in f or "probe" in f for f in os.listdir(tmp_path))
+
+
+# -- lose a node, recover, continue (last: it removes a node) ---------------------------------------------
+
+def test_losing_a_node_fails_fast_and_one_restore_recovers_every_lost_task(nodes, tmp_path):
+
+    from devices import cluster
+    cluster.shutdown()
+    # Tasks 0 and 1 spread over the workers; task 2 pinned to worker 2 by its resource.
+    c = cluster.start(ps_tasks=3, timeout=30.0, placement=[None, None, "vs_w2"])
+    try:
+        assert [c.info(i)["node_id"] for i in range(3)] == [nodes.w1, nodes.w2, nodes.w2]
+        vs, step = _model(tf.train.replica_device_setter(ps_tasks=3))
+        on = {i: [v for v in vs if v.device == PS.format(i)] for i in range(3)}
+        assert all(on.values())
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            train = Steps(sess, tf.train.AdamOptimizer(0.01), list(zip(_grads(vs), vs)), step)
+            train()
+            saver = tf.train.Saver(sharded=True)
+            path = saver.save(sess, str(tmp_path / "model.ckpt"), global_step=step)
+            saved = _values()
+            train()  # a step after the save: the restore rolls it back
+
+            nodes.cluster.remove_node(nodes.w2_node)
+            t0 = time.monotonic()
+            with pytest.raises(tf.errors.UnavailableError) as lost:
+                on[1][0].numpy()
+            assert time.monotonic() - t0 < 10
+            err = lost.value
+            assert err.task == "/job:ps/replica:0/task:1" and err.node == nodes.w2
+            assert err.tasks == ["/job:ps/replica:0/task:1", "/job:ps/replica:0/task:2"]
+            assert nodes.w2[:12] in str(err) and "task:2" in str(err) and "saver.restore(sess, path)" in str(err)
+            with pytest.raises(tf.errors.UnavailableError, match="task:2"):
+                on[2][0].numpy()
+            on[0][0].numpy()  # the task on the live node carries on
+            with pytest.raises(tf.errors.UnavailableError):
+                train()
+
+            # Task 2's placement (resource vs_w2) cannot be met any more: restore says so and
+            # what to do; it changes no variable's value.
+            with pytest.raises(tf.errors.UnavailableError, match=r"task:2 cannot be placed again.*'vs_w2'.*"
+                                                                 r"restart_task\(n, placement=None\)"):
+                saver.restore(sess, path)
+            c.restart_task(2, placement=None)
+
+            # One restore (no device): every lost task is restarted on a live node, every
+            # variable restored; training goes on from the checkpoint.
+            saver.restore(sess, path)
+            assert _values() == saved
+            now = c.nodes()
+            assert now[0] == nodes.w1 and {now[1], now[2]} <= {nodes.head, nodes.w1}
+            assert nodes.w2 not in now.values()
+            train()
+            after = _values()
+            assert all(after[v.op.name] != saved[v.op.name] for v in vs)
+    finally:
+        cluster.shutdown()
