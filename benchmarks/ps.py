@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/ps.py                   # (a) 16 x 16 MiB, (b) 2000 small; K = 1, 2
     .venv/bin/python benchmarks/ps.py --size-mib 4      # smaller (a)
     .venv/bin/python benchmarks/ps.py --optimizer sgd --steps 20
+    .venv/bin/python benchmarks/ps.py --multinode       # 64 x 1 MiB over 2 tasks on a 3-node loopback cluster
 
 Both sides run on one local Ray cluster (loopback), started once:
 
@@ -116,6 +117,120 @@ def floor(shapes, k, optimizer, grads):
     return step, cleanup
 
 
+def engine_on(tasks, shapes, optimizer, grads, streaming=None):
+    """An apply_gradients step on variables placed round-robin on the given ps tasks; with
+    ``streaming`` set, those tasks' gradient stream forced on (True) or off (False)."""
+    c = cluster.current()
+    for i in tasks:
+        c.tasks[i].streaming = streaming
+    g = tf.Graph()
+    with g.as_default():
+        vs = []
+        for i, s in enumerate(shapes):
+            with tf.device(f"/job:ps/task:{tasks[i % len(tasks)]}"):
+                vs.append(tf.Variable(tf.zeros(s), name=f"v{i}"))
+        tf.variables_initializer(vs).run()
+        opt = tf.train.AdamOptimizer(0.001) if optimizer == "adam" else tf.train.GradientDescentOptimizer(0.01)
+        opt.build(vs)
+    pairs = list(zip(grads, vs))
+
+    def step():
+        for i in tasks:
+            c.tasks[i].streaming = streaming
+        opt.apply_gradients(pairs)
+    return step
+
+
+def floor_on(nodes, shapes, optimizer, grads):
+    """The hand-written actor: one bare actor per node in ``nodes`` (pinned there), ray.put of
+    each task's gradient list and one apply call per actor per step; returns (step, cleanup)."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    actor_cls = ray.remote(num_cpus=0)(FloorPS)
+    actors = [actor_cls.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote()
+              for n in nodes]
+    k = len(actors)
+    parts = [list(range(i, len(shapes), k)) for i in range(k)]
+    ray.get([a.setup.remote([shapes[j] for j in part], list(SLOTS[optimizer])) for a, part in zip(actors, parts)])
+    hyper = HYPER[optimizer]
+    per_task = [[grads[j] for j in part] for part in parts]
+
+    def step():
+        refs = [a.apply.remote(optimizer, hyper, ray.put(g)) for a, g in zip(actors, per_task)]
+        ray.get(refs)
+
+    def cleanup():
+        for a in actors:
+            ray.kill(a)
+    return step, cleanup
+
+
+def multinode(args) -> int:
+    """Cross-node steps on a loopback cluster: a head (this driver) and two worker nodes built
+    with ray.cluster_utils.Cluster, as a user's cluster of three machines would be."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    temp = tempfile.mkdtemp(prefix="vs-bmn-")
+    os.environ["RAY_TMPDIR"] = temp  # Ray's "current cluster" file: ours, not the machine's
+    os.makedirs(os.path.join(temp, "ray"))
+    import ray
+    from ray.cluster_utils import Cluster
+    count, size = args.mn_count, int(args.mn_size_mib * (1 << 20)) // 4
+    store = max(256 << 20, 6 * count * size * 4)
+    node = dict(num_cpus=1, object_store_memory=store, node_ip_address="127.0.0.1")
+    rc = Cluster(initialize_head=True, head_node_args=dict(node, include_dashboard=False,
+                                                           temp_dir=os.path.join(temp, "ray")))
+    rows = []
+    try:
+        w1, w2 = rc.add_node(**node), rc.add_node(**node)
+        ray.init(address=rc.address, logging_level="WARNING")
+        head = ray.get_runtime_context().get_node_id()
+        # Tasks 0, 1 on the worker nodes (cross-node), 2, 3 on the driver's node (single node).
+        cluster.start(ps_tasks=4, placement=[w1.node_id, w2.node_id, head, head])
+        from varstore.train import kernels
+        print(f"ps multi-node benchmark: {args.optimizer}, {count} x {args.mn_size_mib:g} MiB over 2 tasks, "
+              f"{args.steps} steps (median), {os.cpu_count()} CPUs, kernel threads {kernels.get_threads()}, "
+              f"Ray {ray.__version__}, 3 nodes on loopback")
+        rng = np.random.default_rng(0)
+        shapes = [(size,)] * count
+        grads = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+        variants = [("cross-node: engine, gradient stream", lambda: engine_on([0, 1], shapes, args.optimizer,
+                                                                              grads, True)),
+                    ("cross-node: engine, via object store", lambda: engine_on([0, 1], shapes, args.optimizer,
+                                                                               grads, False)),
+                    ("cross-node: hand-written actor", lambda: floor_on([w1.node_id, w2.node_id], shapes,
+                                                                        args.optimizer, grads)),
+                    ("single node: engine", lambda: engine_on([2, 3], shapes, args.optimizer, grads, None)),
+                    ("single node: hand-written actor", lambda: floor_on([head, head], shapes, args.optimizer,
+                                                                         grads))]
+        fns, cleanups = [], []
+        for _, make in variants:
+            made = make()
+            if isinstance(made, tuple):
+                fns.append(made[0])
+                cleanups.append(made[1])
+            else:
+                fns.append(made)
+        try:
+            ms = medians_ms(fns, args.steps)
+        finally:
+            for cleanup in cleanups:
+                cleanup()
+        rows = [(label, m) for (label, _), m in zip(variants, ms)]
+    finally:
+        cluster.shutdown()
+        ray.shutdown()
+        rc.shutdown()
+    base = rows[2][1]
+    print()
+    print(f"| {args.optimizer}, {count} x {args.mn_size_mib:g} MiB, 2 tasks | ms/step | vs hand-written actor "
+          "across nodes |")
+    print("| --- | --- | --- |")
+    for label, m in rows:
+        print(f"| {label} | {m:.2f} | {m / base:.2f}x |")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size-mib", type=float, default=16.0, help="size of each big variable in (a) (16)")
@@ -126,7 +241,13 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=20, help="timed steps of each kind, taken in turns (20)")
     p.add_argument("--optimizer", choices=sorted(HYPER), default="adam")
     p.add_argument("--no-local", action="store_true", help="skip the local-CPU column")
+    p.add_argument("--multinode", action="store_true",
+                   help="cross-node steps on a loopback 3-node cluster (ray.cluster_utils.Cluster) instead")
+    p.add_argument("--mn-count", type=int, default=64, help="variables in --multinode (64)")
+    p.add_argument("--mn-size-mib", type=float, default=1.0, help="MiB per variable in --multinode (1)")
     args = p.parse_args(argv)
+    if args.multinode:
+        return multinode(args)
 
     big = max(1, int(args.size_mib * (1 << 20)) // 4)
     cases = [(f"(a) {args.count} x {args.size_mib:g} MiB", [(big,)] * args.count),

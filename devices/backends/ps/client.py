@@ -129,6 +129,12 @@ class PsTask:
         self.node_address: str | None = None
         self.explain: Callable[[PsTask], tuple[str, list[str], str | None]] | None = None
         self.recoverer: Callable[[PsTask, Any], Callable[..., Any] | None] | None = None
+        # The direct byte stream to the task for large gradients (.stream): None until first
+        # used; ``streaming``: None = when the task is on another node than this process,
+        # True/False = always/never (VARSTORE_PS_STREAM=0 turns it off).
+        self.streaming: bool | None = None if os.environ.get("VARSTORE_PS_STREAM", "") != "0" else False
+        self._sender: Any = None
+        self._sender_actor: Any = None
         # Keys are ints (compact in a batch of thousands): a random 30-bit prefix per driver
         # process, so drivers sharing a task (connect()) never collide, then a counter.
         self._counter = itertools.count((int.from_bytes(os.urandom(4), "little") >> 2) << 33)
@@ -233,6 +239,42 @@ class PsTask:
                        f"saver.restore(sess, path) restarts a lost task and restores every variable "
                        f"(device='{self.name}': only this task's)", tasks, node)
 
+    def sender(self) -> Any:
+        """The stream to this task (:class:`.stream.Sender`) when gradients should take it, else
+        None: Ray's object store carries them. Opened on first use, reopened after a failure
+        or a restart (a new actor has a new listener)."""
+        if self.streaming is False or self.closed:
+            return None
+        if self.streaming is None:
+            here = _driver_node()
+            if self.node_id is None or here is None or here == self.node_id:
+                return None  # same node: ray.put is one copy into shared memory, read in place
+        s = self._sender
+        if s is not None and not s.broken and self._sender_actor is self.actor:
+            return s
+        if s is not None:
+            s.close()
+            self._sender = None
+        from .stream import Sender, stream_id  # noqa: PLC0415
+        actor = self.actor
+        host, port, secret = self.call("stream_open")
+        try:
+            s = Sender(host, port, secret, stream_id(), timeout=self.timeout)
+        except OSError as e:
+            self.streaming = False  # unreachable (a firewall): Ray's object store still is
+            import logging  # noqa: PLC0415
+            logging.getLogger("devices").warning(
+                "ps task %s: cannot open its gradient stream at %s:%s (%s); sending through Ray's object store",
+                self.name, host, port, e)
+            return None
+        self._sender, self._sender_actor = s, actor
+        return s
+
+    def drop_sender(self) -> None:
+        s, self._sender = self._sender, None
+        if s is not None:
+            s.close()
+
     def start_recover(self) -> Callable[[], Callable[[], Any] | None]:
         """Start checking that the task answers. The returned wait gives None when it does,
         else the wait of its restart on a live node (begun by the cluster), or raises
@@ -258,6 +300,19 @@ class PsTask:
                 raise self.unavailable(RuntimeError("the call could not be sent"))
             return self.recoverer(self, seen)
         return wait
+
+
+_driver_node_id: list = []
+
+
+def _driver_node() -> str | None:
+    """This process's Ray node id (cached: it never changes while Ray is up)."""
+    if not _driver_node_id:
+        try:
+            _driver_node_id.append(ray_module().get_runtime_context().get_node_id())
+        except Exception:  # noqa: BLE001 - not connected
+            return None
+    return _driver_node_id[0]
 
 
 def payload(arrays: list) -> tuple[Any, int]:

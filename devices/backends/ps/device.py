@@ -23,6 +23,7 @@ from ..base import DEFAULT_CHUNK_BYTES, Device
 from .client import PendingRead, PsTask, RemoteArray, payload, ray_module, task_unavailable
 from .operations import registered
 from .protocols import EvalContext, InitialValue, Variable
+from .stream import plan_layout
 from .wire import BY_VALUE_MAX, encode_updates, ready, valid_dtype
 
 
@@ -254,6 +255,27 @@ class PsDevice(Device):
             grads.append(g)
         batch, data, nbytes = encode_updates(var_keys, slot_keys, len(slot_names), grads, self._local_key,
                                              self._host_of)
+        sender = task.sender() if nbytes >= BY_VALUE_MAX else None
+        if sender is not None:  # a task on another node: the bytes go straight to it, once
+            layout, segments, total = plan_layout(data)
+            ref = task.submit("apply", self.where, ops, rule, list(slot_names), dict(hyper), batch,
+                              {"stream": sender.stream_id, "layout": layout, "nbytes": total,
+                               "timeout": task.timeout + total * 1e-8})
+            sent = sender.send(segments)
+
+            def wait() -> None:
+                try:
+                    sent(task.timeout + total * 1e-8)
+                except BaseException as e:  # the task is gone, or hung: the call says which
+                    task.drop_sender()
+                    task.wait(ref, nbytes)
+                    raise task.unavailable(e) from None
+                try:
+                    task.wait(ref, nbytes)
+                except BaseException:
+                    task.drop_sender()  # a failed call may have left bytes unread: start afresh
+                    raise
+            return wait
         if nbytes >= BY_VALUE_MAX:
             data = ray_module().put(data)
         ref = task.submit("apply", self.where, ops, rule, list(slot_names), dict(hyper), batch, data)

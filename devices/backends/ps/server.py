@@ -48,6 +48,7 @@ class PsTaskServer:
         self.incarnation = os.urandom(8).hex()
         self.started = time.time()
         self._devices: dict[tuple, Any] = {}
+        self._receiver: Any = None  # the gradient stream's listener (.stream), opened on demand
 
     # -- helpers ---------------------------------------------------------------------
     def _device(self, where: Sequence) -> Any:
@@ -163,8 +164,21 @@ class PsTaskServer:
         self.arrays[key] = value
         return list(value.shape), value.dtype.str
 
+    def stream_open(self) -> tuple:
+        """(host, port, secret) of this task's gradient stream listener (.stream), opened once."""
+        if self._receiver is None:
+            from .stream import Receiver, node_address
+            self._receiver = Receiver(node_address())
+        return (*self._receiver.address, self._receiver.secret)
+
     def apply(self, where: Sequence, ops: Operations, rule: str, slot_names: list, hyper: dict, batch: tuple,
-              data: tuple) -> None:
+              data: Any) -> None:
+        if isinstance(data, dict):  # the bytes come on the stream: read them first, whatever fails next
+            if self._receiver is None:
+                raise task_unavailable(self.name, f"ps task {self.name} restarted (incarnation {self.incarnation}) "
+                                                  "and lost its stream and its variables")
+            data = self._receiver.receive(data["stream"], data["layout"], data["nbytes"],
+                                          timeout=float(data.get("timeout", 60.0)))
         dev = self._device(where)
         # Host data is used as Ray hands it over (read-only, zero-copy) on a CPU; a GPU copies it in.
         convert = None if dev.kind == "cpu" else dev.asarray
