@@ -32,6 +32,7 @@ from varstore.checkpoint import (
 )
 from varstore.checkpoint import format as fmt
 from varstore.checkpoint import writer as writer_mod
+from varstore.checkpoint.writer import TensorRun
 
 DTYPES = sorted(DTYPE_NAMES)
 
@@ -571,11 +572,26 @@ def test_small_tensor_fast_path_writes_the_same_bytes_as_the_general_path(tmp_pa
             a = a.astype(a.dtype.newbyteorder(">"))  # not native: the general path swaps it
         tensors.append((f"t{i}", a))
     d = tmp_path_factory.mktemp("paths")
-    fast, general = d / "fast", d / "general"
-    # The first tensor of each dtype goes the general way even on the fast path (its dtype's
-    # name is not cached yet): write everything once so both runs see a warm cache.
-    write_checkpoint(fast, tensors, fsync=False)
-    write_checkpoint(fast, tensors, fsync=False)
+    fast, general, runs = d / "fast", d / "general", d / "runs"
+    write_checkpoint(fast, tensors, fsync=False)  # a list: grouped into TensorRuns
     write_checkpoint(general, [(n, a.view(_Plain)) for n, a in tensors], fsync=False)
-    assert fast.read_bytes() == general.read_bytes()
+    # Explicit runs, cut anywhere; a strided or big-endian array makes its run go tensor by tensor.
+    cut = int(rng.integers(0, len(tensors) + 1))
+    strided = [(n, np.repeat(a, 2, axis=-1)[..., ::2] if a.ndim and rng.random() < 0.3 else a) for n, a in tensors]
+    items = [TensorRun([n for n, _ in part], [a for _, a in part]) for part in (strided[:cut], strided[cut:])]
+    write_checkpoint(runs, iter(items), fsync=False)
+    assert fast.read_bytes() == general.read_bytes() == runs.read_bytes()
     check_all_reads(fast, tensors)
+
+
+def test_a_run_is_checked_as_a_whole_and_errors_name_the_tensor(tmp_path):
+    path = tmp_path / "c"
+    a = np.zeros(4, np.float32)
+    for items, match in [([TensorRun(["x", "y", "x"], [a, a, a])], "duplicate.*'x'"),
+                         ([("x", a), TensorRun(["y", "x"], [a, a])], "duplicate.*'x'"),
+                         ([TensorRun(["x", 3], [a, a])], "must be str"),
+                         ([TensorRun(["x", "\ud800"], [a, a])], "surrogate"),
+                         ([TensorRun(["x", "o"], [a, np.array([object()])])], "'o'")]:
+        with pytest.raises(InvalidArgumentError, match=match):
+            write_checkpoint(path, iter(items), fsync=False)
+    assert os.listdir(tmp_path) == []

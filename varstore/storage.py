@@ -18,8 +18,11 @@ devices.errors.FailedPreconditionError: Attempting to use uninitialized value v
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import compress
+from operator import methodcaller
 from typing import Any
 
 from devices.errors import FailedPreconditionError
@@ -55,6 +58,9 @@ class Storage:
             self.array = None
 
 
+_try_acquire, _release = methodcaller("acquire", False), methodcaller("release")
+
+
 @contextmanager
 def holding(locks: list) -> Iterator[None]:
     """Hold every lock in ``locks`` (re-entrant locks; one may appear twice): an optimizer
@@ -66,18 +72,17 @@ def holding(locks: list) -> Iterator[None]:
     variables cannot wait on each other in a cycle. (Other paths hold one variable
     lock at a time, or, for a GPU step, GPU variables' locks: never these.)
     """
-    held: list = []
+    locks = list(locks)
+    got = list(map(_try_acquire, locks))  # one C loop: no Python code runs between the calls
+    held = locks
+    if not all(got):
+        deque(map(_release, compress(locks, got)), maxlen=0)
+        held = []
     try:
-        for lock in locks:
-            if not lock.acquire(blocking=False):
-                while held:
-                    held.pop().release()
-                for lk in sorted(locks, key=id):
-                    lk.acquire()
-                    held.append(lk)
-                break
-            held.append(lock)
+        if not held:
+            for lock in sorted(locks, key=id):
+                lock.acquire()
+                held.append(lock)
         yield
     finally:
-        while held:
-            held.pop().release()
+        deque(map(_release, reversed(held)), maxlen=0)

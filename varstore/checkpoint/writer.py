@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from itertools import accumulate
+from operator import add, attrgetter
 from typing import Any
 
 import msgpack
@@ -245,26 +247,34 @@ def _pack_extra(extra: dict | None) -> dict:
         raise InvalidArgumentError(f"write_checkpoint: extra cannot be read back: {e}") from None
 
 
-def _write_body(out: _Out, tensors: Iterable[tuple[str, Any]], extra_obj: dict, bin_bytes: int,
-                chunk_bytes: int) -> int:
-    """Header, tensors, index and footer into ``out`` (flushed); returns the index checksum."""
-    out.small(fmt.HEADER)
-    names: list[str] = []
-    dtypes: list[str] = []
-    shapes: list[list[int]] = []
-    offsets: list[int] = []
-    sizes: list[int] = []
-    checksums: list[int] = []
-    seen: set[str] = set()
-    small_limit = min(_COALESCE_BYTES, bin_bytes + 1)
-    native = "<|=" if sys.byteorder == "little" else "<|"
-    xxh3 = xxhash.xxh3_64_intdigest
-    for item in tensors:
-        try:
-            name, array = item
-        except (TypeError, ValueError):
-            raise InvalidArgumentError(
-                f"write_checkpoint: expected (name, array) pairs, received {type(item).__name__}") from None
+class TensorRun:
+    """Many small host tensors written as one item of ``write_checkpoint``'s ``tensors``:
+    ``names`` and ``arrays`` (numpy) in order. The arrays must not change until the writer
+    asks for the next item (the Saver holds their variables' locks meanwhile).
+
+    A run is checked once, hashed per tensor and written with one copy; a run that is not
+    all small, C-contiguous, native-order numpy arrays of supported dtypes under fresh str
+    names is written tensor by tensor instead (same bytes; errors name the tensor)."""
+
+    __slots__ = ("names", "arrays")
+
+    def __init__(self, names: list[str], arrays: list):
+        self.names, self.arrays = names, arrays
+
+
+class _Columns:
+    """The index being built: one list per column, and the names seen."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.dtypes: list[str] = []
+        self.shapes: list = []
+        self.offsets: list[int] = []
+        self.sizes: list[int] = []
+        self.checksums: list[int] = []
+        self.seen: set[str] = set()
+
+    def check_name(self, name: Any) -> None:
         if not isinstance(name, str):
             raise InvalidArgumentError(
                 f"write_checkpoint: tensor names must be str, received {type(name).__name__} {name!r}")
@@ -273,43 +283,152 @@ def _write_body(out: _Out, tensors: Iterable[tuple[str, Any]], extra_obj: dict, 
         except UnicodeEncodeError:
             raise InvalidArgumentError(
                 f"write_checkpoint: tensor name {name!r} is not valid unicode (lone surrogate)") from None
-        if name in seen:
+        if name in self.seen:
             raise InvalidArgumentError(f"write_checkpoint: duplicate tensor name {name!r}")
-        seen.add(name)
-        info = _DTYPES.get(array.dtype) if type(array) is np.ndarray else None
-        nbytes = array.nbytes if info is not None else -1
-        if (0 <= nbytes < small_limit and array.flags.c_contiguous and array.dtype.byteorder in native
-                and array.ndim <= fmt.MAX_RANK):
-            # A small host tensor of a dtype seen before, inline: thousands of these are a whole
-            # model's checkpoint, and per-tensor calls, not bytes, are then the cost. Same bytes
-            # as _write_tensor writes (tests compare the two paths).
-            pad = (-(out.pos + fmt.BIN_HEADER_SIZE)) % fmt.ALIGNMENT
-            view = array.reshape(-1).view(np.uint8).data
-            pending = out._pending
-            pending += _NILS[pad]
-            pending += b"\xc6" + nbytes.to_bytes(4, "big")
-            offset = out.pos + pad + fmt.BIN_HEADER_SIZE
-            pending += view
-            out.pos = offset + nbytes
-            if len(pending) >= _FLUSH_BYTES:
-                out.flush()
-            dtype, shape, checksum = info[1], array.shape, xxh3(view)
+        self.seen.add(name)
+
+    def pack(self, bin_bytes: int, extra_obj: dict) -> bytes:
+        return msgpack.packb({
+            "names": self.names, "dtypes": self.dtypes, "shapes": self.shapes, "offsets": self.offsets,
+            "nbytes": self.sizes, "checksums": self.checksums, "bin_bytes": bin_bytes,
+            "checksum": fmt.CHECKSUM, "extra": extra_obj,
+        }, use_bin_type=True)
+
+
+class _Gaps(dict):
+    """(previous tensor's size, size) -> the nils and bin32 header between two small tensors
+    written back to back (the previous one's data starts aligned, so its size alone fixes
+    the padding): a model has few distinct pairs, so a run builds its gaps by lookup."""
+
+    def __missing__(self, key: tuple[int, int]) -> bytes:
+        prev, n = key
+        gap = self[key] = _NILS[fmt.padding_size(prev)] + fmt.bin_header(n)
+        return gap
+
+
+_GAPS = _Gaps()
+_NATIVE = "<|=" if sys.byteorder == "little" else "<|"
+_nbytes_of, _dtype_of, _shape_of = attrgetter("nbytes"), attrgetter("dtype"), attrgetter("shape")
+
+
+def _run_dtype_names(dts: list) -> list[str] | None:
+    """The stored names of ``dts`` (numpy dtypes), or None when one is not a supported
+    native-order dtype (the run is then written tensor by tensor, which says why)."""
+    names = {}
+    for dt in set(dts):
+        info = _DTYPES.get(dt)
+        if info is None:
+            try:
+                _describe("", np.empty(0, dt))  # fills _DTYPES, or says it is unsupported
+            except InvalidArgumentError:
+                return None
+            info = _DTYPES.get(dt)
+        if info is None or dt.byteorder not in _NATIVE:
+            return None
+        names[dt] = info[1]
+    return list(map(names.__getitem__, dts))
+
+
+def _write_run(out: _Out, cols: _Columns, names: list, arrays: list, small_limit: int) -> bool:
+    """Write a run of small tensors with one copy (``b"".join`` of the gaps and the arrays),
+    checked a column at a time. Returns False, having written nothing, when the run does
+    not qualify (the caller writes it tensor by tensor)."""
+    k = len(names)
+    if k == 0:
+        return True
+    if set(map(type, names)) != {str} or set(map(type, arrays)) != {np.ndarray}:
+        return False
+    fresh = set(names)
+    if len(fresh) != k or not cols.seen.isdisjoint(fresh):
+        return False
+    try:
+        "".join(names).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    sizes = list(map(_nbytes_of, arrays))
+    shapes = list(map(_shape_of, arrays))
+    if max(sizes) >= small_limit or max(map(len, shapes)) > fmt.MAX_RANK:
+        return False
+    dtypes = _run_dtype_names(list(map(_dtype_of, arrays)))
+    if dtypes is None:
+        return False
+    try:
+        # The checksums of the bytes joined below (the arrays cannot change meanwhile); a
+        # strided array has no simple buffer and fails here, before anything is written.
+        checksums = list(map(xxhash.xxh3_64_intdigest, arrays))
+    except (BufferError, ValueError, TypeError):
+        return False
+    gaps = list(map(_GAPS.__getitem__, zip([0] + sizes[:-1], sizes)))
+    gaps[0] = _NILS[fmt.padding_size(out.pos)] + fmt.bin_header(sizes[0])
+    parts: list = [None] * (2 * k)
+    parts[0::2] = gaps
+    parts[1::2] = arrays
+    blob = b"".join(parts)
+    # Data offsets: where each gap ends, counting the gaps and data before it.
+    offsets = list(accumulate(map(add, map(len, gaps), [0] + sizes[:-1]), initial=out.pos))[1:]
+    out.small(blob)
+    cols.seen |= fresh
+    cols.names += names
+    cols.dtypes += dtypes
+    cols.shapes += shapes
+    cols.offsets += offsets
+    cols.sizes += sizes
+    cols.checksums += checksums
+    return True
+
+
+def _runs(tensors: list | tuple, small_limit: int) -> Iterator[Any]:
+    """A list of pairs as items: consecutive small numpy arrays grouped into TensorRuns (a
+    list's arrays stay put while the writer works through it), anything else as it is."""
+    names: list = []
+    arrays: list = []
+    for item in tensors:
+        array = item[1] if type(item) is tuple and len(item) == 2 else None
+        if type(array) is np.ndarray and array.nbytes < small_limit:
+            names.append(item[0])
+            arrays.append(array)
+            continue
+        if names:
+            yield TensorRun(names, arrays)
+            names, arrays = [], []
+        yield item
+    if names:
+        yield TensorRun(names, arrays)
+
+
+def _write_body(out: _Out, tensors: Iterable[Any], extra_obj: dict, bin_bytes: int,
+                chunk_bytes: int) -> int:
+    """Header, tensors, index and footer into ``out`` (flushed); returns the index checksum."""
+    out.small(fmt.HEADER)
+    cols = _Columns()
+    small_limit = min(_COALESCE_BYTES, bin_bytes + 1)
+    if isinstance(tensors, (list, tuple)):
+        tensors = _runs(tensors, small_limit)
+    for item in tensors:
+        if type(item) is TensorRun:
+            if _write_run(out, cols, item.names, item.arrays, small_limit):
+                continue
+            pairs = zip(item.names, item.arrays)
         else:
+            pairs = (item,)
+        for pair in pairs:
+            try:
+                name, array = pair
+            except (TypeError, ValueError):
+                raise InvalidArgumentError(
+                    f"write_checkpoint: expected (name, array) pairs, received {type(pair).__name__}") from None
+            cols.check_name(name)
             offset, dtype, shape, nbytes, checksum = _write_tensor(out, name, array, bin_bytes, chunk_bytes)
-        names.append(name)
-        dtypes.append(dtype)
-        shapes.append(list(shape))
-        offsets.append(offset)
-        sizes.append(nbytes)
-        checksums.append(checksum)
-    index = msgpack.packb({
-        "names": names, "dtypes": dtypes, "shapes": shapes, "offsets": offsets,
-        "nbytes": sizes, "checksums": checksums, "bin_bytes": bin_bytes,
-        "checksum": fmt.CHECKSUM, "extra": extra_obj,
-    }, use_bin_type=True)
+            cols.names.append(name)
+            cols.dtypes.append(dtype)
+            cols.shapes.append(shape)
+            cols.offsets.append(offset)
+            cols.sizes.append(nbytes)
+            cols.checksums.append(checksum)
+    index = cols.pack(bin_bytes, extra_obj)
     if len(index) > fmt.MAX_INDEX_BYTES:
         raise InvalidArgumentError(
-            f"write_checkpoint: the index of {len(names)} tensors packs to {len(index)} bytes, "
+            f"write_checkpoint: the index of {len(cols.names)} tensors packs to {len(index)} bytes, "
             f"more than the {fmt.MAX_INDEX_BYTES} a reader accepts")
     index_offset = out.pos
     index_checksum = xxhash.xxh3_64_intdigest(index)
@@ -323,6 +442,10 @@ def write_checkpoint(path: str | os.PathLike, tensors: Iterable[tuple[str, Any]]
                      extra: dict | None = None, chunk_bytes: int = 64 << 20,
                      fsync: bool = True, stat_out: list | None = None) -> int:
     """Write ``tensors`` (pairs of name and numpy/cupy array) to the checkpoint ``path``.
+
+    An item may also be a :class:`TensorRun` of many small host arrays, written in one go;
+    a list of pairs is grouped into such runs here. Each item's arrays must stay unchanged
+    until the writer asks for the next item.
 
     The file appears complete or not at all: the data goes to a temporary file
     in the same directory (``.{basename}.tmp-{pid}-{hex}``), which is fsynced and
@@ -380,4 +503,4 @@ def write_checkpoint(path: str | os.PathLike, tensors: Iterable[tuple[str, Any]]
     return out.pos
 
 
-__all__ = ["write_checkpoint"]
+__all__ = ["write_checkpoint", "TensorRun"]

@@ -12,20 +12,32 @@ import contextlib
 import logging
 import os
 import threading
+from bisect import bisect_left
 from collections.abc import Iterator
+from itertools import accumulate, groupby
+from operator import attrgetter
 from typing import Any
+
+import numpy as np
 
 from devices.errors import OpError
 
 from ..checkpoint import shards as _shards
 from ..checkpoint import write_checkpoint
 from ..checkpoint.store import FileId, store_for
+from ..checkpoint.writer import TensorRun
+from ..storage import Storage, holding
 from .history import History
 
 log = logging.getLogger("varstore")
 
 # Bytes of remote (ps task) variables fetched ahead of the writer while saving.
 GATHER_AHEAD_BYTES = 256 << 20
+# Runs of small host variables (TensorRun): at most this many, their bytes bounded, each
+# smaller than the writer's own small-tensor limit.
+RUN_TENSORS = 4096
+RUN_BYTES = 4 << 20
+RUN_TENSOR_BYTES = 256 << 10
 # One save writes at a time in this process: an async save's snapshot is the only extra copy.
 IN_FLIGHT = threading.Lock()
 
@@ -90,7 +102,7 @@ class SaveJob:
         sharded = self.sharded and snapshot is None and store.local
         if sharded:
             keys, pending = _start_shards(var_map, path, keys, extra)
-        values = _locked_values(var_map, keys, pending) if snapshot is None else iter(snapshot)
+        values = _locked_values(var_map, keys, pending) if snapshot is None else snapshot
         total = 0
         if progress_shown(self.progress):  # the bar needs the total; nothing else does
             total = sum(int(getattr(a, "nbytes", 0)) for _, a in snapshot) if snapshot is not None else \
@@ -105,7 +117,8 @@ class SaveJob:
         try:
             with Progress(total, f"save {os.path.basename(path)}", enabled=self.progress) as bar:
                 try:
-                    write_checkpoint(path, _counted(values, bar), extra=extra, stat_out=ckpt_stat)
+                    write_checkpoint(path, _counted(values, bar) if total else values, extra=extra,
+                                     stat_out=ckpt_stat)
                     committed = True
                 finally:
                     if hasattr(values, "close"):
@@ -141,11 +154,12 @@ def _nbytes(var: Any) -> int:
     return n
 
 
-def _counted(values: Iterator[tuple[str, Any]], bar: Any) -> Iterator[tuple[str, Any]]:
-    """Pass (name, array) pairs through, counting each one's bytes once the writer is done with it."""
-    for key, array in values:
-        yield key, array
-        bar.update(int(getattr(array, "nbytes", 0)))
+def _counted(values: Iterator[Any], bar: Any) -> Iterator[Any]:
+    """Pass the writer's items through, counting their bytes once the writer is done with each."""
+    for item in values:
+        yield item
+        arrays = item.arrays if type(item) is TensorRun else (item[1],)
+        bar.update(sum(int(getattr(a, "nbytes", 0)) for a in arrays))
 
 
 def _stat_id(stats: list) -> FileId | None:
@@ -188,43 +202,81 @@ def _start_shards(var_map: dict, path: str, keys: list, extra: dict) -> tuple[li
     return [k for k in keys if k not in sharded], pending
 
 
-def _locked_values(var_map: dict, keys: list, pending: list = ()) -> Iterator[tuple[str, Any]]:
-    # Each variable's lock is held while the writer consumes its bytes, so a
-    # concurrent assign cannot tear one tensor. Variables on ps tasks are fetched
-    # ahead, from all tasks at once (a fetch is a snapshot taken by the task).
-    # The shards being written in parallel are waited for last, before the main
-    # file (which names them) is committed.
+RUN, LOCAL, REMOTE = 0, 1, 2  # what _segments yields
+_device_of, _storage_of, _array_of = attrgetter("device_object"), attrgetter("storage"), attrgetter("array")
+_nbytes_of, _lock_of = attrgetter("nbytes"), attrgetter("lock")
+
+
+def _segments(arrays: list, remote: list | None) -> Iterator[tuple[int, int, int]]:
+    """(kind, start, end) over ``arrays`` in order: RUN (consecutive small host arrays or
+    uninitialized ones, cut at RUN_TENSORS and RUN_BYTES), LOCAL (one other local array),
+    REMOTE (one variable on a ps task)."""
+    if remote is None and set(map(type, arrays)) == {np.ndarray}:
+        sizes = list(map(_nbytes_of, arrays))
+        kinds = [RUN] * len(arrays) if max(sizes) < RUN_TENSOR_BYTES else \
+            [RUN if n < RUN_TENSOR_BYTES else LOCAL for n in sizes]
+    else:
+        sizes = [getattr(a, "nbytes", 0) if type(a) is np.ndarray else 0 for a in arrays]
+        kinds = [REMOTE if remote is not None and remote[i] else
+                 RUN if a is None or (type(a) is np.ndarray and a.nbytes < RUN_TENSOR_BYTES) else LOCAL
+                 for i, a in enumerate(arrays)]
+    cum = list(accumulate(sizes, initial=0))
+    i = 0
+    for kind, group in groupby(kinds):
+        end = i + sum(1 for _ in group)
+        if kind != RUN:
+            for j in range(i, end):
+                yield kind, j, j + 1
+        else:
+            while i < end:  # cut at RUN_TENSORS tensors or once RUN_BYTES are reached
+                cut = min(end, i + RUN_TENSORS, bisect_left(cum, cum[i] + RUN_BYTES, i + 1))
+                yield RUN, i, cut
+                i = cut
+        i = end
+
+
+def _locked_values(var_map: dict, keys: list, pending: list = ()) -> Iterator[Any]:
+    # Each variable's lock is held while the writer consumes its bytes, so a concurrent
+    # assign cannot tear one tensor. Consecutive small host variables go as one TensorRun,
+    # their locks held together (storage.holding) while the writer copies the run.
+    # Variables on ps tasks are fetched ahead, from all tasks at once (a fetch is a
+    # snapshot taken by the task). The shards being written in parallel are waited for
+    # last, before the main file (which names them) is committed.
     ok = False
-    starts: dict[Any, Any] = {}  # device -> its start_read hook or None: looked up once per device
-
-    def start_of(dev: Any) -> Any:
-        try:
-            return starts[dev]
-        except KeyError:
-            start = starts[dev] = getattr(dev, "start_read", None)
-            return start
-
     try:
+        variables = list(map(var_map.__getitem__, keys))
+        devices = list(map(_device_of, variables))
+        starts = {d: getattr(d, "start_read", None) for d in set(devices)}
+        remote = list(map(starts.__getitem__, devices)) if any(starts.values()) else None
+        storages = list(map(_storage_of, variables))
+        arrays = list(map(_array_of, storages))  # a glance without the locks, to plan the runs
+        todo = [i for i in range(len(keys)) if remote[i] is not None] if remote is not None else []
         fetches: dict[int, Any] = {}
-        ahead, j, n = 0, 0, len(keys)
-        for i, key in enumerate(keys):
-            while j < n and (j <= i or ahead < GATHER_AHEAD_BYTES):
-                var = var_map[keys[j]]
-                start = start_of(var.device_object)
-                if start is not None:
-                    with var.storage.lock:
-                        value = var.storage.require()
-                    fetches[j] = (start(value), value.nbytes)
-                    ahead += value.nbytes
-                j += 1
-            if fetches and i in fetches:
+        ahead, t = 0, 0
+
+        def fetch_ahead(i: int) -> None:  # start the ps fetches due by position i
+            nonlocal ahead, t
+            while t < len(todo) and (todo[t] <= i or ahead < GATHER_AHEAD_BYTES):
+                j = todo[t]
+                with storages[j].lock:
+                    value = storages[j].require()
+                fetches[j] = (remote[j](value), value.nbytes)
+                ahead += value.nbytes
+                t += 1
+
+        for kind, i, end in _segments(arrays, remote):
+            fetch_ahead(i)
+            if kind == RUN:
+                run = storages[i:end]
+                with holding(list(map(_lock_of, run))):
+                    yield TensorRun(keys[i:end], list(map(Storage.require, run)))  # names an uninitialized one
+            elif kind == REMOTE:
                 wait, nbytes = fetches.pop(i)
                 ahead -= nbytes
-                yield key, wait()
-                continue
-            storage = var_map[key].storage
-            with storage.lock:
-                yield key, storage.require()  # a local device's value is its array (Device.read)
+                yield keys[i], wait()
+            else:
+                with storages[i].lock:
+                    yield keys[i], storages[i].require()  # a local device's value is its array (Device.read)
         _finish_shards(pending, failed=False)
         ok = True
     finally:
