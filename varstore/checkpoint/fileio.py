@@ -20,30 +20,40 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Any
 
 OPS = ("open", "lock", "write", "fsync", "close", "rename", "fsync_dir")
 
-# Linux moves at most 0x7ffff000 bytes per write call.
+# Linux moves at most 0x7ffff000 bytes per write call, and readv/writev take at most
+# IOV_MAX buffers (more is EINVAL).
 MAX_SYSCALL = 0x7FFFF000
+IOV_MAX = min(1024, os.sysconf("SC_IOV_MAX")) if hasattr(os, "sysconf") and "SC_IOV_MAX" in os.sysconf_names \
+    else 16
+_nbytes = attrgetter("nbytes")
 
 
 def iov_batch(views: list) -> list:
-    """The leading views of ``views`` that one readv/writev may move (at most MAX_SYSCALL bytes;
-    a single larger view is cut). Shared by the writer and the reader.
+    """The leading views of ``views`` that one readv/writev may move: at most IOV_MAX of
+    them and MAX_SYSCALL bytes (a single larger view is cut). Shared by the writer and the
+    reader.
 
     >>> [v.nbytes for v in iov_batch([memoryview(b"ab"), memoryview(b"c")])]
     [2, 1]
     """
+    head = views[:IOV_MAX]
+    sizes = list(map(_nbytes, head))
+    if sum(sizes) <= MAX_SYSCALL:
+        return head
     batch: list = []
     size = 0
-    for v in views:
-        if size + v.nbytes > MAX_SYSCALL:
+    for v, n in zip(head, sizes):
+        if size + n > MAX_SYSCALL:
             if not batch:
                 batch.append(v[:MAX_SYSCALL])
             break
         batch.append(v)
-        size += v.nbytes
+        size += n
     return batch
 
 

@@ -159,6 +159,26 @@ class CheckpointSet:
     def read_into(self, name: str, out: Any) -> Any:
         return self._reader(name).read_into(name, out)
 
+    def lookup(self, names: list[str]) -> tuple[list, list]:
+        """(shapes, dtypes) of ``names`` (CheckpointReader.lookup, across the shards)."""
+        if not self._readers:
+            return self.main.lookup(names)
+        return [self.shape(n) for n in names], [self.dtype(n) for n in names]
+
+    def read_many(self, names: list[str], outs: list) -> None:
+        """CheckpointReader.read_many, each file's tensors read from that file."""
+        if not self._readers:
+            return self.main.read_many(names, outs)
+        groups: dict[int, tuple[CheckpointReader, list, list]] = {}
+        for name, out in zip(names, outs):
+            r = self._reader(name)
+            g = groups.setdefault(id(r), (r, [], []))
+            g[1].append(name)
+            g[2].append(out)
+        for r, ns, os_ in groups.values():
+            r.read_many(ns, os_)
+        return None
+
     def iter_chunks(self, name: str, chunk_bytes: int = 64 << 20, *, buffer: Any = None) -> Any:
         """The tensor's bytes in chunks through one reused buffer (a GPU restore's pinned staging)."""
         return self._reader(name).iter_chunks(name, chunk_bytes, buffer=buffer)

@@ -7,6 +7,8 @@ all in parallel; CPU variables are read straight into their existing buffers.
 from __future__ import annotations
 
 import logging
+from itertools import compress
+from operator import and_, attrgetter, eq, itemgetter
 from typing import Any
 
 import numpy as np
@@ -18,9 +20,15 @@ from devices.spec import DeviceSpec
 from ..checkpoint import shards as _shards
 from ..checkpoint import tf as _tf
 from ..checkpoint.store import normalize, store_for
+from ..storage import holding
 from ..variables import Variable
 
 log = logging.getLogger("varstore")
+
+# Variables restored together, under their locks held at once (storage.holding).
+RUN_VARIABLES = 4096
+_storage_of, _lock_of, _array_of = attrgetter("storage"), attrgetter("lock"), attrgetter("array")
+_shape_of, _dtype_of, _device_of = attrgetter("shape"), attrgetter("dtype"), attrgetter("device_object")
 
 
 def exact_cast_allowed(src: np.dtype, dst: np.dtype) -> bool:
@@ -64,22 +72,34 @@ def restore(var_map: dict[str, Variable], save_path: str | None, device: Any = N
             g._last_restore = path
         touched: list[Variable] = []
         try:
+            local = store.local and not tf_bundle
+            keys, variables, shapes, dtypes = (list(map(itemgetter(c), plan)) for c in range(4))
+            devices = list(map(_device_of, variables))
+            loaders = {d: _task_loader(d, local) for d in set(devices)}
             by_task: dict[Any, list] = {}
-            here: list[tuple[str, Variable, tuple, np.dtype]] = []  # read by this process
-            for key, var, shape, dtype in plan:
-                if _task_loader(var.device_object, store.local and not tf_bundle) is not None:
-                    by_task.setdefault(var.device_object, []).append((key, var))
-                else:
-                    here.append((key, var, shape, dtype))
+            if any(loaders.values()):
+                for key, var, dev in zip(keys, variables, devices):
+                    if loaders[dev] is not None:
+                        by_task.setdefault(dev, []).append((key, var))
             waits = []
             for dev, items in by_task.items():  # every task starts loading now
                 touched += [v for _, v in items]
                 waits.append((items, dev.load_tensors(
                     [(v.storage.array, reader.file_of(k), k, reader.shape(k), v.dtype) for k, v in items],
                     _shards.load_arrays)))
-            for key, var, shape, dtype in here:
-                touched.append(var)
-                restore_one(reader, key, var, store.local and not tf_bundle, shape, dtype)
+            # This process reads the rest: CPU variables stored in their own dtype in runs
+            # (read_many), the others one at a time.
+            in_runs = {d: loaders[d] is None and d.kind == "cpu" and hasattr(reader, "read_many") for d in loaders}
+            runs = list(map(and_, map(in_runs.__getitem__, devices), map(eq, dtypes, map(_dtype_of, variables))))
+            picked = range(len(plan)) if all(runs) else list(compress(range(len(plan)), runs))
+            for i in range(0, len(picked), RUN_VARIABLES):
+                at = picked[i:i + RUN_VARIABLES]
+                _restore_run(reader, [keys[j] for j in at], [variables[j] for j in at], [shapes[j] for j in at],
+                             touched, local)
+            for p, dev, in_run in zip(plan, devices, runs):
+                if not in_run and loaders[dev] is None:
+                    touched.append(p[1])
+                    restore_one(reader, p[0], p[1], local, p[2], p[3])
             for items, wait in waits:
                 for (_, var), array in zip(items, wait()):
                     if array is not var.storage.array:
@@ -102,27 +122,62 @@ def recover_devices(devs: set) -> None:
 
 def check_plan(var_map: dict[str, Variable], reader: Any) -> list[tuple[str, Variable, tuple, np.dtype]]:
     """(key, variable, stored shape, stored dtype) to restore, every name, shape and dtype
-    checked before any variable changes."""
-    plan = []
-    casts: dict[tuple[np.dtype, np.dtype], bool] = {}  # a few dtype pairs, thousands of variables
-    for key in sorted(var_map):
-        var = var_map[key]
-        if not reader.has_tensor(key):
-            reader.shape(key)  # raises NotFoundError naming the key and the closest names
-        shape, dtype = tuple(reader.shape(key)), reader.dtype(key)
-        if shape != var.shape and var.validate_shape:
+    checked before any variable changes (a column at a time: thousands of variables)."""
+    keys = sorted(var_map)
+    variables = list(map(var_map.__getitem__, keys))
+    lookup = getattr(reader, "lookup", None)
+    if lookup is not None:
+        shapes, dtypes = lookup(keys)  # NotFoundError naming the first missing key
+    else:
+        shapes, dtypes = [], []
+        for key in keys:
+            if not reader.has_tensor(key):
+                reader.shape(key)  # raises NotFoundError naming the key and the closest names
+            shapes.append(tuple(reader.shape(key)))
+            dtypes.append(reader.dtype(key))
+    bad = []
+    if list(map(_shape_of, variables)) != shapes:
+        bad += [(i, "shape") for i, (var, shape) in enumerate(zip(variables, shapes))
+                if shape != var.shape and var.validate_shape][:1]
+    var_dtypes = list(map(_dtype_of, variables))
+    refused = {pair for pair in set(zip(dtypes, var_dtypes)) if not exact_cast_allowed(*pair)}
+    if refused:
+        bad += [(i, "dtype") for i, pair in enumerate(zip(dtypes, var_dtypes)) if pair in refused][:1]
+    if bad:
+        i, what = min(bad)
+        var, key = variables[i], keys[i]
+        if what == "shape":
             raise InvalidArgumentError(
-                f"Restoring {var.name} from {reader.path}: tensor {key!r} has shape {shape}, "
+                f"Restoring {var.name} from {reader.path}: tensor {key!r} has shape {shapes[i]}, "
                 f"the variable has shape {var.shape}")
-        allowed = casts.get((dtype, var.dtype))
-        if allowed is None:
-            allowed = casts[dtype, var.dtype] = exact_cast_allowed(dtype, var.dtype)
-        if not allowed:
-            raise InvalidArgumentError(
-                f"Restoring {var.name} from {reader.path}: tensor {key!r} has dtype {dtype.name}, "
-                f"the variable has dtype {var.dtype.name} (only exact widening casts are implicit)")
-        plan.append((key, var, shape, dtype))
-    return plan
+        raise InvalidArgumentError(
+            f"Restoring {var.name} from {reader.path}: tensor {key!r} has dtype {dtypes[i].name}, "
+            f"the variable has dtype {var.dtype.name} (only exact widening casts are implicit)")
+    return list(zip(keys, variables, shapes, dtypes))
+
+
+def _restore_run(reader: Any, keys: list, variables: list, shapes: list, touched: list, local: bool) -> None:
+    """Restore a run of CPU variables stored in their own dtype: under all their locks,
+    each is read into its existing buffer where it has a fitting one (else into a new
+    array, adopted once every checksum in the run holds), in a few vectored reads."""
+    storages = list(map(_storage_of, variables))
+    touched += variables
+    with holding(list(map(_lock_of, storages))):
+        outs = list(map(_array_of, storages))
+        fresh = []
+        if set(map(type, outs)) != {np.ndarray} or list(map(_shape_of, outs)) != shapes:
+            for i, (out, var, shape) in enumerate(zip(outs, variables, shapes)):
+                if type(out) is not np.ndarray or out.shape != shape:
+                    outs[i] = var.device_object.empty(shape, var.dtype)
+                    fresh.append(i)
+        try:
+            reader.read_many(keys, outs)
+        except InvalidArgumentError:  # a strided or read-only buffer: one variable at a time
+            for key, var, shape in zip(keys, variables, shapes):
+                restore_one(reader, key, var, local, shape, var.dtype)
+            return
+        for i in fresh:
+            storages[i].adopt(outs[i])
 
 
 def _task_loader(dev: Any, local: bool) -> Any:

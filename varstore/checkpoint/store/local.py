@@ -14,13 +14,18 @@ import os
 import stat as _stat
 import threading
 from collections.abc import Iterator
+from operator import attrgetter
 from typing import Any
+
+import numpy as np
 
 from devices.errors import DataLossError, FailedPreconditionError, NotFoundError
 
 from .. import fileio
 from ..format import temp_name, temp_target
 from .base import CheckpointSink, FileId, Store
+
+_nbytes = attrgetter("nbytes")
 
 LOCK_NAME = ".checkpoint.lock"
 
@@ -173,13 +178,16 @@ class LocalSource:
         except OSError as e:
             raise read_error(self.path, e) from None
 
-    def preadv(self, views: list[memoryview], offset: int) -> int:
+    # preadv fills any writable C-contiguous buffers: numpy arrays as they are (CheckpointReader.read_many).
+    takes_arrays = True
+
+    def preadv(self, views: list, offset: int) -> int:
         """Fill ``views`` in order from ``offset``; returns the bytes filled (less at the end of the file)."""
         fd = self._open_fd()
-        views = [v for v in views if v.nbytes]
-        filled = 0
-        while views:
-            batch = fileio.iov_batch(views)  # stay under the per-call limit
+        views = list(filter(_nbytes, views))
+        filled, k = 0, 0
+        while k < len(views):
+            batch = fileio.iov_batch(views[k:k + fileio.IOV_MAX])  # stay under the per-call limits
             try:
                 got = os.preadv(fd, batch, offset)
             except OSError as e:
@@ -188,11 +196,14 @@ class LocalSource:
                 break
             offset += got
             filled += got
-            while views and got >= views[0].nbytes:
-                got -= views[0].nbytes
-                views.pop(0)
-            if views and got:
-                views[0] = views[0][got:]
+            if got == sum(map(_nbytes, batch)) and batch[-1] is views[k + len(batch) - 1]:
+                k += len(batch)
+                continue
+            while k < len(views) and got >= views[k].nbytes:  # a short read: go on from where it stopped
+                got -= views[k].nbytes
+                k += 1
+            if got:
+                views[k] = np.frombuffer(views[k], np.uint8)[got:]  # bytes, whatever the buffer's items
         return filled
 
     def map(self) -> mmap.mmap | None:
