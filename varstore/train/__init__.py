@@ -48,3 +48,29 @@ __all__ += ["init_from_checkpoint"]
 from .moving_averages import ExponentialMovingAverage
 
 __all__ += ["ExponentialMovingAverage"]
+
+from .monitored import (
+    USE_DEFAULT,
+    CheckpointSaverHook,
+    CheckpointSaverListener,
+    ChiefSessionCreator,
+    Coordinator,
+    MonitoredSession,
+    MonitoredTrainingSession,
+    Scaffold,
+    SecondOrStepTimer,
+    SessionCreator,
+    SessionRunArgs,
+    SessionRunContext,
+    SessionRunHook,
+    SessionRunValues,
+    SingularMonitoredSession,
+    StepContext,
+    StopAtStepHook,
+    WorkerSessionCreator,
+)
+
+__all__ += ["MonitoredTrainingSession", "MonitoredSession", "SingularMonitoredSession", "Scaffold", "SessionRunHook",
+            "SessionRunArgs", "SessionRunContext", "SessionRunValues", "CheckpointSaverHook",
+            "CheckpointSaverListener", "StopAtStepHook", "SecondOrStepTimer", "Coordinator", "SessionCreator",
+            "ChiefSessionCreator", "WorkerSessionCreator", "StepContext", "USE_DEFAULT"]
