@@ -1,4 +1,6 @@
-"""Per-variable paths stay linear: the work at 4n variables is at most ~4.5x the work at n.
+"""Per-variable paths stay linear: the work at 4n variables is at most ~4.5x the work at n,
+on the local CPU and on the ps tier (a task's side in this process, the driver's through a
+local Ray cluster).
 
 Work is counted, not timed: every Python function call and builtin call made while
 the operation runs (``sys.setprofile``). A loop over the variables nested in another
@@ -129,3 +131,126 @@ def test_commands_are_linear(command, tmp_path, sess):
             main([command, path])
 
     assert ratio(setup, run) <= BOUND
+
+
+# -- the ps tier -------------------------------------------------------------------------------
+# A ps task holds thousands of variables. Its side of save, restore and apply runs here on a
+# PsTaskServer in this process (the same object Ray hosts in a task), so that its calls are
+# counted too; the driver's side runs through a real local cluster below.
+def _task(n: int):
+    from devices.backends.ps.server import PsTaskServer
+    task = PsTaskServer("ps", 0)
+    for k in range(n):
+        task.put(k, ("CPU", 0), np.full(16, k, np.float32))
+    return task
+
+
+def _task_saved(tmp_path, n):
+    from varstore.checkpoint import write_checkpoint
+    task, path = _task(n), str(_dir(tmp_path, n) / "shard")
+    task.save(path, [(f"v{k}", k) for k in range(n)], {}, write_checkpoint)
+    return task, [(k, path, f"v{k}", "float32", True) for k in range(n)]
+
+
+def _task_step(n):
+    from devices.backends.ps import encode_updates
+    task = _task(3 * n)  # n variables and their two Adam slots
+    grads = [np.full(16, 0.1, np.float32) for _ in range(n)]
+    batch, data, _ = encode_updates(list(range(n)), list(range(n, 3 * n)), 2, grads, lambda a: None, np.asarray)
+    hyper = {"lr": 0.01, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8}
+    return task, batch, data, hyper
+
+
+def _task_save(task, path, names):
+    from varstore.checkpoint import write_checkpoint
+    task.save(path, names, {}, write_checkpoint)
+
+
+def _task_restore(task, entries):
+    from varstore.checkpoint.shards import load_arrays
+    task.load(("CPU", 0), entries, load_arrays)
+
+
+def _task_apply(task, batch, data, hyper):
+    from devices.backends.ps import registered
+    task.apply(("CPU", 0), registered("apply_dense"), "adam", ["m", "v"], hyper, batch, data)
+
+
+TASK_CASES = {
+    "task save": (lambda tp, n: (_task(n), str(_dir(tp, n) / "shard"), [(f"v{k}", k) for k in range(n)]), _task_save),
+    "task restore": (_task_saved, _task_restore),
+    "task adam step": (lambda tp, n: _task_step(n), _task_apply),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TASK_CASES))
+def test_ps_task_side_is_linear(case, tmp_path):
+    import varstore.train.kernels  # noqa: F401 - registers the operations a task runs
+    setup, op = TASK_CASES[case]
+    r = ratio(lambda n: setup(tmp_path, n), op)
+    assert r <= BOUND, f"{case}: {r:.2f}x the calls at 4x the variables (linear is ~4x)"
+
+
+@pytest.fixture(scope="module")
+def ps_cluster(tmp_path_factory):
+    """Two ps tasks of a local Ray cluster (as tests/test_ps.py starts them), registered
+    for this module's tests."""
+    pytest.importorskip("ray")
+    import tempfile
+
+    from devices import cluster, manager
+    cluster.shutdown()  # another module's cluster, if one is up: its fixture starts it again
+    temp = str(tmp_path_factory.mktemp("ray"))
+    if len(temp) > 60:  # Ray's socket paths are limited
+        temp = tempfile.mkdtemp(prefix="vs-ray-")
+    c = cluster.start(ps_tasks=2, temp_dir=temp, num_cpus=2, object_store_memory=256 << 20, timeout=30.0,
+                      register=False)
+    c.register()
+    try:
+        yield c
+    finally:
+        manager.register_remote(None)
+        cluster.shutdown()
+
+
+def ps_model(n: int, sess) -> list:
+    tf.reset_default_graph()
+    with tf.device(tf.train.replica_device_setter(ps_tasks=2)):
+        vs = [tf.Variable(np.full(16, i, np.float32), name=f"layer{i // 10}/v{i}") for i in range(n)]
+    assert {v.device_object.kind for v in vs} == {"ps"}, "the variables must live on the ps tasks"
+    sess.run(tf.global_variables_initializer())
+    return vs
+
+
+def _ps_saver(tmp_path, sess, n, **kw):
+    ps_model(n, sess)
+    return tf.train.Saver(max_to_keep=None, **kw), str(_dir(tmp_path, n) / "model.ckpt"), sess
+
+
+def _ps_step(sess, n):
+    vs = ps_model(n, sess)
+    opt = tf.train.AdamOptimizer(0.01)
+    grads = [(np.ones(16, np.float32), v) for v in vs]
+    opt.apply_gradients(grads)  # slots exist: the steps after the first are the loop to measure
+    return opt, grads
+
+
+PS_CASES = {
+    "save": (_ps_saver, lambda saver, p, s: saver.save(s, p, write_meta_graph=False)),
+    "sharded save": (lambda tp, s, n: _ps_saver(tp, s, n, sharded=True),
+                     lambda saver, p, s: saver.save(s, p, write_meta_graph=False)),
+    "restore": (lambda tp, s, n: (*_saved_ps(tp, s, n), s), lambda saver, p, s: saver.restore(s, p)),
+    "adam step": (lambda tp, s, n: _ps_step(s, n), lambda opt, grads: opt.apply_gradients(grads)),
+}
+
+
+def _saved_ps(tmp_path, sess, n):
+    saver, path, _ = _ps_saver(tmp_path, sess, n)
+    return saver, saver.save(sess, path, write_meta_graph=False)
+
+
+@pytest.mark.parametrize("case", sorted(PS_CASES))
+def test_driver_side_of_ps_variables_is_linear(case, tmp_path, sess, ps_cluster):
+    setup, op = PS_CASES[case]
+    r = ratio(lambda n: setup(tmp_path, sess, n), op)
+    assert r <= BOUND, f"ps {case}: {r:.2f}x the calls at 4x the variables (linear is ~4x)"
