@@ -4,7 +4,9 @@
     .venv/bin/python benchmarks/checkpoint_format.py --size-mib 32 --runs 2   # smoke run
 
 Data: float32 random values (not zeros) in two mixes: 64 equal tensors, and
-2000 small + 4 large tensors. Timings come from ``--runs`` interleaved runs
+2000 small + 4 large tensors (or ``--mix 1000small+4large``). Besides ``write_checkpoint``
+and ``read_into``, the same data goes through the public API: ``Saver.save`` and
+``Saver.restore`` of variables holding it. Timings come from ``--runs`` interleaved runs
 (each run does every operation once, in a shuffled order); the table shows
 the median wall time, the fastest run and the median CPU time (user + sys of
 this process: the steadiest number on a shared machine). Before each write
@@ -55,9 +57,10 @@ def make_shapes(mix: str, size: int) -> list[tuple[str, tuple[int, ...]]]:
     n = size // 4  # float32 elements in total
     if mix == "64x16MiB":
         return [(f"layer{i:02d}/kernel", (n // 64 // 1024, 1024)) for i in range(64)]
-    small = max(1, n // 32 // 2000)  # ~1/32 of the bytes in 2000 small tensors
-    rest = (n - small * 2000) // 4
-    shapes = [(f"block{i // 8}/layer{i % 8}/bias_or_norm", (small,)) for i in range(2000)]
+    k = int(mix.split("small")[0])  # "2000small+4large": ~1/32 of the bytes in k small tensors
+    small = max(1, n // 32 // k)
+    rest = (n - small * k) // 4
+    shapes = [(f"block{i // 8}/layer{i % 8}/bias_or_norm", (small,)) for i in range(k)]
     return shapes + [(f"embedding{i}/kernel", (rest // 1024, 1024)) for i in range(4)]
 
 
@@ -123,10 +126,33 @@ def w_msgpack_numpy(tensors, d):
         os.fsync(f.fileno())
 
 
+# The same data through the public API: variables holding it and a Saver over them, built
+# once outside the timings (Saver.save also writes the state file, fsynced, beside the file).
+_SAVER: dict = {}
+
+
+def saver_for(tensors):
+    if "saver" not in _SAVER:
+        import varstore as tf
+        tf.reset_default_graph()
+        variables = [tf.Variable(a, name=name) for name, a in tensors]
+        sess = tf.Session()
+        sess.run(tf.global_variables_initializer())
+        _SAVER.update(saver=tf.train.Saver(max_to_keep=None), sess=sess, variables=variables)
+    return _SAVER["saver"], _SAVER["sess"]
+
+
+def w_saver(tensors, d):
+    saver, sess = saver_for(tensors)
+    (d / "saver").mkdir(exist_ok=True)
+    saver.save(sess, str(d / "saver" / "model.ckpt"), write_meta_graph=False)
+
+
 WRITERS = {
     "raw f.write(memoryview)+fsync": w_raw,
     "varstore write_checkpoint": w_varstore,
     "varstore, fsync=False": w_varstore_nofsync,
+    "varstore Saver.save": w_saver,
     "safetensors.numpy save_file": w_safetensors,
     "np.savez (npz)": w_savez,
     "torch.save": w_torch,
@@ -191,13 +217,21 @@ OUTPUTS = {
     "raw f.write(memoryview)+fsync": ["raw.bin"],
     "varstore write_checkpoint": ["model.ckpt"],
     "varstore, fsync=False": ["nofsync.ckpt"],
+    "varstore Saver.save": ["saver/model.ckpt", "saver/checkpoint"],
     "safetensors.numpy save_file": ["model.safetensors"],
     "np.savez (npz)": ["model.npz"],
     "torch.save": ["model.pt"],
     "msgpack-numpy packb": ["model.msgpack"],
 }
 
-INTO = {"raw readinto, existing arrays": r_raw_into, "varstore read_into, existing": r_varstore_into}
+def r_saver_into(d, dest):
+    saver, sess = _SAVER["saver"], _SAVER["sess"]  # restores into the variables Saver.save wrote
+    saver.restore(sess, str(d / "saver" / "model.ckpt"))
+    return 0
+
+
+INTO = {"raw readinto, existing arrays": r_raw_into, "varstore read_into, existing": r_varstore_into,
+        "varstore Saver.restore, existing": r_saver_into}
 FRESH = {
     "raw readinto, new arrays": r_raw_fresh,
     "varstore read_tensor, new arrays": r_varstore_fresh,
@@ -268,9 +302,13 @@ def probe(kind: str, name: str, mix: str, size: int, d: Path) -> None:
         tensors = make_tensors(mix, size)
         if name == "torch.save":
             import torch  # noqa: F401 - import cost is not the method's memory
+        if "Saver" in name:
+            saver_for(tensors)  # the variables hold the data: not the method's memory
         fn = lambda: WRITERS[name](tensors, d)  # noqa: E731
     elif kind == "into":
         dest = empty_like_all(mix, size)
+        if "Saver" in name:
+            saver_for(make_tensors(mix, size))
         fn = lambda: INTO[name](d, dest)  # noqa: E731
     elif kind == "fresh":
         returned = sum(int(np.prod(s)) * 4 for _, s in shapes)
@@ -429,7 +467,7 @@ def main() -> None:
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--dir", default=None, help="where to write (default: a temp dir on the same disk as /tmp)")
-    ap.add_argument("--mix", action="append", choices=["64x16MiB", "2000small+4large"])
+    ap.add_argument("--mix", action="append", choices=["64x16MiB", "2000small+4large", "1000small+4large"])
     ap.add_argument("--no-rss", action="store_true", help="skip the peak-RSS subprocesses")
     ap.add_argument("--skip", action="append", default=[], help="skip operations whose name contains this (e.g. npz, torch, msgpack-numpy, safetensors)")
     ap.add_argument("--probe", nargs=2, metavar=("KIND", "NAME"), help=argparse.SUPPRESS)
