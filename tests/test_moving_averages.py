@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_gpu_fake import fake_cupy  # noqa: F401 - the fake-cupy fixture, shared
 
 import varstore as tf
 
@@ -252,3 +253,19 @@ def test_shadow_is_colocated_with_its_variable():
         ema.apply(vs)
     for v in vs:
         assert ema.average(v).requested_device == v.requested_device
+
+
+@pytest.mark.usefixtures("fake_cupy")
+def test_on_a_gpu_the_shadow_lives_and_updates_there():
+    with tf.device("/gpu:1"):
+        v = tf.Variable([1.0, 2.0], name="g")
+    ema = tf.train.ExponentialMovingAverage(0.5, num_updates=tf.train.get_or_create_global_step())
+    op = ema.apply([v])
+    avg = ema.average(v)
+    assert avg.device == v.device and "GPU:1" in avg.device
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        sess.run(v.assign([3.0, 4.0]))
+        sess.run(op)  # decay = min(0.5, 1/10) = 0.1
+        np.testing.assert_allclose(sess.run(avg), [2.8, 3.8], rtol=1e-6)
+    assert type(avg.value()).__module__.startswith("cupy")

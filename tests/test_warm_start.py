@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from test_gpu_fake import fake_cupy  # noqa: F401 - the fake-cupy fixture, shared
 
 import varstore as tf
 from varstore.errors import InvalidArgumentError, NotFoundError
@@ -228,3 +229,14 @@ def test_partitioned_parts_by_list(ckpt):
     with tf.Session() as sess:
         sess.run(tf.global_variables_initializer())
         assert [x.tolist() for x in sess.run([p0, p1])] == [[1.0], [2.0]]
+
+
+@pytest.mark.usefixtures("fake_cupy")
+def test_a_gpu_variable_is_loaded_on_its_device(ckpt):
+    with tf.device("/gpu:1"):
+        a = _new("a", [2])
+    tf.train.init_from_checkpoint(ckpt, {"old/a": a})
+    with tf.Session() as sess:
+        sess.run(a.initializer)
+        assert sess.run(a).tolist() == [1.0, 2.0]
+    assert type(a.value()).__module__.startswith("cupy") and "GPU:1" in a.device

@@ -27,6 +27,7 @@ updates at once.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -193,7 +194,14 @@ class ExponentialMovingAverage:
         else:
             value = dev.asarray(ctx.value(convert_to_tensor(var) if isinstance(var, Variable) else var, dev),
                                 dtype=avg.dtype)
-        factor = np.asarray(one_minus_decay).astype(avg.dtype)
+        # Scalars as numpy scalars, not 0-d arrays: cupy takes those in arithmetic, not arrays.
+        factor = avg.dtype.type(one_minus_decay)
+        # A GPU computes on its current device only (cupy has no implicit peer access): make the
+        # shadow's device current for the arithmetic.
+        with getattr(dev, "activate", contextlib.nullcontext)():
+            self._update_on(dev, avg, value, factor)
+
+    def _update_on(self, dev: Any, avg: Variable, value: Any, factor: Any) -> None:
         debias = self._debias.get(id(avg))
         if debias is None:
             with avg.storage.lock:
@@ -205,9 +213,10 @@ class ExponentialMovingAverage:
         b = b - (b - value) * factor
         biased._assign_now(b)
         local_step._add_now(np.asarray(1, avg.dtype), 1)
-        steps = np.asarray(devices.to_host(local_step.value())).astype(avg.dtype)
-        bias_factor = np.asarray(1, avg.dtype) - np.power(np.asarray(1, avg.dtype) - factor, steps)
-        avg._assign_now(b / bias_factor.astype(avg.dtype))
+        one = avg.dtype.type(1)
+        steps = avg.dtype.type(np.asarray(devices.to_host(local_step.value())).item())
+        bias_factor = avg.dtype.type(one - np.power(one - factor, steps))
+        avg._assign_now(b / bias_factor)
 
     # -- lookups --------------------------------------------------------------------------
     def average(self, var: Any) -> Variable | None:
