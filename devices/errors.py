@@ -23,12 +23,25 @@ class InvalidArgumentError(OpError, ValueError):
     """A malformed device string, or a shape or dtype that does not fit."""
 
 
+class InvalidTypeError(InvalidArgumentError, TypeError):
+    """A value of the wrong type or dtype for an op (TF raises TypeError there: ``float32 + int32``,
+    ``1.5`` for an int32 variable); also an InvalidArgumentError."""
+
+
 class FailedPreconditionError(OpError, RuntimeError):
     """An operation needs state that is not there yet (an uninitialized variable)."""
 
 
 class NotFoundError(OpError, LookupError):
     """A missing checkpoint, file or tensor key."""
+
+
+class NotACheckpointError(NotFoundError, ValueError):
+    """``Saver.restore`` of a path that holds no checkpoint (TF raises ValueError there)."""
+
+
+class MissingFileError(NotFoundError, OSError):
+    """A file that does not exist where TF raises OSError (``import_meta_graph``)."""
 
 
 class DataLossError(OpError, ValueError):
@@ -51,8 +64,11 @@ class PermissionDeniedError(OpError, RuntimeError):
 __all__ = [
     "OpError",
     "InvalidArgumentError",
+    "InvalidTypeError",
     "FailedPreconditionError",
     "NotFoundError",
+    "NotACheckpointError",
+    "MissingFileError",
     "DataLossError",
     "UnavailableError",
     "ResourceExhaustedError",

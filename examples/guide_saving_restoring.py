@@ -28,7 +28,7 @@ saver = tf.train.Saver()
 with tf.Session() as sess:
   sess.run(init_op)
   # Do some work with the model.
-  v2.assign_add([1.0, 2.0, 3.0, 4.0, 5.0])
+  sess.run(v2.assign_add([1.0, 2.0, 3.0, 4.0, 5.0]))
   # Save the variables to disk.
   save_path = saver.save(sess, ckpt)
   print("Model saved in file: %s" % save_path)  # noqa: UP031 - the guide's text, unchanged
@@ -64,7 +64,7 @@ with tf.Session() as sess:
   sess.run(tf.global_variables_initializer())
   path = saver.save(sess, ckpt.replace("model.ckpt", "model_v2.ckpt"))
   print("saved only:", tf.train.list_variables(path))
-  v2.assign([0.0] * 5)
+  sess.run(v2.assign([0.0] * 5))
   saver.restore(sess, path)
   print("v2 restored under the name my_v2:", sess.run(v2))
 

@@ -2,11 +2,17 @@
 
     python examples/train_digits.py                 # trains, saves every 50 steps, prints accuracy
     python examples/train_digits.py --steps 600     # killed and re-run: resumes from the latest checkpoint
+    python examples/train_digits.py --eager         # the same loop in eager mode
 
 The weights live on "/gpu:0" (cupy) where there is a GPU and fall back to
 the CPU elsewhere. The forward and backward passes are plain array code
 through the device's ``xp`` (numpy or cupy): this is how you plug in your
 own model. Nothing is downloaded: the data ships inside scikit-learn.
+
+Both of TF 1.x's modes: by default (graph mode) the train op is built once,
+with a placeholder per gradient, and each ``sess.run(train, feed_dict=...)``
+is one step (a cupy gradient fed to a GPU variable is not copied to the host);
+with ``--eager``, ``apply_gradients`` applies each step as it is called.
 """
 from __future__ import annotations
 
@@ -82,7 +88,15 @@ def main(argv=None) -> float:
     ap.add_argument("--save-every", type=int, default=50)
     ap.add_argument("--keep", type=int, default=3, help="max_to_keep")
     ap.add_argument("--no-inspect", action="store_true")
+    ap.add_argument("--eager", action="store_true", help="eager mode: apply_gradients applies at once")
     args = ap.parse_args(argv)
+    if args.eager:
+        with tf.eager_mode():
+            return train(args)
+    return train(args)
+
+
+def train(args) -> float:
     os.makedirs(args.logdir, exist_ok=True)
     warnings.simplefilter("once", devices.PlacementWarning)
 
@@ -97,7 +111,12 @@ def main(argv=None) -> float:
 
     global_step = tf.train.get_or_create_global_step()
     opt = tf.train.AdamOptimizer(args.lr)
-    opt.build(params)  # slots exist now, so the Saver saves them and a restore fills them
+    if tf.executing_eagerly():
+        opt.build(params)  # slots exist now, so the Saver saves them and a restore fills them
+    else:
+        # The train op, built once: one placeholder per gradient, fed at each step.
+        grad_in = [tf.placeholder(p.dtype, p.shape, name="grad/" + p.op.name) for p in params]
+        train_op = opt.apply_gradients(zip(grad_in, params), global_step=global_step)
     saver = tf.train.Saver(max_to_keep=args.keep)
 
     with tf.Session() as sess:
@@ -114,7 +133,10 @@ def main(argv=None) -> float:
         while step < args.steps:
             idx = dev.asarray(rng.integers(0, x_train.shape[0], args.batch))
             loss, grads = forward_backward(xp, params, x_train[idx], y_train[idx])
-            opt.apply_gradients(zip(grads, params), global_step=global_step)
+            if tf.executing_eagerly():
+                opt.apply_gradients(zip(grads, params), global_step=global_step)
+            else:
+                sess.run(train_op, feed_dict=dict(zip(grad_in, grads)))
             step = int(global_step.numpy())
             if step % args.save_every == 0 or step == args.steps:
                 path = saver.save(sess, os.path.join(args.logdir, "model.ckpt"), global_step=step)

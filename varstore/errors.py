@@ -11,6 +11,9 @@ from devices.errors import (
                             DataLossError,
                             FailedPreconditionError,
                             InvalidArgumentError,
+                            InvalidTypeError,
+                            MissingFileError,
+                            NotACheckpointError,
                             NotFoundError,
                             OpError,
                             PermissionDeniedError,
@@ -18,5 +21,6 @@ from devices.errors import (
                             UnavailableError,
 )
 
-__all__ = ["OpError", "InvalidArgumentError", "FailedPreconditionError", "NotFoundError",
+__all__ = ["OpError", "InvalidArgumentError", "InvalidTypeError", "FailedPreconditionError", "NotFoundError",
+           "NotACheckpointError", "MissingFileError",
            "DataLossError", "UnavailableError", "ResourceExhaustedError", "PermissionDeniedError"]

@@ -22,10 +22,12 @@ import numpy as np
 
 from devices.backends.ps import register_operations
 from devices.dtypes import as_dtype, is_floating
-from devices.errors import InvalidArgumentError
+from devices.errors import InvalidArgumentError, InvalidTypeError
 from devices.shapes import as_shape, num_elements
 
 from .graph import as_seed, get_default_graph
+from .ops import EvalContext
+from .tensors import Apply, Tensor
 
 DEFAULT_GRAPH_SEED = 87654321  # TF's, used when only the op-level seed is set
 _CPU_BLOCK = 1 << 16  # elements per block when drawing on the CPU: scaling stays in cache
@@ -35,67 +37,8 @@ _unseeded_rngs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _unseeded_lock = threading.Lock()
 
 
-class InitialValue:
-    """A value computed later on a device. Subclasses implement ``_eval``."""
-
-    shape: tuple[int, ...]
-    dtype: np.dtype
-
-    def evaluate(self, device, ctx: EvalContext) -> Any:
-        """The value as an array on ``device``."""
-        return self._eval(device, ctx)
-
-    def _eval(self, device, ctx):
-        raise NotImplementedError
-
-    def dependencies(self) -> list:
-        """Variables whose values this one reads."""
-        return []
-
-    def variables(self) -> list:
-        """Every variable this value reads: ``initialized_value()`` ones and plain reads
-        (a remote device ships their values along with the description)."""
-        return []
-
-    def describe(self) -> dict | None:
-        """Data (no code) that rebuilds this value, for meta graphs; None if it can't be described."""
-        return None
-
-    # arithmetic builds deferred values --------------------------------------
-    def _bin(self, other, op, reverse=False):
-        other = as_initial_value(other, None if isinstance(other, (InitialValue,)) else self.dtype)
-        a, b = (other, self) if reverse else (self, other)
-        return BinaryOp(op, a, b)
-
-    def __add__(self, o): return self._bin(o, "add")
-    def __radd__(self, o): return self._bin(o, "add", True)
-    def __sub__(self, o): return self._bin(o, "sub")
-    def __rsub__(self, o): return self._bin(o, "sub", True)
-    def __mul__(self, o): return self._bin(o, "mul")
-    def __rmul__(self, o): return self._bin(o, "mul", True)
-    def __truediv__(self, o): return self._bin(o, "truediv")
-    def __rtruediv__(self, o): return self._bin(o, "truediv", True)
-    def __neg__(self): return Negate(self)
-
-    def get_shape(self):
-        return self.shape
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} shape={self.shape} dtype={self.dtype.name}>"
-
-
-class EvalContext:
-    """One run of initializers: which variables are done, which are in progress."""
-
-    def __init__(self, run_variables=(), on_initialized=None):
-        self.run_variables = set(map(id, run_variables))
-        self.done: set[int] = set()
-        self.in_progress: list = []
-        self.on_initialized = on_initialized
-
-    def ensure(self, var) -> None:
-        """Initialize ``var`` in this run if it is due (see Variable._initialize_in)."""
-        var._initialize_in(self)
+# Initial values are tensors: deferred values a run evaluates on the variable's device.
+InitialValue = Tensor
 
 
 class Fill(InitialValue):
@@ -328,14 +271,32 @@ class VariableValue(InitialValue):
     """A variable's value: ``initialized_value()`` (its initializer runs first when due)
     or a plain read (``Variable`` used in an expression)."""
 
+    _base_name = "read"
+
     def __init__(self, var, initialize: bool):
         self.var, self.initialize = var, initialize
         self.shape, self.dtype = var.shape, var.dtype
 
     def _eval(self, device, ctx):
-        if self.initialize:
-            ctx.ensure(self.var)
-        return device.asarray(self.var.value(), copy=True)
+        var = self.var
+        if self.initialize and (id(var) in ctx.run_variables or not var.is_initialized):
+            # TF's initialized_value(): the variable's value if it is initialized, else its
+            # initial value, computed once per run on its own device (so an initializer of
+            # this variable in the same run gets the same draw); the variable itself is left
+            # as it is. A ps task computes initial values there: it is initialized first.
+            if var.device_object.kind not in ("cpu", "gpu"):
+                ctx.ensure(var)
+                return device.asarray(var._live(), copy=True)
+            if any(v is var for v in ctx.in_progress):
+                names = [v._name for v in ctx.in_progress[[id(v) for v in ctx.in_progress].index(id(var)):]]
+                raise InvalidArgumentError(f"initialized_value() cycle: {' -> '.join(names + [var._name])}")
+            ctx.in_progress.append(var)
+            try:
+                value = ctx.value(var._initial, var.device_object)
+            finally:
+                ctx.in_progress.pop()
+            return device.asarray(value, copy=True)
+        return device.asarray(var._live(), copy=True)
 
     def dependencies(self):
         return [self.var] if self.initialize else []
@@ -344,63 +305,15 @@ class VariableValue(InitialValue):
         return [self.var]
 
     def describe(self):
-        return {"kind": "initialized_value" if self.initialize else "read", "variable": self.var.name}
+        return {"kind": "initialized_value" if self.initialize else "read", "variable": self.var.op.name}
 
 
-_BINOPS = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "truediv": operator.truediv}
+def BinaryOp(op, a, b):  # noqa: N802 - the older node name, kept for meta graphs and callers
+    return Apply(op, [a, b])
 
 
-class BinaryOp(InitialValue):
-    def __init__(self, op, a, b):
-        if op not in _BINOPS:
-            raise InvalidArgumentError(f"unknown operation {op!r}")
-        self.op, self.a, self.b = op, a, b
-        try:
-            self.shape = tuple(np.broadcast_shapes(a.shape, b.shape))
-        except ValueError:
-            raise InvalidArgumentError(
-                f"{op}: shapes {a.shape} and {b.shape} are not compatible") from None
-        if a.dtype != b.dtype:
-            raise InvalidArgumentError(f"{op}: dtypes differ ({a.dtype.name} vs {b.dtype.name}); cast one first")
-        self.dtype = a.dtype
-        if op == "truediv" and self.dtype.kind in "iub":
-            raise InvalidArgumentError(f"truediv: not defined for {self.dtype.name}; use a float dtype")
-
-    def _eval(self, device, ctx):
-        x, y = self.a.evaluate(device, ctx), self.b.evaluate(device, ctx)
-        out = device.empty(self.shape, self.dtype)
-        out[...] = _BINOPS[self.op](x, y)
-        return out
-
-    def dependencies(self):
-        return self.a.dependencies() + self.b.dependencies()
-
-    def variables(self):
-        return self.a.variables() + self.b.variables()
-
-    def describe(self):
-        a, b = self.a.describe(), self.b.describe()
-        return None if a is None or b is None else {"kind": "binary", "op": self.op, "a": a, "b": b}
-
-
-class Negate(InitialValue):
-    def __init__(self, x):
-        self.x, self.shape, self.dtype = x, x.shape, x.dtype
-
-    def _eval(self, device, ctx):
-        out = device.empty(self.shape, self.dtype)
-        out[...] = -self.x.evaluate(device, ctx)
-        return out
-
-    def dependencies(self):
-        return self.x.dependencies()
-
-    def variables(self):
-        return self.x.variables()
-
-    def describe(self):
-        x = self.x.describe()
-        return None if x is None else {"kind": "negate", "x": x}
+def Negate(x):  # noqa: N802
+    return Apply("neg", [x])
 
 
 class Callable_(InitialValue):
@@ -413,7 +326,7 @@ class Callable_(InitialValue):
 
     def _eval(self, device, ctx):
         probe, self._probe = self._probe, None
-        return (probe or as_initial_value(self.fn(), self.dtype)).evaluate(device, ctx)
+        return (probe if probe is not None else as_initial_value(self.fn(), self.dtype)).evaluate(device, ctx)
 
     def dependencies(self):
         return self._probe.dependencies() if self._probe is not None else []
@@ -472,7 +385,7 @@ def _check_cast(src: np.dtype, dst: np.dtype, what: str, values: Any = None) -> 
     src = np.dtype(src)
     ok = src == dst or np.can_cast(src, dst, "same_kind") or (is_floating(src) and is_floating(dst))
     if not ok:
-        raise InvalidArgumentError(f"{what}: dtype {src.name} cannot be converted to {dst.name} "
+        raise InvalidTypeError(f"{what}: dtype {src.name} cannot be converted to {dst.name} "
                                    f"(only casts within a kind, or from int to float, are implicit)")
     if (values is not None and src.kind in "iu" and dst.kind in "iu" and not np.can_cast(src, dst, "safe")
             and getattr(values, "size", 0) and hasattr(values, "min")):
@@ -487,7 +400,7 @@ def _exact_array(arr: np.ndarray, dt: np.dtype, what: str) -> np.ndarray:
     """Python literals convert only when every value is represented exactly (1.5 is no int32)."""
     out = arr.astype(dt)
     if arr.dtype.kind in "fc" and dt.kind in "iub" and not np.array_equal(out.astype(arr.dtype), arr):
-        raise InvalidArgumentError(f"{what}: {arr.tolist()!r} is not exactly representable as {dt.name}")
+        raise InvalidTypeError(f"{what}: {arr.tolist()!r} is not exactly representable as {dt.name}")
     if arr.dtype.kind in "iu" and dt.kind in "iu" and not np.array_equal(out.astype(np.int64), arr):
         raise InvalidArgumentError(f"{what}: {arr.tolist()!r} is out of range for {dt.name}")
     return out
@@ -504,12 +417,12 @@ def _py(x):
 # -- the public constructors -------------------------------------------------------
 def zeros(shape, dtype="float32", name=None) -> InitialValue:
     """A deferred tensor of zeros. ``tf.Variable(tf.zeros([200]), name="biases")``"""
-    return Fill(shape, 0, dtype)
+    return Fill(shape, 0, dtype)._setup("zeros", name)
 
 
 def ones(shape, dtype="float32", name=None) -> InitialValue:
     """A deferred tensor of ones. ``tf.ones([2, 3])``"""
-    return Fill(shape, 1, dtype)
+    return Fill(shape, 1, dtype)._setup("ones", name)
 
 
 def fill(dims, value, name=None) -> InitialValue:
@@ -518,7 +431,7 @@ def fill(dims, value, name=None) -> InitialValue:
     >>> fill([2], 7).dtype.name
     'int32'
     """
-    return Fill(dims, value, _default_dtype(value, _to_numpy(value)))
+    return Fill(dims, value, _default_dtype(value, _to_numpy(value)))._setup("Fill", name)
 
 
 def constant(value, dtype=None, shape=None, name=None) -> InitialValue:
@@ -527,7 +440,7 @@ def constant(value, dtype=None, shape=None, name=None) -> InitialValue:
     >>> constant(1.5, shape=[2]).shape
     (2,)
     """
-    return Constant(value, dtype, shape)
+    return Constant(value, dtype, shape)._setup("Const", name)
 
 
 def random_normal(shape, mean=0.0, stddev=1.0, dtype="float32", seed=None, name=None) -> InitialValue:
@@ -537,17 +450,17 @@ def random_normal(shape, mean=0.0, stddev=1.0, dtype="float32", seed=None, name=
     >>> w.shape
     (784, 200)
     """
-    return RandomNormal(shape, mean, stddev, dtype, seed)
+    return RandomNormal(shape, mean, stddev, dtype, seed)._setup("random_normal", name)
 
 
 def truncated_normal(shape, mean=0.0, stddev=1.0, dtype="float32", seed=None, name=None) -> InitialValue:
     """Like random_normal, values more than 2 stddev from the mean redrawn."""
-    return RandomNormal(shape, mean, stddev, dtype, seed, truncated=True)
+    return RandomNormal(shape, mean, stddev, dtype, seed, truncated=True)._setup("truncated_normal", name)
 
 
 def random_uniform(shape, minval=0, maxval=None, dtype="float32", seed=None, name=None) -> InitialValue:
     """Deferred uniform values in [minval, maxval) (maxval defaults to 1 for floats)."""
-    return RandomUniform(shape, minval, maxval, dtype, seed)
+    return RandomUniform(shape, minval, maxval, dtype, seed)._setup("random_uniform", name)
 
 
 # -- meta graph: rebuild from data ------------------------------------------------------
@@ -588,6 +501,15 @@ def from_description(desc: dict, lookup_variable) -> InitialValue:
                         from_description(desc["b"], lookup_variable))
     if kind == "negate":
         return Negate(from_description(desc["x"], lookup_variable))
+    if kind == "apply":
+        attrs = dict(desc.get("attrs") or {})
+        if "dtype" in attrs:
+            attrs["dtype"] = as_dtype(attrs["dtype"])
+        for k in ("shape", "perm", "axis"):
+            if isinstance(attrs.get(k), list):
+                attrs[k] = tuple(attrs[k])
+        attrs.pop("as_float", None)
+        return Apply(desc["op"], [from_description(x, lookup_variable) for x in desc["inputs"]], **attrs)
     raise InvalidArgumentError(f"unknown initializer kind {kind!r}")
 
 
@@ -596,12 +518,12 @@ class Undescribed(InitialValue):
     initializer: it waits for ``restore``."""
 
     def __init__(self, name, shape, dtype):
-        self.name, self.shape, self.dtype = name, as_shape(shape), as_dtype(dtype)
+        self.var_name, self.shape, self.dtype = name, as_shape(shape), as_dtype(dtype)
 
     def _eval(self, device, ctx):
         from devices.errors import FailedPreconditionError
         raise FailedPreconditionError(
-            f"{self.name} was imported from a meta graph without an initializer; restore it from a checkpoint")
+            f"{self.var_name} was imported from a meta graph without an initializer; restore it from a checkpoint")
 
 
 # ps tasks rebuild and evaluate initial values with these (the driver sends them by reference).

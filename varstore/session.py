@@ -4,11 +4,13 @@ State lives in the variables; a session runs ops and turns fetches into
 host values. Closing it frees nothing.
 
 >>> import varstore as tf
+>>> tf.reset_default_graph()
 >>> v = tf.Variable([1, 2], name="s")
+>>> x = tf.placeholder(tf.int32, [2])
 >>> with tf.Session() as sess:
 ...     sess.run(v.initializer)
-...     sess.run({"v": v, "n": 3})
-{'v': array([1, 2], dtype=int32), 'n': 3}
+...     sess.run({"v": v, "sum": v + x, "n": 3}, feed_dict={x: [10, 20]})
+{'v': array([1, 2], dtype=int32), 'sum': array([11, 22], dtype=int32), 'n': 3}
 """
 from __future__ import annotations
 
@@ -16,13 +18,20 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 import devices
 from devices.errors import InvalidArgumentError
 
 from .graph import Graph, get_default_graph
-from .initializers import EvalContext, InitialValue
-from .ops import Fetch, Op
+from .ops import Operation, RunContext
+from .tensors import Tensor, check_feed_shape
 from .variables import Variable
+
+
+def _scalar(a: Any) -> Any:
+    """A 0-d array as a numpy scalar, as TF's ``sess.run`` gives it."""
+    return a[()] if isinstance(a, np.ndarray) and a.ndim == 0 else a
 
 
 @dataclass
@@ -61,30 +70,61 @@ class Session:
         self._closed = False
 
     def run(self, fetches: Any, feed_dict: Any = None, options: Any = None, run_metadata: Any = None) -> Any:
-        """Run ops and fetch values: a Variable gives a host numpy copy, an op gives None,
-        arrays and plain values come back as they are; lists, tuples and dicts keep their shape."""
+        """Run ops and fetch values, in one run: each op applies once, each tensor is computed
+        once, ``feed_dict`` replaces tensors (placeholders) by values.
+
+        A Variable or tensor gives a host numpy copy (a 0-d value as a numpy scalar, as TF),
+        an op gives None; lists, tuples, namedtuples and dicts keep their shape.
+        """
         if self._closed:
             raise RuntimeError("Attempted to use a closed Session.")
-        if feed_dict:
-            raise InvalidArgumentError("Session.run: feed_dict is not supported (there are no placeholders); "
-                                       "assign values to variables instead")
-        return self._fetch(fetches)
+        ctx = RunContext(feeds=self._feeds(feed_dict), session=self)
+        return self._fetch(fetches, ctx)
 
-    def _fetch(self, f: Any) -> Any:
+    def _feeds(self, feed_dict: Any) -> dict:
+        if not feed_dict:
+            return {}
+        out = {}
+        for key, value in dict(feed_dict).items():
+            t = self.graph.get_tensor_by_name(key) if isinstance(key, str) else key
+            if isinstance(t, Variable):
+                raise InvalidArgumentError(f"Session.run: cannot feed the variable {t.name}; feed a placeholder "
+                                           f"or assign the variable instead")
+            if not isinstance(t, Tensor):
+                raise TypeError(f"The key of feed_dict must be a tensor or its name, received {type(key).__name__}")
+            shape = getattr(value, "shape", None)
+            check_feed_shape(t, tuple(shape) if shape is not None else np.shape(value))
+            out[id(t)] = value
+        return out
+
+    def _fetch(self, f: Any, ctx: RunContext) -> Any:
+        if f is None:
+            raise TypeError("Fetch argument None has invalid type <class 'NoneType'>")
+        # A tensor's graph is known when it was named in one (an unnamed intermediate has none).
+        g = f.__dict__.get("graph") if isinstance(f, (Variable, Tensor, Operation)) else None
+        if g is not None and g is not self.graph:
+            raise ValueError(f"Fetch {getattr(f, 'name', f)!r} is not an element of this session's graph")
         if isinstance(f, Variable):
-            return f.numpy()
-        if isinstance(f, (Op, Fetch)):
-            return f._fetch(self)
-        if isinstance(f, InitialValue):
-            return devices.to_host(f.evaluate(devices.get_device(devices.current_device()), EvalContext()))
-        if hasattr(f, "_fetch"):  # e.g. a save handle or an optimizer step
+            return _scalar(f.numpy())
+        if isinstance(f, Tensor):
+            value = ctx.value(f, f._home_device())
+            host = devices.to_host(value) if not isinstance(value, np.ndarray) else value
+            if host is value and ctx.shared(value):
+                host = host.copy()
+            return _scalar(host)
+        if hasattr(f, "_fetch_value"):  # an Operation: run it, fetch None
+            return f._fetch_value(ctx)
+        if isinstance(f, str):
+            return self._fetch(self.graph.get_tensor_by_name(f) if ":" in f else
+                               self.graph.get_operation_by_name(f), ctx)
+        if hasattr(f, "_fetch"):  # e.g. a save handle
             return f._fetch(self)
         if isinstance(f, dict):
-            return type(f)((k, self._fetch(v)) for k, v in f.items())
+            return type(f)((k, self._fetch(v, ctx)) for k, v in f.items())
         if isinstance(f, tuple) and hasattr(f, "_fields"):  # namedtuple
-            return type(f)(*(self._fetch(v) for v in f))
+            return type(f)(*(self._fetch(v, ctx) for v in f))
         if isinstance(f, (list, tuple)):
-            return type(f)(self._fetch(v) for v in f)
+            return type(f)(self._fetch(v, ctx) for v in f)
         if hasattr(f, "__cuda_array_interface__"):
             return devices.to_host(f)
         return f

@@ -4,15 +4,22 @@ Every op that changes a variable (assign*, load, optimizer updates,
 restore) runs on the variable's own device, whatever device scope
 surrounds the call: values from elsewhere are moved there first.
 
+In graph mode (the default) ``assign*`` build an op that applies once each
+time a session runs it; in eager mode they apply at once.
+
 >>> import varstore as tf
+>>> tf.reset_default_graph()
 >>> v = tf.Variable(tf.zeros([3]), name="v")
->>> tf.variables_initializer([v]).run()
->>> v.assign_add([1.0, 2.0, 3.0]).numpy().tolist()
-[1.0, 2.0, 3.0]
+>>> add = v.assign_add([1.0, 2.0, 3.0])
+>>> with tf.Session() as sess:
+...     sess.run(v.initializer)
+...     sess.run(add).tolist(), sess.run(add).tolist()
+([1.0, 2.0, 3.0], [2.0, 4.0, 6.0])
 """
 from __future__ import annotations
 
 import logging
+import operator
 import sys
 from collections.abc import Iterable
 from typing import Any
@@ -22,19 +29,20 @@ import numpy as np
 import devices
 from devices.backends.arrays import host_array
 from devices.dtypes import is_bfloat16
-from devices.errors import InvalidArgumentError
+from devices.errors import InvalidArgumentError, InvalidTypeError
 from devices.scope import OpDescription
 
 from . import initializers as _init
 from .graph import Graph, GraphKeys, get_default_graph
-from .ops import Fetch, Op
+from .ops import Operation, RunContext, executing_eagerly
 from .storage import Storage
+from .tensors import EagerTensor, IndexedSlices, Tensor, convert_to_tensor
 
 log = logging.getLogger("varstore")
 
 
 class _OpInfo:
-    """``v.op``: what TF code reads off a variable's op (name, type, device)."""
+    """``v.op``: what TF code reads off a variable's op (name, type, device, graph)."""
 
     type = "VariableV2"
 
@@ -43,11 +51,28 @@ class _OpInfo:
 
     @property
     def name(self) -> str:
-        return self._var.name
+        return self._var._name
 
     @property
     def device(self) -> str:
         return self._var.device
+
+    @property
+    def graph(self) -> Graph:
+        return self._var.graph
+
+    @property
+    def outputs(self) -> list:
+        return [self._var]
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, _OpInfo) and other._var is self._var
+
+    def __hash__(self) -> int:
+        return id(self._var)
+
+    def __repr__(self) -> str:
+        return f"<varstore.Operation '{self._var._name}' type=VariableV2>"
 
 
 class Variable:
@@ -72,14 +97,17 @@ class Variable:
                 raise InvalidArgumentError(
                     f"Variable: shape={as_shape(shape)} does not match the initial value's shape {shape0}")
         self._dtype = self._initial.dtype
-        self.name = self.graph.unique_name(name or "Variable")
+        # The op name ("scope/v"): checkpoint keys, meta graphs and messages use it; ``name``
+        # adds TF's output index (":0").
+        self._name = self.graph.unique_name(name or "Variable")
         # The value, its lock and its shape: the surface the Saver, optimizers and ps tier use.
-        self.storage = Storage(self.name, shape0)
+        self.storage = Storage(self._name, shape0)
         self.trainable = bool(trainable)
         self.validate_shape = bool(validate_shape)
-        self._requested = devices.resolve(OpDescription("VariableV2", self.name, shape0, self._dtype))
+        self._requested = devices.resolve(OpDescription("VariableV2", self._name, shape0, self._dtype))
         self._device = devices.get_device(self._requested)
-        self.initializer = Op(f"{self.name}/Assign", lambda sess: _run_initializers([self], sess))
+        self.initializer = Operation(f"{self._name}/Assign", lambda ctx: _run_initializers([self], ctx),
+                                     type="Assign", graph=self.graph, exact_name=True)
         cols = set(collections) if collections is not None else {GraphKeys.GLOBAL_VARIABLES}
         if self.trainable:
             cols.add(GraphKeys.TRAINABLE_VARIABLES)
@@ -87,6 +115,14 @@ class Variable:
         # (primary variable's name, slot name) when this is an optimizer slot: set by the
         # optimizer that creates it, written to and read from meta graphs.
         self.slot_of: tuple[str, str] | None = None
+        _register(self)
+        if executing_eagerly():  # eager: a variable holds its value from the start
+            _run_initializers([self])
+
+    @property
+    def name(self) -> str:
+        """TF's tensor name, ``"scope/v:0"``; ``v.op.name`` is ``"scope/v"`` (the checkpoint key)."""
+        return self._name + ":0"
 
     # -- properties ---------------------------------------------------------
     @property
@@ -119,7 +155,10 @@ class Variable:
         return _OpInfo(self)
 
     @property
-    def initial_value(self) -> _init.InitialValue:
+    def initial_value(self) -> Tensor:
+        """The tensor this variable's initializer evaluates (graph mode only, as in TF)."""
+        if executing_eagerly():
+            raise RuntimeError("initial_value not supported in EAGER mode.")
         return self._initial
 
     def initialized_value(self) -> _init.InitialValue:
@@ -127,6 +166,9 @@ class Variable:
 
         ``w2 = tf.Variable(weights.initialized_value() * 2.0, name="w2")``
         """
+        if executing_eagerly():
+            raise NotImplementedError("initialized_value not supported in EAGER mode: a variable's value "
+                                      "is there from creation; use the variable itself")
         return _init.VariableValue(self, initialize=True)
 
     @property
@@ -138,14 +180,26 @@ class Variable:
     def value(self) -> Any:
         """The live array on the variable's device (no copy: later assigns show through).
 
-        For a variable on a ps task this is a read-only host copy fetched from the task.
+        For a variable on a ps task this is a read-only host copy fetched from the task. In
+        graph mode, before the variable is initialized, a read tensor (as TF's ``value()``),
+        so ``val = v.value()`` written while building the graph runs later.
         """
+        if self.storage.array is None and not executing_eagerly():
+            return _init.VariableValue(self, initialize=False)
+        return self._live()
+
+    def _live(self) -> Any:
+        """The live array (FailedPreconditionError naming the variable if uninitialized)."""
         return self._device.read(self.storage.require())
 
     def read_value(self) -> Any:
-        """A snapshot copy on the variable's device, consistent even while other threads assign."""
+        """The value as a tensor read when run (graph mode; inside ``control_dependencies`` it
+        reads after them). Eager mode: a snapshot copy on the variable's device, consistent
+        even while other threads assign."""
+        if not executing_eagerly():
+            return _init.VariableValue(self, initialize=False)._setup(f"{self._name}/read")
         with self.storage.lock:
-            return self._device.asarray(self.storage.require(), copy=True)
+            return EagerTensor(self._device.asarray(self.storage.require(), copy=True), self._device)
 
     def numpy(self) -> np.ndarray:
         """A host (numpy) copy, consistent even while other threads assign."""
@@ -155,6 +209,7 @@ class Variable:
             return self._device.to_host(value, out) if out is not None else value.copy()
 
     def eval(self, session: Any = None) -> np.ndarray:
+        """The value as a host array (TF's ``v.eval()``)."""
         return self.numpy()
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
@@ -185,7 +240,7 @@ class Variable:
             with self.storage.lock:
                 host = self.numpy()
             return host if dtype is None or host.dtype == np.dtype(dtype) else host.astype(dtype)
-        live = self.value()
+        live = self._live()
         if isinstance(live, np.ndarray):
             if dtype is None or np.dtype(dtype) == live.dtype:
                 return live
@@ -206,14 +261,14 @@ class Variable:
         bfloat16 works on the host too (numpy alone cannot export it). Like
         ``np.asarray(v)`` this shares memory and takes no lock.
         """
-        value = self.value()
+        value = self._live()
         if isinstance(value, np.ndarray) and is_bfloat16(value.dtype):
             from devices.backends.dlpack import bfloat16_capsule
             return bfloat16_capsule(value, **kwargs)
         return value.__dlpack__(**kwargs)
 
     def __dlpack_device__(self) -> Any:
-        return self.value().__dlpack_device__()
+        return self._live().__dlpack_device__()
 
     @property
     def __cuda_array_interface__(self) -> dict:
@@ -222,13 +277,13 @@ class Variable:
             # AttributeError, so hasattr(v, "__cuda_array_interface__") is False, initialized or not.
             raise AttributeError(f"variable {self.name} lives on {self.device}, not on a GPU: "
                                  f"it has no __cuda_array_interface__")
-        return self.value().__cuda_array_interface__
+        return self._live().__cuda_array_interface__
 
     # -- writing (always on the variable's device) ----------------------------
     def _converted(self, value: Any) -> Any:
         """``value`` on this variable's device with its dtype, shape checked."""
         if isinstance(value, Variable):
-            value = value.value()
+            value = value._live()
         elif isinstance(value, _init.InitialValue):
             value = self._device.evaluate(value, _init.EvalContext())
         elif ((hasattr(value, "dtype") or hasattr(value, "__dlpack__"))
@@ -266,30 +321,72 @@ class Variable:
                 self.storage.array = new if fresh else self._device.asarray(new, copy=True)
                 self.storage.shape = tuple(new.shape)
 
-    def assign(self, value: Any, use_locking: bool = False, name: Any = None, read_value: bool = True) -> Variable:
-        """Set the value (on the variable's device; ``value`` from any device is moved there)."""
+    def assign(self, value: Any, use_locking: bool = False, name: Any = None, read_value: bool = True) -> Any:
+        """Set the value, on the variable's device (``value`` from any device is moved there).
+
+        Graph mode: an op (a tensor whose value is the new value) that applies each time it is
+        run. Eager mode: applied now; returns the variable.
+        """
+        if executing_eagerly() and not isinstance(value, Tensor):
+            self._assign_now(value)
+            return self
+        return _run_if_eager(Assign(self, "assign", value, name=name))
+
+    def assign_add(self, delta: Any, use_locking: bool = False, name: Any = None, read_value: bool = True) -> Any:
+        """``v += delta`` in place, on the variable's device (an op in graph mode)."""
+        if executing_eagerly() and not isinstance(delta, Tensor):
+            self._add_now(delta, 1)
+            return self
+        return _run_if_eager(Assign(self, "add", delta, name=name))
+
+    def assign_sub(self, delta: Any, use_locking: bool = False, name: Any = None, read_value: bool = True) -> Any:
+        """``v -= delta`` in place, on the variable's device (an op in graph mode)."""
+        if executing_eagerly() and not isinstance(delta, Tensor):
+            self._add_now(delta, -1)
+            return self
+        return _run_if_eager(Assign(self, "sub", delta, name=name))
+
+    def scatter_update(self, sparse_delta: IndexedSlices, use_locking: bool = False, name: Any = None) -> Any:
+        """``v[indices] = values`` for an IndexedSlices (an op in graph mode)."""
+        return _run_if_eager(Scatter(self, "update", sparse_delta.indices, sparse_delta.values, name))
+
+    def scatter_add(self, sparse_delta: IndexedSlices, use_locking: bool = False, name: Any = None) -> Any:
+        """``v[indices] += values`` (repeated indices add up)."""
+        return _run_if_eager(Scatter(self, "add", sparse_delta.indices, sparse_delta.values, name))
+
+    def scatter_sub(self, sparse_delta: IndexedSlices, use_locking: bool = False, name: Any = None) -> Any:
+        """``v[indices] -= values`` (repeated indices add up)."""
+        return _run_if_eager(Scatter(self, "sub", sparse_delta.indices, sparse_delta.values, name))
+
+    def load(self, value: Any, session: Any = None) -> None:
+        """Set the value now, in both modes (TF 1.x's ``Variable.load``; no op is created)."""
+        self._assign_now(value)
+
+    # -- the mutations themselves (run by ops, or at once in eager mode) ----------------
+    def _assign_now(self, value: Any) -> None:
         new = self._converted(value)
         if new is not self.storage.array:
             self._store(new, fresh=False)
-        return self
 
-    def assign_add(self, delta: Any, use_locking: bool = False, name: Any = None, read_value: bool = True) -> Variable:
-        """``v += delta`` in place, on the variable's device."""
+    def _add_now(self, delta: Any, sign: int) -> None:
         d = self._converted(delta)
         with self.storage.lock:
-            self._device.add_into(self.storage.require(), d, 1)
-        return self
+            self._device.add_into(self.storage.require(), d, sign)
 
-    def assign_sub(self, delta: Any, use_locking: bool = False, name: Any = None, read_value: bool = True) -> Variable:
-        """``v -= delta`` in place, on the variable's device."""
-        d = self._converted(delta)
+    def _scatter_now(self, mode: str, indices: Any, updates: Any) -> None:
+        dev = self._device
+        if dev.kind not in ("cpu", "gpu"):  # a ps task: read, update on the host, write back
+            with self.storage.lock:
+                host = self.numpy()
+                _scatter_into(np, host, mode, np.asarray(devices.to_host(indices)), devices.to_host(updates),
+                              self.name)
+                self._assign_now(host)
+            return
+        idx = dev.asarray(indices)
         with self.storage.lock:
-            self._device.add_into(self.storage.require(), d, -1)
-        return self
-
-    def load(self, value: Any, session: Any = None) -> None:
-        """Set the value (TF 1.x's ``Variable.load``; no op is created)."""
-        self.assign(value)
+            arr = self.storage.require()
+            upd = dev.asarray(updates, dtype=self._dtype)
+            _scatter_into(dev.xp, arr, mode, idx, upd, self.name)
 
     # -- initialization -------------------------------------------------------
     def _initialize_in(self, ctx: _init.EvalContext) -> None:
@@ -298,7 +395,7 @@ class Variable:
         if key in ctx.done:
             return
         if any(v is self for v in ctx.in_progress):
-            names = [v.name for v in ctx.in_progress[[id(v) for v in ctx.in_progress].index(key):]] + [self.name]
+            names = [v._name for v in ctx.in_progress[[id(v) for v in ctx.in_progress].index(key):]] + [self._name]
             raise InvalidArgumentError(
                 f"initialized_value() cycle: {' -> '.join(names)}")
         if key not in ctx.run_variables and self.is_initialized:
@@ -312,44 +409,38 @@ class Variable:
         if tuple(value.shape) != self.storage.shape and self.validate_shape:
             raise InvalidArgumentError(f"{self.name}: initial value has shape {tuple(value.shape)}, "
                                        f"expected {self.storage.shape}")
-        self._store(value, fresh=True)  # evaluate() always returns a new array
+        self._store(value, fresh=ctx.adopt(value))  # keep the new array unless the run shares it
         ctx.done.add(key)
         if ctx.on_initialized is not None:
             ctx.on_initialized(self)
 
-    # -- arithmetic returns device arrays ------------------------------------
+    # -- arithmetic builds tensors (in eager mode, computed at once) ------------------
     def _binary(op):
         def f(self, other):
-            other = other.value() if isinstance(other, Variable) else other
-            return op(self.value(), other)
+            return getattr(convert_to_tensor(self), op)(other)
+        f.__name__ = op
         return f
 
-    import operator as _op
-    __add__ = _binary(_op.add)
-    __radd__ = _binary(lambda a, b: b + a)
-    __sub__ = _binary(_op.sub)
-    __rsub__ = _binary(lambda a, b: b - a)
-    __mul__ = _binary(_op.mul)
-    __rmul__ = _binary(lambda a, b: b * a)
-    __truediv__ = _binary(_op.truediv)
-    __rtruediv__ = _binary(lambda a, b: b / a)
-    __floordiv__ = _binary(_op.floordiv)
-    __mod__ = _binary(_op.mod)
-    __pow__ = _binary(_op.pow)
-    __matmul__ = _binary(_op.matmul)
-    __rmatmul__ = _binary(lambda a, b: b @ a)
-    __lt__ = _binary(_op.lt)
-    __le__ = _binary(_op.le)
-    __gt__ = _binary(_op.gt)
-    __ge__ = _binary(_op.ge)
-    __getitem__ = _binary(_op.getitem)
-    del _binary, _op
+    __add__, __radd__, __sub__, __rsub__ = map(_binary, ("__add__", "__radd__", "__sub__", "__rsub__"))
+    __mul__, __rmul__, __truediv__, __rtruediv__ = map(_binary, ("__mul__", "__rmul__", "__truediv__",
+                                                                 "__rtruediv__"))
+    __floordiv__, __rfloordiv__, __mod__, __rmod__ = map(_binary, ("__floordiv__", "__rfloordiv__", "__mod__",
+                                                                   "__rmod__"))
+    __pow__, __rpow__, __matmul__, __rmatmul__ = map(_binary, ("__pow__", "__rpow__", "__matmul__",
+                                                               "__rmatmul__"))
+    __lt__, __le__, __gt__, __ge__, __getitem__ = map(_binary, ("__lt__", "__le__", "__gt__", "__ge__",
+                                                                "__getitem__"))
+    del _binary
+
+    def __iter__(self):
+        # As TF: without this, Python would iterate through __getitem__ for ever.
+        raise TypeError(f"'Variable' object is not iterable: iterate over sess.run({self._name}) or v.numpy()")
 
     def __neg__(self):
-        return -self.value()
+        return -convert_to_tensor(self)
 
     def __abs__(self):
-        return abs(self.value())
+        return abs(convert_to_tensor(self))
 
     __hash__ = object.__hash__  # variables are keys in dicts (Saver, optimizer slots)
     __array_priority__ = 100  # numpy defers to our reflected operators
@@ -364,18 +455,156 @@ def _is_readonly(a: Any) -> bool:
     return flags is not None and not getattr(flags, "writeable", True)
 
 
-def _run_initializers(var_list: list, session: Any = None) -> None:
-    log_placement = bool(getattr(session, "_log_device_placement", False))
+def _run_initializers(var_list: list, ctx: RunContext | None = None) -> None:
+    """Initialize ``var_list`` within the run ``ctx`` (a new one if None)."""
+    ctx = ctx if ctx is not None else RunContext()
+    ctx.run_variables.update(map(id, var_list))
+    if ctx.on_initialized is None:
+        log_placement = bool(getattr(ctx.session, "_log_device_placement", False))
 
-    def placed(v: Variable) -> None:
-        if log_placement:
-            # TF prints placement to stderr; so do we, only when the user asked for it.
-            sys.stderr.write(f"{v.name}: (VariableV2): {v.device}\n")
-        log.debug("initialized %s on %s", v.name, v.device)
+        def placed(v: Variable) -> None:
+            if log_placement:
+                # TF prints placement to stderr; so do we, only when the user asked for it.
+                sys.stderr.write(f"{v._name}: (VariableV2): {v.device}\n")
+            log.debug("initialized %s on %s", v._name, v.device)
 
-    ctx = _init.EvalContext(var_list, placed)
+        ctx.on_initialized = placed
     for v in var_list:
         v._initialize_in(ctx)
+
+
+def _register(var: Variable) -> None:
+    from .ops import register
+    register(var.graph, var._name, var)
+
+
+def _run_if_eager(node: Any) -> Any:
+    """Eager mode: run the op just built and return its variable (TF's eager ``assign`` does)."""
+    if not executing_eagerly():
+        return node
+    ctx = RunContext()
+    ctx.value(node, node._home_device())
+    return node.var
+
+
+def _compute_device(var: Variable) -> Any:
+    """Where an op on ``var`` computes its operands: the variable's device, or the host
+    for a device that only stores (a ps task: the result is shipped to it)."""
+    dev = var.device_object
+    return dev if dev.kind in ("cpu", "gpu") else devices.get_device("/cpu:0")
+
+
+class Assign(Tensor):
+    """``v.assign(x)`` / ``assign_add`` / ``assign_sub`` in graph mode: each run applies it once,
+    on the variable's device; its value is the variable's new value."""
+
+    _NAMES = {"assign": "Assign", "add": "AssignAdd", "sub": "AssignSub"}
+
+    def __init__(self, var: Variable, mode: str, value: Any, name: str | None = None,
+                 validate_shape: bool | None = None):
+        self.var, self.mode = var, mode
+        self.value = convert_to_tensor(value, None if isinstance(value, (Tensor, Variable)) else var.dtype)
+        if self.value.dtype != var.dtype:
+            raise InvalidTypeError(f"{self._NAMES[mode]} to {var._name}: value has dtype "
+                                       f"{self.value.dtype.name}, the variable {var.dtype.name}")
+        self.validate = var.validate_shape if validate_shape is None else bool(validate_shape)
+        vs = self.value.shape
+        if (self.validate or mode != "assign") and vs is not None and (
+                len(vs) != len(var.shape) or any(a is not None and a != b for a, b in zip(vs, var.shape))):
+            raise ValueError(f"Shapes {tuple(var.shape)} and {tuple(vs)} are incompatible "
+                             f"({self._NAMES[mode]} to {var._name})")
+        self.shape = tuple(var.shape) if self.validate or vs is None else vs
+        self.dtype = var.dtype
+        self._setup(self._NAMES[mode], name)
+
+    def _eval(self, device: Any, ctx: RunContext) -> Any:
+        var = self.var
+        value = ctx.value(self.value, _compute_device(var))
+        if self.mode == "assign":
+            if self.validate and tuple(value.shape) != var.storage.shape:
+                raise InvalidArgumentError(f"Assign to {var._name}: shape {tuple(value.shape)} does not match "
+                                           f"the variable's shape {var.storage.shape}")
+            if self.validate:
+                var._assign_now(value)
+            else:
+                var._store(var._device.asarray(value, dtype=var.dtype), fresh=ctx.adopt(value))
+        else:
+            var._add_now(value, 1 if self.mode == "add" else -1)
+        out = var.storage.require()
+        if device is not var.device_object or var.device_object.kind not in ("cpu", "gpu"):
+            return device.asarray(var._device.read(out), copy=True)
+        ctx.adopt(out)  # the live buffer: whoever keeps or fetches it takes a copy
+        return out
+
+    def _home_device(self) -> Any:
+        return _compute_device(self.var)
+
+    def variables(self) -> list:
+        return [self.var] + self.value.variables()
+
+
+class Scatter(Tensor):
+    """``tf.scatter_update`` / ``scatter_add`` / ``scatter_sub``: rows of a variable, in place."""
+
+    def __init__(self, var: Variable, mode: str, indices: Any, updates: Any, name: str | None = None):
+        self.var, self.mode = var, mode
+        self.indices = convert_to_tensor(indices)
+        if self.indices.dtype.kind not in "iu":
+            raise InvalidArgumentError(f"scatter_{mode} on {var._name}: indices must be integers, "
+                                       f"received {self.indices.dtype.name}")
+        self.updates = convert_to_tensor(updates, None if isinstance(updates, (Tensor, Variable)) else var.dtype)
+        self.shape, self.dtype = tuple(var.shape), var.dtype
+        self._setup({"update": "ScatterUpdate", "add": "ScatterAdd", "sub": "ScatterSub"}[mode], name)
+
+    def _eval(self, device: Any, ctx: RunContext) -> Any:
+        dev = _compute_device(self.var)
+        self.var._scatter_now(self.mode, ctx.value(self.indices, dev), ctx.value(self.updates, dev))
+        out = self.var.storage.require()
+        if device is not self.var.device_object or self.var.device_object.kind not in ("cpu", "gpu"):
+            return device.asarray(self.var._device.read(out), copy=True)
+        ctx.adopt(out)
+        return out
+
+    def _home_device(self) -> Any:
+        return _compute_device(self.var)
+
+    def variables(self) -> list:
+        return [self.var] + self.indices.variables() + self.updates.variables()
+
+
+def _scatter_into(xp: Any, arr: Any, mode: str, idx: Any, upd: Any, name: str) -> None:
+    n = arr.shape[0] if arr.ndim else 0
+    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= n):
+        raise InvalidArgumentError(f"scatter_{mode} on {name}: indices must be in [0, {n}), received "
+                                   f"{devices.to_host(idx).tolist()}")
+    want = tuple(idx.shape) + tuple(arr.shape[1:])
+    if tuple(upd.shape) != want and upd.ndim != 0:
+        raise InvalidArgumentError(f"scatter_{mode} on {name}: updates have shape {tuple(upd.shape)}, "
+                                   f"expected {want}")
+    if mode == "update":
+        arr[idx] = upd
+        return
+    if upd.ndim == 0:
+        upd = xp.broadcast_to(upd, want)
+    if hasattr(xp, "add") and hasattr(xp.add, "at"):
+        xp.add.at(arr, idx, upd if mode == "add" else -upd)
+    else:  # cupy: scatter_add lives in cupyx
+        import cupyx  # noqa: PLC0415 - only on a GPU
+        cupyx.scatter_add(arr, idx, upd if mode == "add" else -upd)
+
+
+class _Computed(Tensor):
+    """A value computed on the host when run (``is_variable_initialized`` and friends)."""
+
+    def __init__(self, base: str, fn: Any, shape: tuple, dtype: Any):
+        self._fn, self.shape, self.dtype = fn, shape, np.dtype(dtype)
+        self._setup(base)
+
+    def _eval(self, device: Any, ctx: RunContext) -> Any:
+        return self._fn()
+
+    def _home_device(self) -> Any:
+        return devices.get_device("/cpu:0")
 
 
 # -- module-level functions ---------------------------------------------------------
@@ -393,7 +622,7 @@ def local_variables(scope: str | None = None) -> list:
     return get_default_graph().get_collection(GraphKeys.LOCAL_VARIABLES, scope)
 
 
-def variables_initializer(var_list: Iterable[Variable], name: str = "init") -> Op:
+def variables_initializer(var_list: Iterable[Variable], name: str = "init") -> Operation:
     """An op that initializes ``var_list`` (dependencies through initialized_value() first).
 
     >>> import varstore as tf
@@ -405,10 +634,13 @@ def variables_initializer(var_list: Iterable[Variable], name: str = "init") -> O
     for v in var_list:
         if not isinstance(v, Variable):
             raise InvalidArgumentError(f"variables_initializer: expected Variables, received {type(v).__name__}")
-    return Op(name, lambda sess: _run_initializers(var_list, sess))
+    op = Operation(name, lambda ctx: _run_initializers(var_list, ctx), type="NoOp")
+    if executing_eagerly():
+        op.run()
+    return op
 
 
-def global_variables_initializer() -> Op:
+def global_variables_initializer() -> Operation:
     """An op that initializes every global variable that exists now (the list is taken at call time)."""
     return variables_initializer(global_variables(), name="init")
 
@@ -416,18 +648,58 @@ def global_variables_initializer() -> Op:
 initialize_all_variables = global_variables_initializer
 
 
-def local_variables_initializer() -> Op:
-    return variables_initializer(local_variables(), name="init_local")
+def local_variables_initializer() -> Operation:
+    """An op that initializes every local variable that exists now."""
+    return variables_initializer(local_variables(), name="init")
 
 
-def is_variable_initialized(variable: Variable) -> Fetch:
-    """A fetch that is True once ``variable`` holds a value (evaluated when run)."""
-    return Fetch(f"{variable.name}/IsInitialized", lambda: variable.is_initialized)
+def is_variable_initialized(variable: Variable) -> Tensor:
+    """A tensor that is True once ``variable`` holds a value (evaluated when run)."""
+    return _Computed(f"{variable._name}/IsVariableInitialized", lambda: np.bool_(variable.is_initialized), (),
+                     np.bool_)
 
 
-def report_uninitialized_variables(var_list: Iterable[Variable] | None = None) -> Fetch:
-    """A fetch giving the names of the uninitialized variables (all global ones by default)."""
+def report_uninitialized_variables(var_list: Iterable[Variable] | None = None, name: str | None = None) -> Tensor:
+    """A tensor of the uninitialized variables' op names (bytes, as TF), all global and local ones by default.
+
+    >>> import varstore as tf
+    >>> tf.reset_default_graph(); v = tf.Variable(1, name="u")
+    >>> tf.Session().run(tf.report_uninitialized_variables()).tolist()
+    [b'u']
+    """
     fixed = None if var_list is None else list(var_list)
-    return Fetch("report_uninitialized_variables",
-                 lambda: [v.name for v in (fixed if fixed is not None else global_variables() + local_variables())
-                          if not v.is_initialized])
+
+    def names() -> np.ndarray:
+        vs = fixed if fixed is not None else global_variables() + local_variables()
+        return np.array([v._name.encode() for v in vs if not v.is_initialized], dtype=object)
+    return _Computed("report_uninitialized_variables/boolean_mask/GatherV2", names, (None,), object)
+
+
+def _mutation(mode: str):
+    def f(ref: Variable, value: Any, validate_shape: bool | None = None, use_locking: bool | None = None,
+          name: str | None = None) -> Any:
+        if not isinstance(ref, Variable):
+            raise InvalidArgumentError(f"assign: ref must be a Variable, received {type(ref).__name__}")
+        if executing_eagerly() and not isinstance(value, Tensor) and validate_shape is not False:
+            (ref._assign_now(value) if mode == "assign" else ref._add_now(value, 1 if mode == "add" else -1))
+            return ref
+        return _run_if_eager(Assign(ref, mode, value, name=name, validate_shape=validate_shape))
+    f.__name__ = {"assign": "assign", "add": "assign_add", "sub": "assign_sub"}[mode]
+    f.__doc__ = f"TF's ``tf.{f.__name__}(ref, value)``: the op ``ref.{f.__name__}(value)`` builds."
+    return f
+
+
+assign, assign_add, assign_sub = _mutation("assign"), _mutation("add"), _mutation("sub")
+
+
+def _scatter(mode: str):
+    def f(ref: Variable, indices: Any, updates: Any, use_locking: bool = True, name: str | None = None) -> Any:
+        if not isinstance(ref, Variable):
+            raise InvalidArgumentError(f"scatter_{mode}: ref must be a Variable, received {type(ref).__name__}")
+        return _run_if_eager(Scatter(ref, mode, indices, updates, name))
+    f.__name__ = f"scatter_{mode}"
+    f.__doc__ = f"TF's ``tf.scatter_{mode}(ref, indices, updates)``: rows ``indices`` of ``ref``, in place."
+    return f
+
+
+scatter_update, scatter_add, scatter_sub = _scatter("update"), _scatter("add"), _scatter("sub")

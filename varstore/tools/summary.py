@@ -81,14 +81,14 @@ def _variables(var_list: Any) -> list[tuple[str, Variable]]:
         for key in (GraphKeys.GLOBAL_VARIABLES, GraphKeys.LOCAL_VARIABLES):
             for v in g.get_collection(key):
                 seen.setdefault(id(v), v)
-        return [(v.name, v) for v in seen.values()]
+        return [(v.op.name, v) for v in seen.values()]
     items: list[tuple[str | None, Any]] = (list(var_list.items()) if isinstance(var_list, Mapping)
                                                else [(None, v) for v in var_list])
     out: list[tuple[str, Variable]] = []
     for label, v in items:
         if not isinstance(v, Variable):
             raise InvalidArgumentError(f"summary: expected Variables, received {type(v).__name__}")
-        out.append((label if label is not None else v.name, v))
+        out.append((label if label is not None else v.op.name, v))
     return out
 
 

@@ -15,7 +15,7 @@ runs no code and validates everything; a bad file is DataLossError.
 >>> tf.reset_default_graph()
 >>> saver = tf.train.import_meta_graph(path)
 >>> [v.name for v in tf.global_variables()]
-['v']
+['v:0']
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import msgpack
 
 import devices
 from devices.dtypes import as_dtype
-from devices.errors import DataLossError, NotFoundError, OpError
+from devices.errors import DataLossError, MissingFileError, NotFoundError, OpError
 from devices.shapes import as_shape
 
 from .. import initializers as _init
@@ -43,12 +43,12 @@ MAX_INITIALIZER_DEPTH = 100  # nested operations in one variable's initial value
 
 def _describe(var: Variable, clear_devices: bool, cols: list[str]) -> dict:
     return {
-        "name": var.name, "shape": list(var.shape), "dtype": var.dtype.name,
+        "name": var.op.name, "shape": list(var.shape), "dtype": var.dtype.name,
         "device": "" if clear_devices else var.requested_device,
         # Where it lived; differs from the request under soft placement (/gpu:0 on a CPU machine).
         "placed_device": "" if clear_devices else var.device,
         "trainable": var.trainable, "collections": cols,
-        "initializer": var.initial_value.describe(),
+        "initializer": var._initial.describe(),
         "slot_of": list(var.slot_of) if var.slot_of else None,
     }
 
@@ -94,7 +94,7 @@ def read_meta_graph(filename: str) -> dict:
     try:
         data = store_for(path).read_small(path, MAX_META_BYTES)
     except FileNotFoundError:
-        raise NotFoundError(f"meta graph {path} does not exist") from None
+        raise MissingFileError(f"meta graph {path} does not exist") from None
     except OpError:  # a remote store that failed: its own error names the URL
         raise
     except IsADirectoryError:

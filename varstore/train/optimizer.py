@@ -5,12 +5,19 @@ DLPack or ``__array__``); ``apply_gradients`` moves each to its variable's
 device, whatever device scope surrounds the call, and runs the fused
 kernels there (on a CPU one compiled call per dtype group of variables).
 
+In graph mode ``apply_gradients`` builds the train op once; each run of it is
+one step, with the gradients' current values (placeholders fed per step).
+In eager mode it applies the step at once.
+
 >>> import numpy as np, varstore as tf
 >>> tf.reset_default_graph()
 >>> w = tf.Variable([1.0, 2.0], name="w")
->>> tf.global_variables_initializer().run()
->>> _ = tf.train.GradientDescentOptimizer(0.5).apply_gradients([(np.array([2.0, 2.0]), w)])
->>> w.numpy().tolist()
+>>> g = tf.placeholder(tf.float32, [2])
+>>> train = tf.train.GradientDescentOptimizer(0.5).apply_gradients([(g, w)])
+>>> with tf.Session() as sess:
+...     sess.run(tf.global_variables_initializer())
+...     sess.run(train, feed_dict={g: np.array([2.0, 2.0])})
+...     sess.run(w).tolist()
 [0.0, 1.0]
 """
 from __future__ import annotations
@@ -28,19 +35,10 @@ from devices.errors import InvalidArgumentError
 
 from .. import initializers as _init
 from ..graph import GraphKeys, get_default_graph
-from ..ops import Op
+from ..ops import Operation, RunContext, executing_eagerly
 from ..storage import holding as _holding
-from ..variables import Variable
-
-
-class IndexedSlices:
-    """A sparse gradient: ``values[i]`` is the gradient of row ``indices[i]`` (duplicates are summed).
-
-    >>> g = IndexedSlices(np.ones((2, 4)), np.array([0, 0]), dense_shape=(10, 4))
-    """
-
-    def __init__(self, values: Any, indices: Any, dense_shape: Any = None):
-        self.values, self.indices, self.dense_shape = values, indices, dense_shape
+from ..tensors import IndexedSlices, Tensor
+from ..variables import Variable, _compute_device
 
 
 def get_global_step(graph=None) -> Variable | None:
@@ -72,10 +70,14 @@ def get_or_create_global_step(graph=None) -> Variable:
 create_global_step = get_or_create_global_step
 
 
-def _scalar(x: Any) -> float:
-    """A hyperparameter's current value: a number, a Variable or a function of none."""
+def _scalar(x: Any, ctx: RunContext | None = None) -> float:
+    """A hyperparameter's current value: a number, a Variable, a tensor (a placeholder fed in
+    this run, a decayed learning rate) or a function of none."""
     if isinstance(x, Variable):
         return float(x.numpy())
+    if isinstance(x, Tensor):
+        ctx = ctx if ctx is not None else RunContext()
+        return float(devices.to_host(ctx.value(x, x._home_device())))
     if callable(x):
         return float(x())
     return float(x)
@@ -127,7 +129,7 @@ class Optimizer:
         out = list(self._non_slot.values())
         for per_var in self._slots.values():
             out += list(per_var.values())
-        return sorted(out, key=lambda v: v.name)
+        return sorted(out, key=lambda v: v._name)
 
     def _make_variable(self, name: str, value: float, like: Variable, shape, slot_of: tuple | None) -> Variable:
         """A non-trainable variable on ``like``'s device, reused if a meta graph import or an earlier
@@ -145,20 +147,22 @@ class Optimizer:
                 var = Variable(_init.Fill(shape, value, like.dtype), trainable=False, name=name, graph=g)
             var.slot_of = slot_of
         owned.add(id(var))
-        if not var.is_initialized and not _restore_pending(var):
-            var.initializer.run()
+        # Graph mode: initialized by global_variables_initializer, as in TF (a checkpoint last
+        # restored into this graph fills it now). Eager: the variable initialized itself.
+        if not var.is_initialized:
+            _restore_pending(var)
         return var
 
     def _ensure_slots(self, var: Variable) -> None:
         for slot, value in self._slot_specs():
             if id(var) not in self._slots[slot]:
                 self._slots[slot][id(var)] = self._make_variable(
-                    self._slot_var_name(var, slot), value, var, var.shape, (var.name, slot))
+                    self._slot_var_name(var, slot), value, var, var.shape, (var._name, slot))
 
     def _slot_var_name(self, var: Variable, slot: str) -> str:
         # TF names slots <var>/<Optimizer>, <var>/<Optimizer>_1, ... in creation order.
         k = [n for n, _ in self._slot_specs()].index(slot)
-        return f"{var.name}/{self._name}" + (f"_{k}" if k else "")
+        return f"{var._name}/{self._name}" + (f"_{k}" if k else "")
 
     def build(self, var_list: Iterable[Variable]) -> None:
         """Create slots and non-slot variables now (as TF does when the train op is built),
@@ -170,34 +174,57 @@ class Optimizer:
 
     # -- the update -----------------------------------------------------------------------
     def apply_gradients(self, grads_and_vars: Iterable, global_step: Variable | None = None,
-                        name: str | None = None) -> Op:
-        """Apply one step now, each variable's update on its own device; returns a no-op for ``sess.run``.
+                        name: str | None = None) -> Operation | None:
+        """The train op: each run applies one step with the gradients' values in that run
+        (arrays, tensors, placeholders fed per step, IndexedSlices), each variable's update on
+        its own device. Eager mode: the step is applied now (and None returned).
 
-        ``None`` gradients are skipped; ``global_step`` (if given) is incremented.
+        ``None`` gradients are skipped; ``global_step`` (if given) is incremented by each step.
+        Slots are created now, as in TF: ``global_variables_initializer`` initializes them.
         """
         pairs = [(g, v) for g, v in grads_and_vars]
         for _g, v in pairs:
             if not isinstance(v, Variable):
                 raise InvalidArgumentError(f"apply_gradients: expected (gradient, Variable) pairs, "
                                            f"received a {type(v).__name__} as the variable")
+        given = [v.name for _, v in pairs]
         pairs = [(g, v) for g, v in pairs if g is not None]
         if not pairs:
-            raise InvalidArgumentError("apply_gradients: no gradients provided for any variable")
+            raise ValueError(f"No gradients provided for any variable: {given}")
         self.build(v for _, v in pairs)
-        hyper = self._hyper()
-        by_device: dict[Any, list] = defaultdict(list)
+        if executing_eagerly():
+            self._step(pairs, global_step, None)
+            return None
         for g, v in pairs:
-            by_device[v.device_object].append((self._gradient_on_device(g, v), v))
-        # A remote device's batched update returns its wait: start every device's update
-        # first, then wait, so ps tasks update in parallel.
-        waits = [self._apply_on(dev, items, hyper) for dev, items in by_device.items()]
-        for wait in waits:
-            if wait is not None:
-                wait()
-        self._finish()
-        if global_step is not None:
-            global_step.assign_add(1)
-        return Op(name or self._name, lambda sess: None)
+            _check_static_shape(g, v)
+        return Operation(name or self._name, lambda ctx: self._step(pairs, global_step, ctx), type="NoOp",
+                         graph=self._graph)
+
+    def _step(self, pairs: list, global_step: Variable | None, ctx: RunContext | None) -> None:
+        """One step: the gradients' values in the run ``ctx``, then every device's update."""
+        self._ctx = ctx
+        try:
+            hyper = self._hyper()
+            by_device: dict[Any, list] = defaultdict(list)
+            for g, v in pairs:
+                if ctx is not None:
+                    g = _value_in(g, v, ctx)
+                by_device[v.device_object].append((self._gradient_on_device(g, v), v))
+            # A remote device's batched update returns its wait: start every device's update
+            # first, then wait, so ps tasks update in parallel.
+            waits = [self._apply_on(dev, items, hyper) for dev, items in by_device.items()]
+            for wait in waits:
+                if wait is not None:
+                    wait()
+            self._finish()
+            if global_step is not None:
+                global_step._add_now(1, 1)
+        finally:
+            self._ctx = None
+
+    def _s(self, x: Any) -> float:
+        """A hyperparameter's value in the current step."""
+        return _scalar(x, getattr(self, "_ctx", None))
 
     def _gradient_on_device(self, g: Any, v: Variable) -> Any:
         dev = v.device_object
@@ -218,7 +245,7 @@ class Optimizer:
                                            f"{tuple(values.shape)}, expected {want}")
             return IndexedSlices(self._cast(values, v), indices, v.shape)
         if isinstance(g, Variable):
-            g = g.value()
+            g = g._live()
         arr = dev.asarray(g)
         if tuple(arr.shape) != v.shape:
             raise InvalidArgumentError(f"apply_gradients: gradient for {v.name} has shape {tuple(arr.shape)}, "
@@ -293,6 +320,27 @@ class Optimizer:
     compute_gradients = minimize
 
 
+def _value_in(g: Any, v: Variable, ctx: RunContext) -> Any:
+    """A gradient's value in the run ``ctx``: tensors (placeholders) evaluated where ``v`` computes."""
+    if isinstance(g, Tensor):
+        return ctx.value(g, _compute_device(v))
+    if isinstance(g, IndexedSlices) and (isinstance(g.values, Tensor) or isinstance(g.indices, Tensor)):
+        dev = _compute_device(v)
+        values = ctx.value(g.values, dev) if isinstance(g.values, Tensor) else g.values
+        indices = ctx.value(g.indices, dev) if isinstance(g.indices, Tensor) else g.indices
+        return IndexedSlices(values, indices, g.dense_shape)
+    return g
+
+
+def _check_static_shape(g: Any, v: Variable) -> None:
+    """A tensor gradient whose shape is known and cannot fit ``v`` fails when the op is built, as in TF."""
+    shape = getattr(g, "shape", None) if isinstance(g, Tensor) else None
+    if shape is not None and (len(shape) != len(v.shape) or
+                              any(a is not None and a != b for a, b in zip(shape, v.shape))):
+        raise ValueError(f"Shapes {tuple(v.shape)} and {tuple(shape)} are incompatible "
+                         f"(the gradient for {v.name})")
+
+
 def _restore_pending(var: Variable) -> bool:
     """Restore ``var`` from the checkpoint last restored into its graph, if that holds it.
 
@@ -306,10 +354,11 @@ def _restore_pending(var: Variable) -> bool:
     from .restore import restore_one
     try:
         with open_checkpoint(path) as r:  # ours (sharded or not) or a TF bundle
-            if not r.has_tensor(var.name) or tuple(r.shape(var.name)) != var.shape or r.dtype(var.name) != var.dtype:
+            key = var._name
+            if not r.has_tensor(key) or tuple(r.shape(key)) != var.shape or r.dtype(key) != var.dtype:
                 return False
             try:
-                restore_one(r, var.name, var)
+                restore_one(r, key, var)
             except BaseException:
                 var.storage.forget()
                 raise
@@ -328,7 +377,7 @@ class GradientDescentOptimizer(Optimizer):
         self._lr = learning_rate
 
     def _hyper(self):
-        return {"lr": _scalar(self._lr)}
+        return {"lr": self._s(self._lr)}
 
 
 class MomentumOptimizer(Optimizer):
@@ -345,7 +394,7 @@ class MomentumOptimizer(Optimizer):
         return [("momentum", 0.0)]
 
     def _hyper(self):
-        return {"lr": _scalar(self._lr), "momentum": _scalar(self._momentum), "use_nesterov": self._nesterov}
+        return {"lr": self._s(self._lr), "momentum": self._s(self._momentum), "use_nesterov": self._nesterov}
 
 
 class AdamOptimizer(Optimizer):
@@ -366,7 +415,7 @@ class AdamOptimizer(Optimizer):
     def _create_non_slots(self, var_list):
         if self._non_slot or not var_list:
             return
-        first = min(var_list, key=lambda v: v.name)
+        first = min(var_list, key=lambda v: v._name)
         for key, value in (("beta1_power", self._beta1), ("beta2_power", self._beta2)):
             self._non_slot[key] = self._make_power(key, value, first)
 
@@ -383,17 +432,17 @@ class AdamOptimizer(Optimizer):
             # _finish advances them there, so a step makes no host sync (issue 15). A device
             # without that kernel folds them from a host read (_host_hyper).
             self._powers_read, self._powers_dev = None, p1.device_object
-            return {"lr": _scalar(self._lr), "beta1": _scalar(self._beta1), "beta2": _scalar(self._beta2),
-                    "epsilon": _scalar(self._epsilon)}
+            return {"lr": self._s(self._lr), "beta1": self._s(self._beta1), "beta2": self._s(self._beta2),
+                    "epsilon": self._s(self._epsilon)}
         self._powers_dev = None
         # Read once per step: _finish advances these same values (on a ps task each read
         # is a round trip).
         self._powers_read = {k: self._non_slot[k].numpy() for k in ("beta1_power", "beta2_power")}
         b1p = float(self._powers_read["beta1_power"])
         b2p = float(self._powers_read["beta2_power"])
-        lr = _scalar(self._lr) * math.sqrt(1.0 - b2p) / (1.0 - b1p)
-        return {"lr": lr, "beta1": _scalar(self._beta1), "beta2": _scalar(self._beta2),
-                "epsilon": _scalar(self._epsilon)}
+        lr = self._s(self._lr) * math.sqrt(1.0 - b2p) / (1.0 - b1p)
+        return {"lr": lr, "beta1": self._s(self._beta1), "beta2": self._s(self._beta2),
+                "epsilon": self._s(self._epsilon)}
 
     def _device_powers(self, dev):
         if getattr(self, "_powers_dev", None) is dev:
@@ -412,14 +461,14 @@ class AdamOptimizer(Optimizer):
                 p = self._non_slot[key]
                 with p.storage.lock, p.device_object.activate():
                     arr = p.storage.require()
-                    arr *= arr.dtype.type(_scalar(beta))  # in place on the card: no sync
+                    arr *= arr.dtype.type(self._s(beta))  # in place on the card: no sync
             return
         read = getattr(self, "_powers_read", None) or {}
         self._powers_read = None
         for key, beta in (("beta1_power", self._beta1), ("beta2_power", self._beta2)):
             p = self._non_slot[key]
             cur = read.get(key)
-            p.assign((p.numpy() if cur is None else cur) * p.dtype.type(_scalar(beta)))
+            p._assign_now((p.numpy() if cur is None else cur) * p.dtype.type(self._s(beta)))
 
     def get_beta_powers(self) -> tuple[Variable, Variable]:
         return self._non_slot["beta1_power"], self._non_slot["beta2_power"]
@@ -449,7 +498,7 @@ class AdagradOptimizer(Optimizer):
         return [("accumulator", self._init_acc)]
 
     def _hyper(self):
-        return {"lr": _scalar(self._lr)}
+        return {"lr": self._s(self._lr)}
 
 
 class RMSPropOptimizer(Optimizer):
@@ -471,5 +520,5 @@ class RMSPropOptimizer(Optimizer):
         return specs + [("momentum", 0.0)]
 
     def _hyper(self):
-        return {"lr": _scalar(self._lr), "decay": _scalar(self._decay), "momentum": _scalar(self._momentum),
-                "epsilon": _scalar(self._epsilon), "centered": self._centered}
+        return {"lr": self._s(self._lr), "decay": self._s(self._decay), "momentum": self._s(self._momentum),
+                "epsilon": self._s(self._epsilon), "centered": self._centered}

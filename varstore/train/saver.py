@@ -48,9 +48,10 @@ def _var_map(var_list: VarList, allow_empty: bool, graph=None) -> dict:
         for v in var_list:
             if not isinstance(v, Variable):
                 raise InvalidArgumentError(f"Saver: var_list holds Variables, received {type(v).__name__}")
-            if v.name in out and out[v.name] is not v:
-                raise InvalidArgumentError(f"Saver: two variables are named {v.name!r}")
-            out[v.name] = v
+            key = v.op.name  # TF's checkpoint key: the op name, "scope/v"
+            if key in out:
+                raise ValueError(f"At least two variables have the same name: {key}")
+            out[key] = v
     if not out and not allow_empty:
         raise InvalidArgumentError("Saver: no variables to save (pass allow_empty=True to allow it)")
     return out
@@ -108,7 +109,7 @@ class Saver:
         >>> tf.train.Saver(max_to_keep=3).describe()
         {'var_map': {'v': 'v'}, 'max_to_keep': 3, 'keep_checkpoint_every_n_hours': 10000.0}
         """
-        return {"var_map": {k: v.name for k, v in self.var_map.items()},
+        return {"var_map": {k: v.op.name for k, v in self.var_map.items()},
                 "max_to_keep": self._history.max_to_keep,
                 "keep_checkpoint_every_n_hours": self._history.keep_hours}
 

@@ -46,7 +46,7 @@ def _values(var_map: dict) -> Iterator[tuple[str, Any]]:
     for key in sorted(var_map):
         var = var_map[key]
         with var.storage.lock:
-            yield key, var.value()
+            yield key, var._live()
 
 
 def save_tf(var_map: dict, path: str, history: History, latest_filename: str | None, write_state: bool) -> None:

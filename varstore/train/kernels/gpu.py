@@ -353,7 +353,7 @@ def apply_variables(rule: str, items: Sequence[tuple[Any, Any]], slot_names: Seq
     dense = [(g, v) for g, v in items if not hasattr(g, "indices")]
     sparse = [(g, v) for g, v in items if hasattr(g, "indices")]
     with contextlib.ExitStack() as stack:
-        locked = sorted({id(v): v for _, v in dense}.values(), key=lambda v: v.name)
+        locked = sorted({id(v): v for _, v in dense}.values(), key=lambda v: v._name)
         if powers is not None:
             locked += [p for p in powers if all(p is not v for v in locked)]
         for v in locked:
