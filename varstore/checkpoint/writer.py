@@ -34,6 +34,11 @@ from .validate import DECODE_ERRORS, unpack_limited
 # thousands; data chunks at least this large go to the kernel directly.
 _COALESCE_BYTES = 256 << 10
 _FLUSH_BYTES = 1 << 20
+# A TensorRun (small tensors written as one item): at most RUN_TENSORS tensors of fewer than
+# RUN_TENSOR_BYTES each, cut once RUN_BYTES are reached (the run's one copy stays this small).
+RUN_TENSORS = 4096
+RUN_BYTES = 4 << 20
+RUN_TENSOR_BYTES = _COALESCE_BYTES
 # Large data is hashed and written in steps of this size, so that the write's
 # copy into the page cache reads bytes the hash just pulled into the CPU cache:
 # one pass over memory instead of two (measured: hashing then costs ~1/3 of a
@@ -57,6 +62,19 @@ class _Out:
         self.pos += len(data)
         if len(self._pending) >= _FLUSH_BYTES:
             self.flush()
+
+    def block(self, data: bytes) -> None:
+        """Write ``data`` (a run's bytes): a large block goes to the kernel as it is."""
+        if len(data) < _COALESCE_BYTES:
+            self.small(data)
+            return
+        view = memoryview(data)
+        if self._pending:
+            pending, self._pending = self._pending, bytearray()
+            self._writev([memoryview(pending), view])
+        else:
+            self._writev([view])
+        self.pos += len(data)
 
     def data(self, view: memoryview, h: Any) -> None:
         """Write tensor bytes and add them to the checksum ``h``."""
@@ -366,7 +384,7 @@ def _write_run(out: _Out, cols: _Columns, names: list, arrays: list, small_limit
     blob = b"".join(parts)
     # Data offsets: where each gap ends, counting the gaps and data before it.
     offsets = list(accumulate(map(add, map(len, gaps), [0] + sizes[:-1]), initial=out.pos))[1:]
-    out.small(blob)
+    out.block(blob)
     cols.seen |= fresh
     cols.names += names
     cols.dtypes += dtypes
@@ -382,15 +400,20 @@ def _runs(tensors: list | tuple, small_limit: int) -> Iterator[Any]:
     list's arrays stay put while the writer works through it), anything else as it is."""
     names: list = []
     arrays: list = []
+    size = 0
     for item in tensors:
         array = item[1] if type(item) is tuple and len(item) == 2 else None
         if type(array) is np.ndarray and array.nbytes < small_limit:
             names.append(item[0])
             arrays.append(array)
+            size += array.nbytes
+            if len(names) >= RUN_TENSORS or size >= RUN_BYTES:
+                yield TensorRun(names, arrays)
+                names, arrays, size = [], [], 0
             continue
         if names:
             yield TensorRun(names, arrays)
-            names, arrays = [], []
+            names, arrays, size = [], [], 0
         yield item
     if names:
         yield TensorRun(names, arrays)
@@ -503,4 +526,4 @@ def write_checkpoint(path: str | os.PathLike, tensors: Iterable[tuple[str, Any]]
     return out.pos
 
 
-__all__ = ["write_checkpoint", "TensorRun"]
+__all__ = ["write_checkpoint", "TensorRun", "RUN_TENSORS", "RUN_BYTES", "RUN_TENSOR_BYTES"]

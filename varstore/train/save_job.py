@@ -25,7 +25,7 @@ from devices.errors import OpError
 from ..checkpoint import shards as _shards
 from ..checkpoint import write_checkpoint
 from ..checkpoint.store import FileId, store_for
-from ..checkpoint.writer import TensorRun
+from ..checkpoint.writer import RUN_BYTES, RUN_TENSOR_BYTES, RUN_TENSORS, TensorRun
 from ..storage import Storage, holding
 from .history import History
 
@@ -33,11 +33,6 @@ log = logging.getLogger("varstore")
 
 # Bytes of remote (ps task) variables fetched ahead of the writer while saving.
 GATHER_AHEAD_BYTES = 256 << 20
-# Runs of small host variables (TensorRun): at most this many, their bytes bounded, each
-# smaller than the writer's own small-tensor limit.
-RUN_TENSORS = 4096
-RUN_BYTES = 4 << 20
-RUN_TENSOR_BYTES = 256 << 10
 # One save writes at a time in this process: an async save's snapshot is the only extra copy.
 IN_FLIGHT = threading.Lock()
 
