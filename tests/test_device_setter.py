@@ -171,9 +171,9 @@ def test_ops_that_change_a_variable_follow_it_not_the_setter():
     # The guide's NOTE: assign and friends run where the variable lives.
     with tf.device(replica_device_setter(ps_tasks=2)):
         v = var((1.0, 2.0))
-    with tf.device("/job:worker/cpu:0"):
-        tf.variables_initializer([v]).run()
-        v.assign_add([1.0, 1.0])
+    with tf.device("/job:worker/cpu:0"), tf.Session() as sess:
+        sess.run(tf.variables_initializer([v]))
+        sess.run(v.assign_add([1.0, 1.0]))  # graph mode: the op applies when run
     assert v.numpy().tolist() == [2.0, 3.0]
     same("/job:ps/task:0", v.requested_device)
 
