@@ -109,6 +109,14 @@ def test_restart_restores_the_latest_checkpoint(tmp_path):
     assert _steps(tmp_path) == [0, 3, 6, 7, 9]
 
 
+def test_a_new_checkpoint_dir_is_created(tmp_path):
+    step, v, train = _model()
+    d = str(tmp_path / "a" / "b")
+    with tf.train.MonitoredTrainingSession(checkpoint_dir=d, save_checkpoint_steps=2) as sess:
+        sess.run(train)
+    assert _steps(d) == [0, 1]
+
+
 def test_default_saves_every_600_seconds(tmp_path, monkeypatch):
     clock = [1000.0]
 

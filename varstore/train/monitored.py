@@ -257,6 +257,11 @@ class CheckpointSaverHook(SessionRunHook):
         self._save_graph_def = save_graph_def  # whether each save writes its .meta file
 
     def begin(self) -> None:
+        # TF's hook opens a summary writer on the directory here, which creates it: a new
+        # checkpoint_dir (nested too) works there, so it must here.
+        from ..checkpoint.store import store_for
+        if store_for(self._checkpoint_dir).local:
+            os.makedirs(self._checkpoint_dir, exist_ok=True)
         self._global_step_tensor = _global_step_or_raise("CheckpointSaverHook")
         for listener in self._listeners:
             listener.begin()
