@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 
 from devices.dtypes import bfloat16, is_floating
-from devices.errors import InvalidArgumentError, NotACheckpointError, NotFoundError
+from devices.errors import InvalidArgumentError, NotFoundError
 from devices.spec import DeviceSpec
 
 from ..checkpoint import shards as _shards
 from ..checkpoint import tf as _tf
 from ..checkpoint.store import normalize, store_for
-from ..storage import holding
+from ..storage import gc_paused, holding
 from ..variables import Variable
 
 log = logging.getLogger("varstore")
@@ -29,6 +29,7 @@ log = logging.getLogger("varstore")
 RUN_VARIABLES = 4096
 _storage_of, _lock_of, _array_of = attrgetter("storage"), attrgetter("lock"), attrgetter("array")
 _shape_of, _dtype_of, _device_of = attrgetter("shape"), attrgetter("dtype"), attrgetter("device_object")
+_graph_of = attrgetter("graph")
 
 
 def exact_cast_allowed(src: np.dtype, dst: np.dtype) -> bool:
@@ -61,20 +62,20 @@ def restore(var_map: dict[str, Variable], save_path: str | None, device: Any = N
     tf_bundle = _tf.is_bundle(path)  # TensorFlow's own checkpoint: this process reads it (no ps loaders)
     if store.local and not tf_bundle and not store.is_checkpoint(path):  # a URL's reader says what is there
         hint = " (it is a directory: use tf.train.latest_checkpoint(dir))" if store.is_dir(path) else ""
-        raise NotACheckpointError(f"The passed save_path is not a valid checkpoint: {path}{hint}")
-    with (_tf.TFBundleReader(path) if tf_bundle else _shards.CheckpointSet(path)) as reader:
+        raise NotFoundError(f"Failed to find a checkpoint at {path}{hint}")
+    with gc_paused(), (_tf.TFBundleReader(path) if tf_bundle else _shards.CheckpointSet(path)) as reader:
         plan = check_plan(var_map, reader)
         if device is not None:
             plan = [p for p in plan if _on_device(p[1], device)]
-        recover_devices({p[1].device_object for p in plan})
+        keys, variables, shapes, dtypes = (list(map(itemgetter(c), plan)) for c in range(4))
+        devices = list(map(_device_of, variables))
+        recover_devices(set(devices))
         # Variables created later in these graphs (optimizer slots) restore from here too.
-        for g in {id(p[1].graph): p[1].graph for p in plan}.values():
+        for g in set(map(_graph_of, variables)):
             g._last_restore = path
         touched: list[Variable] = []
         try:
             local = store.local and not tf_bundle
-            keys, variables, shapes, dtypes = (list(map(itemgetter(c), plan)) for c in range(4))
-            devices = list(map(_device_of, variables))
             loaders = {d: _task_loader(d, local) for d in set(devices)}
             by_task: dict[Any, list] = {}
             if any(loaders.values()):

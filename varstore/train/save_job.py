@@ -26,7 +26,7 @@ from ..checkpoint import shards as _shards
 from ..checkpoint import write_checkpoint
 from ..checkpoint.store import FileId, store_for
 from ..checkpoint.writer import RUN_BYTES, RUN_TENSOR_BYTES, RUN_TENSORS, TensorRun
-from ..storage import Storage, holding
+from ..storage import Storage, gc_paused, holding
 from .history import History
 
 log = logging.getLogger("varstore")
@@ -112,8 +112,9 @@ class SaveJob:
         try:
             with Progress(total, f"save {os.path.basename(path)}", enabled=self.progress) as bar:
                 try:
-                    write_checkpoint(path, _counted(values, bar) if total else values, extra=extra,
-                                     stat_out=ckpt_stat)
+                    with gc_paused():
+                        write_checkpoint(path, _counted(values, bar) if total else values, extra=extra,
+                                         stat_out=ckpt_stat)
                     committed = True
                 finally:
                     if hasattr(values, "close"):
