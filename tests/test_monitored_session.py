@@ -148,10 +148,15 @@ def test_no_checkpoints_when_both_are_none(tmp_path):
     assert tf.train.latest_checkpoint(str(tmp_path)) is None
 
 
-def test_checkpoint_hook_needs_a_global_step(tmp_path):
+@pytest.mark.parametrize("kwargs, hook", [
+    ({}, "StepCounterHook"),  # TF's hooks, in TF's order: the first to need the step says so
+    ({"log_step_count_steps": None}, "SummarySaverHook"),
+    ({"log_step_count_steps": None, "save_summaries_steps": None}, "CheckpointSaverHook"),
+])
+def test_checkpoint_hook_needs_a_global_step(tmp_path, kwargs, hook):
     tf.Variable(1.0, name="v")
-    with pytest.raises(RuntimeError, match="Global step should be created to use CheckpointSaverHook"):
-        tf.train.MonitoredTrainingSession(checkpoint_dir=str(tmp_path))
+    with pytest.raises(RuntimeError, match=f"Global step should be created to use {hook}"):
+        tf.train.MonitoredTrainingSession(checkpoint_dir=str(tmp_path), **kwargs)
     with pytest.raises(RuntimeError, match="Global step should be created to use StopAtStepHook"):
         tf.train.MonitoredTrainingSession(hooks=[tf.train.StopAtStepHook(num_steps=1)])
 
@@ -358,3 +363,77 @@ def test_eval_values_are_numpy():
     v = tf.Variable(np.arange(3, dtype=np.float32), name="v")
     with tf.train.MonitoredSession() as sess:
         assert sess.run(v).tolist() == [0.0, 1.0, 2.0]
+
+
+# -- the basic hooks ----------------------------------------------------------------------------
+def test_nan_tensor_hook():
+    loss = tf.placeholder(tf.float32, [], name="loss")
+    with pytest.raises(tf.train.NanLossDuringTrainingError, match="NaN loss during training"), \
+            tf.train.MonitoredSession(hooks=[tf.train.NanTensorHook(loss)]) as sess:
+        sess.run(loss, feed_dict={loss: 1.0})
+        sess.run(loss, feed_dict={loss: float("nan")})
+    with tf.train.MonitoredSession(hooks=[tf.train.NanTensorHook(loss, fail_on_nan_loss=False)]) as sess:
+        sess.run(loss, feed_dict={loss: float("nan")})
+        assert sess.should_stop()
+
+
+def test_logging_tensor_hook(caplog):
+    v = tf.Variable(1.0, name="v")
+    inc = v.assign_add(1.0)
+    hook = tf.train.LoggingTensorHook({"value": v, "by_name": "v:0"}, every_n_iter=2, at_end=True)
+    with caplog.at_level("INFO", logger="varstore"), tf.train.MonitoredSession(hooks=[hook]) as sess:
+        for _ in range(3):
+            sess.run(inc)
+    lines = [r.getMessage() for r in caplog.records if "value =" in r.getMessage()]
+    # Runs 0 and 2 (values after each run), then at the end.
+    assert [line.split(" (")[0] for line in lines] == ["by_name = 2.0, value = 2.0", "by_name = 4.0, value = 4.0",
+                                                       "by_name = 4.0, value = 4.0"]
+    with pytest.raises(ValueError, match="exactly one of every_n_iter and every_n_secs"):
+        tf.train.LoggingTensorHook([v])
+
+
+def test_feed_fn_and_final_ops_hooks():
+    x = tf.placeholder(tf.float32, [], name="x")
+    v = tf.Variable(0.0, name="v")
+    add = v.assign_add(x)
+    final = tf.train.FinalOpsHook(v * 10.0)
+    with tf.train.MonitoredSession(hooks=[tf.train.FeedFnHook(lambda: {x: 2.5}), final]) as sess:
+        sess.run(add)
+        sess.run(add)
+    assert float(final.final_ops_values) == 50.0
+
+
+def test_step_counter_hook_logs_steps_per_second(monkeypatch, caplog):
+    clock = [0.0]
+
+    class FakeTime:
+        @staticmethod
+        def time():
+            return clock[0]
+
+    monkeypatch.setattr(monitored, "time", FakeTime)
+    step, v, train = _model()
+    hook = tf.train.StepCounterHook(every_n_steps=2)
+    with caplog.at_level("INFO", logger="varstore"), tf.train.MonitoredSession(hooks=[hook]) as sess:
+        for _ in range(5):
+            clock[0] += 0.5
+            sess.run(train)
+    assert hook.steps_per_sec == pytest.approx(2.0)
+    assert any("global_step/sec: 2" in r.getMessage() for r in caplog.records)
+
+
+def test_global_step_waiter_hook(monkeypatch):
+    step, v, train = _model()
+
+    class FakeTime:
+        time = staticmethod(lambda: 0.0)
+
+        @staticmethod
+        def sleep(s):
+            chief.run(train)  # another worker trains meanwhile
+
+    monkeypatch.setattr(monitored, "time", FakeTime)
+    chief = tf.Session()
+    with tf.train.MonitoredSession(hooks=[tf.train.GlobalStepWaiterHook(3)]) as sess:
+        sess.run(tf.no_op())
+        assert int(sess.run(step)) == 3

@@ -55,8 +55,14 @@ from .monitored import (
     CheckpointSaverListener,
     ChiefSessionCreator,
     Coordinator,
+    FeedFnHook,
+    FinalOpsHook,
+    GlobalStepWaiterHook,
+    LoggingTensorHook,
     MonitoredSession,
     MonitoredTrainingSession,
+    NanLossDuringTrainingError,
+    NanTensorHook,
     Scaffold,
     SecondOrStepTimer,
     SessionCreator,
@@ -66,6 +72,7 @@ from .monitored import (
     SessionRunValues,
     SingularMonitoredSession,
     StepContext,
+    StepCounterHook,
     StopAtStepHook,
     WorkerSessionCreator,
 )
@@ -73,4 +80,6 @@ from .monitored import (
 __all__ += ["MonitoredTrainingSession", "MonitoredSession", "SingularMonitoredSession", "Scaffold", "SessionRunHook",
             "SessionRunArgs", "SessionRunContext", "SessionRunValues", "CheckpointSaverHook",
             "CheckpointSaverListener", "StopAtStepHook", "SecondOrStepTimer", "Coordinator", "SessionCreator",
-            "ChiefSessionCreator", "WorkerSessionCreator", "StepContext", "USE_DEFAULT"]
+            "ChiefSessionCreator", "WorkerSessionCreator", "StepContext", "USE_DEFAULT", "NanTensorHook",
+            "NanLossDuringTrainingError", "LoggingTensorHook", "StepCounterHook", "FeedFnHook", "FinalOpsHook",
+            "GlobalStepWaiterHook"]

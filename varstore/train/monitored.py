@@ -320,6 +320,185 @@ class CheckpointSaverHook(SessionRunHook):
         return self._saver
 
 
+class NanLossDuringTrainingError(RuntimeError):
+    """Raised by a NanTensorHook when the loss is NaN."""
+
+    def __str__(self) -> str:
+        return "NaN loss during training."
+
+
+class NanTensorHook(SessionRunHook):
+    """Fail (``NanLossDuringTrainingError``), or with ``fail_on_nan_loss=False`` stop, when
+    ``loss_tensor`` is NaN after a step."""
+
+    def __init__(self, loss_tensor: Any, fail_on_nan_loss: bool = True):
+        self._loss_tensor, self._fail_on_nan_loss = loss_tensor, fail_on_nan_loss
+
+    def before_run(self, run_context: SessionRunContext) -> SessionRunArgs:
+        return SessionRunArgs(self._loss_tensor)
+
+    def after_run(self, run_context: SessionRunContext, run_values: SessionRunValues) -> None:
+        if np.isnan(run_values.results):
+            if self._fail_on_nan_loss:
+                log.error("Model diverged with loss = NaN.")
+                raise NanLossDuringTrainingError
+            log.warning("Model diverged with loss = NaN.")
+            run_context.request_stop()
+
+
+def _as_graph_element(obj: Any) -> Any:
+    """A tensor given by name (``"loss"`` or ``"loss:0"``) looked up in the default graph."""
+    if not isinstance(obj, str):
+        return obj
+    return get_default_graph().get_tensor_by_name(obj if ":" in obj else obj + ":0")
+
+
+class _NeverTriggerTimer(SecondOrStepTimer):
+    def __init__(self) -> None:
+        self.reset()
+
+    def should_trigger_for_step(self, step: int) -> bool:
+        return False
+
+
+class LoggingTensorHook(SessionRunHook):
+    """Log ``tensors`` (a list, or a dict of tag -> tensor or name) every ``every_n_iter`` runs
+    or ``every_n_secs`` seconds, and/or ``at_end``, at INFO on the ``varstore`` logger."""
+
+    def __init__(self, tensors: Any, every_n_iter: int | None = None, every_n_secs: float | None = None,
+                 at_end: bool = False, formatter: Callable | None = None):
+        only_at_end = at_end and every_n_iter is None and every_n_secs is None
+        if not only_at_end and (every_n_iter is None) == (every_n_secs is None):
+            raise ValueError("either at_end and/or exactly one of every_n_iter and every_n_secs must be provided.")
+        if every_n_iter is not None and every_n_iter <= 0:
+            raise ValueError(f"invalid every_n_iter={every_n_iter}.")
+        if not isinstance(tensors, dict):
+            self._tag_order = list(tensors)
+            tensors = {item: item for item in tensors}
+        else:
+            self._tag_order = sorted(tensors)
+        self._tensors, self._formatter, self._log_at_end = tensors, formatter, at_end
+        self._timer = _NeverTriggerTimer() if only_at_end else SecondOrStepTimer(every_secs=every_n_secs,
+                                                                                 every_steps=every_n_iter)
+
+    def begin(self) -> None:
+        self._timer.reset()
+        self._iter_count = 0
+        self._current_tensors = {tag: _as_graph_element(t) for tag, t in self._tensors.items()}
+
+    def before_run(self, run_context: SessionRunContext) -> SessionRunArgs | None:
+        self._should_trigger = self._timer.should_trigger_for_step(self._iter_count)
+        return SessionRunArgs(self._current_tensors) if self._should_trigger else None
+
+    def _log_tensors(self, values: dict) -> None:
+        elapsed, _ = self._timer.update_last_triggered_step(self._iter_count)
+        with np.printoptions(suppress=True):
+            if self._formatter:
+                log.info(self._formatter(values))
+                return
+            stats = ", ".join(f"{tag} = {values[tag]}" for tag in self._tag_order)
+            if elapsed is not None:
+                log.info("%s (%.3f sec)", stats, elapsed)
+            else:
+                log.info("%s", stats)
+
+    def after_run(self, run_context: SessionRunContext, run_values: SessionRunValues) -> None:
+        if self._should_trigger:
+            self._log_tensors(run_values.results)
+        self._iter_count += 1
+
+    def end(self, session: Any) -> None:
+        if self._log_at_end:
+            self._log_tensors(session.run(self._current_tensors))
+
+
+class StepCounterHook(SessionRunHook):
+    """Log global steps per second every ``every_n_steps`` steps or ``every_n_secs`` seconds.
+    ``output_dir`` and ``summary_writer`` are accepted and ignored (no summaries here)."""
+
+    def __init__(self, every_n_steps: int | None = 100, every_n_secs: float | None = None,
+                 output_dir: str | None = None, summary_writer: Any = None):
+        if (every_n_steps is None) == (every_n_secs is None):
+            raise ValueError("exactly one of every_n_steps and every_n_secs should be provided.")
+        self._timer = SecondOrStepTimer(every_steps=every_n_steps, every_secs=every_n_secs)
+        self.steps_per_sec: float | None = None  # the last rate logged
+
+    def begin(self) -> None:
+        self._global_step_tensor = _global_step_or_raise("StepCounterHook")
+
+    def before_run(self, run_context: SessionRunContext) -> SessionRunArgs:
+        return SessionRunArgs(self._global_step_tensor)
+
+    def after_run(self, run_context: SessionRunContext, run_values: SessionRunValues) -> None:
+        step = _as_int(run_values.results)
+        if self._timer.should_trigger_for_step(step):
+            secs, steps = self._timer.update_last_triggered_step(step)
+            if secs is not None and secs > 0:
+                self.steps_per_sec = steps / secs
+                log.info("global_step/sec: %g", self.steps_per_sec)
+
+
+class _SummarySaverHook(SessionRunHook):
+    """Where TF's MonitoredTrainingSession adds a SummarySaverHook: no summaries are written here,
+    but a missing global step is the same error as TF's."""
+
+    def begin(self) -> None:
+        _global_step_or_raise("SummarySaverHook")
+
+
+class FeedFnHook(SessionRunHook):
+    """Feed ``feed_fn()`` (a feed dict) into every run."""
+
+    def __init__(self, feed_fn: Callable[[], dict]):
+        self.feed_fn = feed_fn
+
+    def before_run(self, run_context: SessionRunContext) -> SessionRunArgs:
+        return SessionRunArgs(fetches=None, feed_dict=self.feed_fn())
+
+
+class FinalOpsHook(SessionRunHook):
+    """Run ``final_ops`` when the session ends; their values are ``final_ops_values``."""
+
+    def __init__(self, final_ops: Any, final_ops_feed_dict: Any = None):
+        self._final_ops, self._final_ops_feed_dict = final_ops, final_ops_feed_dict
+        self._final_ops_values = None
+
+    @property
+    def final_ops_values(self) -> Any:
+        return self._final_ops_values
+
+    def end(self, session: Any) -> None:
+        if self._final_ops is not None:
+            self._final_ops_values = session.run(self._final_ops, feed_dict=self._final_ops_feed_dict)
+
+
+class GlobalStepWaiterHook(SessionRunHook):
+    """Hold the first run until the global step reaches ``wait_until_step`` (a worker waiting for
+    the chief to train a while first)."""
+
+    def __init__(self, wait_until_step: int):
+        self._wait_until_step = wait_until_step
+
+    def begin(self) -> None:
+        self._worker_is_started = False
+        self._global_step_tensor = _global_step_or_raise("GlobalStepWaiterHook")
+
+    def before_run(self, run_context: SessionRunContext) -> None:
+        if self._worker_is_started or self._wait_until_step <= 0:
+            self._worker_is_started = True
+            return None
+        last_logged = None
+        while True:
+            step = _as_int(run_context.session.run(self._global_step_tensor))
+            if step >= self._wait_until_step:
+                self._worker_is_started = True
+                return None
+            if step != last_logged:
+                log.info("Waiting for global step %d before starting training (at %d).", self._wait_until_step, step)
+                last_logged = step
+            time.sleep(0.5)
+
+
 # -- coordinator ------------------------------------------------------------------------------
 class Coordinator:
     """TF's thread coordinator, as far as monitored sessions use it: a stop flag that hooks and
@@ -825,13 +1004,20 @@ def MonitoredTrainingSession(master: str = "", is_chief: bool = True, checkpoint
     A non-chief (``is_chief=False``) waits up to ``max_wait_secs`` for the chief to
     initialize the variables and runs only ``hooks``.
 
-    Summary arguments (``save_summaries_steps``, ``save_summaries_secs``, ``summary_dir``,
-    ``log_step_count_steps``) are accepted and ignored: varstore writes no summaries.
+    Summary arguments (``save_summaries_steps``, ``save_summaries_secs``, ``summary_dir``) are
+    accepted, and no summaries are written (varstore has no summary writer); as in TF, saving
+    summaries needs a global step. ``log_step_count_steps`` logs global steps per second (a
+    ``StepCounterHook``) on the ``varstore`` logger.
 
     A global step must exist when checkpoints are saved (``tf.train.get_or_create_global_step()``
     first), as in TF: otherwise the CheckpointSaverHook raises RuntimeError.
     """
-    del save_summaries_steps, save_summaries_secs, log_step_count_steps, summary_dir  # no summaries here
+    if save_summaries_steps is USE_DEFAULT and save_summaries_secs is USE_DEFAULT:
+        save_summaries_steps, save_summaries_secs = 100, None
+    elif save_summaries_secs is USE_DEFAULT:
+        save_summaries_secs = None
+    elif save_summaries_steps is USE_DEFAULT:
+        save_summaries_steps = None
     if save_checkpoint_steps is USE_DEFAULT and save_checkpoint_secs is USE_DEFAULT:
         save_checkpoint_steps, save_checkpoint_secs = None, 600
     elif save_checkpoint_secs is USE_DEFAULT:
@@ -845,6 +1031,13 @@ def MonitoredTrainingSession(master: str = "", is_chief: bool = True, checkpoint
                                 stop_grace_period_secs=stop_grace_period_secs)
     all_hooks: list = list(chief_only_hooks or [])
     creator = ChiefSessionCreator(scaffold=scaffold, checkpoint_dir=checkpoint_dir, master=master, config=config)
+    if summary_dir or checkpoint_dir:
+        # TF's StepCounterHook and SummarySaverHook, in its order: the first logs steps/sec (no
+        # summary file here); the second writes nothing here but, as TF's, needs a global step.
+        if log_step_count_steps and log_step_count_steps > 0:
+            all_hooks.append(StepCounterHook(every_n_steps=log_step_count_steps))
+        if (save_summaries_steps and save_summaries_steps > 0) or (save_summaries_secs and save_summaries_secs > 0):
+            all_hooks.append(_SummarySaverHook())
     if checkpoint_dir and ((save_checkpoint_secs and save_checkpoint_secs > 0)
                            or (save_checkpoint_steps and save_checkpoint_steps > 0)):
         all_hooks.append(CheckpointSaverHook(checkpoint_dir, save_steps=save_checkpoint_steps,
@@ -857,4 +1050,6 @@ def MonitoredTrainingSession(master: str = "", is_chief: bool = True, checkpoint
 __all__ = ["MonitoredTrainingSession", "MonitoredSession", "SingularMonitoredSession", "Scaffold",
            "SessionRunHook", "SessionRunArgs", "SessionRunContext", "SessionRunValues", "CheckpointSaverHook",
            "CheckpointSaverListener", "StopAtStepHook", "SecondOrStepTimer", "Coordinator", "SessionCreator",
-           "ChiefSessionCreator", "WorkerSessionCreator", "StepContext", "USE_DEFAULT"]
+           "ChiefSessionCreator", "WorkerSessionCreator", "StepContext", "USE_DEFAULT", "NanTensorHook",
+           "NanLossDuringTrainingError", "LoggingTensorHook", "StepCounterHook", "FeedFnHook", "FinalOpsHook",
+           "GlobalStepWaiterHook"]
