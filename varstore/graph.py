@@ -26,6 +26,7 @@ class GraphKeys:
     MODEL_VARIABLES = "model_variables"
     GLOBAL_STEP = "global_step"
     SAVERS = "savers"
+    REGULARIZATION_LOSSES = "regularization_losses"  # what get_variable's regularizer returns
     MOVING_AVERAGE_VARIABLES = "moving_average_variables"
 
 
@@ -39,6 +40,10 @@ class Graph:
         self._local = threading.local()  # name-scope stack is per thread, as in TF
         self.seed: int | None = None
         self._op_counter = 0
+        # get_variable's variables by name (var_scope._VariableStore), and each thread's current
+        # variable scope (var_scope._ScopeState): made on first use, per graph as in TF.
+        self._variable_store: Any = None
+        self._var_scopes: Any = None
 
     # -- names ---------------------------------------------------------------
     def _scope(self) -> str:
@@ -83,6 +88,16 @@ class Graph:
             yield new + "/" if new else ""
         finally:
             self._local.scope = old
+
+    def get_name_scope(self) -> str:
+        """The current name scope, without a trailing "/" ("" at the root).
+
+        >>> g = Graph()
+        >>> with g.as_default(), name_scope("a"), name_scope("b"):
+        ...     g.get_name_scope()
+        'a/b'
+        """
+        return self._scope()
 
     def next_op_id(self) -> int:
         with self._lock:

@@ -94,8 +94,17 @@ class variance_scaling_initializer(Initializer):
             raise InvalidArgumentError(f"variance_scaling: unknown distribution {distribution!r}")
         self.scale, self.mode, self.distribution, self.seed, self.dtype = scale, mode, distribution, seed, dtype
 
+    def __call__(self, shape, dtype=None, partition_info=None) -> InitialValue:
+        # A part of a partitioned variable takes its fans from the full shape, as in TF.
+        shape = as_shape(shape)
+        scale_shape = shape if partition_info is None else as_shape(partition_info.full_shape)
+        return self._draw(shape, as_dtype(dtype or self.dtype), scale_shape)
+
     def _make(self, shape, dtype):
-        fan_in, fan_out = _fans(shape)
+        return self._draw(shape, dtype, shape)
+
+    def _draw(self, shape, dtype, scale_shape):
+        fan_in, fan_out = _fans(scale_shape)
         n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[self.mode]
         s = self.scale / max(1.0, n)
         if self.distribution == "uniform":
