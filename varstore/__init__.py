@@ -50,7 +50,21 @@ from .initializers import (
     truncated_normal,
     zeros,
 )
+from .partitioned import (
+    PartitionedVariable,
+    fixed_size_partitioner,
+    min_max_variable_partitioner,
+    variable_axis_size_partitioner,
+)
 from .session import ConfigProto, GPUOptions, InteractiveSession, Session, get_default_session
+from .var_scope import (
+    AUTO_REUSE,
+    VariableScope,
+    get_local_variable,
+    get_variable,
+    get_variable_scope,
+    variable_scope,
+)
 from .variables import (
     Variable,
     global_variables,
