@@ -24,7 +24,9 @@ from devices.errors import InvalidArgumentError, NotFoundError
 
 from ..checkpoint.store import normalize, store_for
 from ..graph import GraphKeys, get_default_graph
+from ..partitioned import any_parts
 from ..variables import Variable
+from . import partitioned_save as _psave
 from . import restore as _restore
 from . import tf_save as _tf_save
 from .history import History
@@ -36,6 +38,9 @@ VarList = Union[Iterable[Variable], dict, None]  # noqa: UP007 - a runtime alias
 def _var_map(var_list: VarList, allow_empty: bool, graph=None) -> dict:
     if var_list is None:
         var_list = (graph or get_default_graph()).get_collection(GraphKeys.GLOBAL_VARIABLES)
+    joined = None
+    if any_parts():  # each partitioned variable: one entry, its full value under its full name
+        var_list, joined = _psave.split_off(var_list)
     if isinstance(var_list, dict):
         out = {}
         for key, v in var_list.items():
@@ -52,6 +57,8 @@ def _var_map(var_list: VarList, allow_empty: bool, graph=None) -> dict:
             if key in out:
                 raise ValueError(f"At least two variables have the same name: {key}")
             out[key] = v
+    if joined:
+        _psave.merge(out, joined)
     if not out and not allow_empty:
         raise InvalidArgumentError("Saver: no variables to save (pass allow_empty=True to allow it)")
     return out
@@ -61,7 +68,9 @@ class Saver:
     """Saves and restores a set of variables (all global ones by default).
 
     ``var_list`` may be a list (keyed by the variables' names) or a dict
-    ``{"my_v2": v2}`` choosing the names in the file. A variable may belong
+    ``{"my_v2": v2}`` choosing the names in the file. A partitioned variable (in the list, as
+    a dict value, or as its parts) is saved as one tensor under its full name, and restores
+    into any partitioning of its full shape or into a plain variable (``partitioned_save``). A variable may belong
     to several savers. Retention (``max_to_keep``, ``keep_checkpoint_every_n_hours``)
     holds across restarts: the first save into a directory adopts the history in
     its state file, and sweeps what interrupted saves of that prefix left there.
@@ -166,7 +175,7 @@ class Saver:
         store.require_directory(path, "saving checkpoint")  # an unknown protocol fails here, before any work
         if self._format == "tf":
             with IN_FLIGHT, _naming(path):
-                _tf_save.save_tf(self.var_map, path, self._history, latest_filename, write_state)
+                _tf_save.save_tf(_psave.for_save(self.var_map), path, self._history, latest_filename, write_state)
             return path
         extra = {"global_step": None if global_step is None else _step_value(global_step),
                  "saved_at": time.time()}
@@ -174,7 +183,7 @@ class Saver:
         if write_meta_graph:
             from .meta_graph import export_meta_graph
             meta = export_meta_graph(None, saver=self)  # the graph as it is now, even if saved later
-        job = SaveJob(self.var_map, path, extra, meta, self._history, latest_filename, meta_graph_suffix,
+        job = SaveJob(_psave.for_save(self.var_map), path, extra, meta, self._history, latest_filename, meta_graph_suffix,
                       write_state, progress, self._sharded)
         prefix = os.path.basename(prefix_path.rstrip("/"))
 
@@ -238,7 +247,8 @@ class Saver:
         ``device`` (e.g. ``"/job:ps/task:1"``) restores only the variables placed on
         devices matching it: after a ps task restarted, that brings back what it lost.
         """
-        _restore.restore(self.var_map, save_path, device)
+        with _psave.restoring(self.var_map) as var_map:  # partitioned variables: split after reading
+            _restore.restore(var_map, save_path, device)
 
     # -- meta graph --------------------------------------------------------------------
     def export_meta_graph(self, filename: str | None = None, clear_devices: bool = False, **kwargs: Any) -> dict:
