@@ -21,7 +21,7 @@ import pytest
 import devices
 import varstore as tf
 from devices import manager
-from devices.backends.ps import PsDevice, PsTask, RemoteArray
+from devices.backends.ps import PsDevice, PsTask
 from varstore.checkpoint import CheckpointReader, write_checkpoint
 from varstore.train import IndexedSlices, replica_device_setter
 
@@ -34,8 +34,11 @@ CPU = "/device:CPU:0"
 
 @pytest.fixture(autouse=True)
 def fresh_graph():
+    """A fresh graph, in eager mode: these tests exercise the ps tier op by op (each assign,
+    update and read runs when called); tests/test_ps_multinode.py trains in graph mode."""
     tf.reset_default_graph()
-    yield
+    with tf.eager_mode():
+        yield
     tf.reset_default_graph()
 
 
@@ -92,7 +95,7 @@ def test_a_sharded_checkpoint_restores_with_no_cluster(tmp_path):
     step = tf.Variable(tf.zeros([], "int64"), name="step")
     tf.train.Saver().restore(None, path)
     for v in (w, b, step):
-        assert bits(v.numpy()) == bits(tensors[v.name])
+        assert bits(v.numpy()) == bits(tensors[v.op.name])
     assert tf.train.load_variable(path, "w").tolist() == tensors["w"].tolist()
     assert [n for n, _ in tf.train.list_variables(path)] == ["b", "step", "w"]
 
@@ -118,6 +121,37 @@ def test_a_damaged_sharded_checkpoint_is_data_loss_and_changes_nothing(tmp_path,
     with pytest.raises(tf.errors.DataLossError, match="model.ckpt-7"):
         tf.train.Saver([w]).restore(None, path)
     assert w.numpy().tolist() == [[1.0] * 3] * 2
+
+
+def test_the_gradient_stream_takes_only_connections_with_the_secret_and_delivers_arrays_bit_exact():
+    """The driver-to-task byte stream (devices/backends/ps/stream.py), both ends in this process."""
+    import socket
+
+    from devices.backends.ps.stream import Receiver, Sender, plan_layout
+    rx = Receiver("127.0.0.1")
+    try:
+        intruder = socket.create_connection(rx.address)  # no secret: closed unread, nothing registered
+        intruder.sendall(b"x" * 40)
+        assert intruder.recv(1) == b""
+        intruder.close()
+        with pytest.raises(ConnectionError, match="did not connect"):
+            rx.receive(7, ((),), 0, timeout=1.0)
+        rng = np.random.default_rng(0)
+        data = ([rng.standard_normal((300, 7)).astype(np.float32), np.array(3, np.int64)],
+                [rng.standard_normal(5).astype(devices.bfloat16), np.arange(9, dtype=np.float16)])
+        tx = Sender(*rx.address, rx.secret, 7, timeout=10.0)
+        try:
+            for _ in range(2):  # the receive buffer is reused: a second call reads as well as the first
+                layout, segments, nbytes = plan_layout(data)
+                sent = tx.send(segments)
+                got = rx.receive(7, layout, nbytes, timeout=10.0)
+                sent(10.0)
+                assert [[bits(a) for a in g] for g in got] == [[bits(a) for a in g] for g in data]
+                assert not any(a.flags.writeable for g in got for a in g)
+        finally:
+            tx.close()
+    finally:
+        rx.close()
 
 
 # =====================================================================================
@@ -254,6 +288,7 @@ def test_initial_values_are_drawn_on_the_task_and_match_the_cpu(ps):
             assert bits(remote.numpy()) == bits(local.numpy())
 
 
+@tf.graph_mode()  # initialized_value() is a graph-mode idiom
 def test_initialized_value_and_reads_ship_values_between_tasks(ps):
     with _on_ps():
         w = tf.Variable(tf.random_normal([5, 4], seed=7), name="w")            # task 0
@@ -272,6 +307,7 @@ def test_initialized_value_and_reads_ship_values_between_tasks(ps):
     assert c.numpy().tolist() == [3.0, 3.0] and c.device.startswith("/job:ps")
 
 
+@tf.graph_mode()  # eager variables are initialized when created
 def test_reading_an_uninitialized_ps_variable_names_it(ps):
     with _on_ps():
         v = tf.Variable(tf.zeros([2]), name="lonely")
@@ -284,14 +320,13 @@ def test_reading_an_uninitialized_ps_variable_names_it(ps):
 def test_reads_are_read_only_views_and_copies_only_where_the_user_writes(ps):
     with _on_ps():
         v = tf.Variable(np.arange(4, dtype=np.float32), name="v")
-    v.initializer.run()
-    view = v.value()
+    dev = v.device_object
+    view = dev.read(v.storage.array)  # what reads fetch: Ray's object store, zero-copy
     assert isinstance(view, np.ndarray) and not view.flags.writeable
     mine = v.numpy()
     mine[0] = 100.0  # the user's own copy
     assert v.numpy()[0] == 0.0 and view[0] == 0.0
-    snap = v.read_value()
-    assert isinstance(snap, RemoteArray) and snap.device is v.device_object
+    snap = v.read_value()  # a copy made on the task
     v.assign_add(np.ones(4, np.float32))
     assert np.asarray(snap).tolist() == [0.0, 1.0, 2.0, 3.0]  # a snapshot on the task
     assert view.tolist() == [0.0, 1.0, 2.0, 3.0]  # a view fetched earlier is a snapshot too
@@ -450,7 +485,7 @@ def test_save_gathers_from_every_task(ps, tmp_path, sharded):
             assert "shards" not in r.extra
             assert len(r.names()) == len(want)
     for v in vs:
-        assert tf.train.load_variable(path, v.name).tobytes() == v.numpy().tobytes()
+        assert tf.train.load_variable(path, v.op.name).tobytes() == v.numpy().tobytes()
     for v in tf.global_variables():
         v.assign(np.zeros(v.shape, v.dtype))
     saver.restore(None, path)

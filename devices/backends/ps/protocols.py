@@ -87,7 +87,8 @@ class ApplySparse(Protocol):
 class BuildInitial(Protocol):
     """``build_initial(description, lookup) -> InitialValue``: ``lookup(name)`` gives a stand-in
     for a variable the value reads (the task's ``_Shipped``: ``name``, ``shape``, ``dtype``,
-    ``value()``, and ``_initialize_in(ctx)``, a no-op: the driver initialized it already)."""
+    ``value()`` and ``_live()`` (its array), ``is_initialized`` (True), and
+    ``_initialize_in(ctx)``, a no-op: the driver initialized it already)."""
 
     def __call__(self, description: dict, lookup: Any) -> InitialValue: ...
 

@@ -22,12 +22,16 @@ from .wire import decode_updates
 class _Shipped:
     """Stands in for a variable inside the task when an initial value reads one."""
 
+    is_initialized = True  # the driver initialized it before shipping its value
+
     def __init__(self, name: str, array: Any):
-        self.name, self._array = name, array
+        self.name, self._name, self._array = name, name, array
         self.shape, self.dtype = tuple(array.shape), array.dtype
 
     def value(self) -> Any:
         return self._array
+
+    _live = value  # what a read of a variable evaluates (the library's VariableValue)
 
     def _initialize_in(self, ctx: Any) -> None:
         pass  # the driver initialized it before shipping its value
