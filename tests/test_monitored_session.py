@@ -6,6 +6,8 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import varstore as tf
 from varstore.errors import UnavailableError
@@ -93,6 +95,21 @@ def test_checkpoint_steps(tmp_path, every, last, expected):
     assert tf.train.latest_checkpoint(str(tmp_path)).endswith(f"model.ckpt-{last}")
     assert tf.train.load_variable(str(tmp_path), "v") == 1.0 + last
     assert os.path.exists(os.path.join(str(tmp_path), f"model.ckpt-{last}.meta"))
+
+
+@settings(max_examples=12, deadline=None)
+@given(every=st.integers(1, 6), last=st.integers(1, 12))
+def test_checkpoint_steps_follow_tfs_rule(tmp_path_factory, every, last):
+    # The start (step 0), every step that is a multiple of `every`, and the last step; the
+    # Saver keeps the newest 5.
+    tf.reset_default_graph()
+    d = str(tmp_path_factory.mktemp("ckpt"))
+    step, v, train = _model()
+    with tf.train.MonitoredTrainingSession(checkpoint_dir=d, save_checkpoint_steps=every, log_step_count_steps=None,
+                                           hooks=[tf.train.StopAtStepHook(last_step=last)]) as sess:
+        _run_to_stop(sess, train)
+    want = sorted({0, last} | set(range(every, last + 1, every)))
+    assert _steps(d) == want[-5:]
 
 
 def test_restart_restores_the_latest_checkpoint(tmp_path):
