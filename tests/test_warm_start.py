@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 from test_gpu_fake import fake_cupy  # noqa: F401 - the fake-cupy fixture, shared
 
 import varstore as tf
+from varstore.checkpoint import write_checkpoint
+from varstore.checkpoint.shards import SHARDS_KEY, shard_file_name
 from varstore.errors import InvalidArgumentError, NotFoundError
 
 pytestmark = pytest.mark.filterwarnings("ignore::devices.PlacementWarning")
@@ -240,3 +243,22 @@ def test_a_gpu_variable_is_loaded_on_its_device(ckpt):
         sess.run(a.initializer)
         assert sess.run(a).tolist() == [1.0, 2.0]
     assert type(a.value()).__module__.startswith("cupy") and "GPU:1" in a.device
+
+
+def test_sharded_checkpoint(tmp_path):
+    # A main file and one shard, as a ps-sharded save writes them (docs/FORMAT.md): each tensor is
+    # read from the file that holds it.
+    path = str(tmp_path / "model.ckpt-5")
+    shard = shard_file_name("model.ckpt-5", 0, 1, "0a1b2c3d")
+    write_checkpoint(str(tmp_path / shard), [("old/a", np.array([1.0, 2.0], np.float32))],
+                     extra={"shard_of": "model.ckpt-5", "save_id": "0a1b2c3d", "shard": 0, "num_shards": 1})
+    write_checkpoint(path, [("x", np.array(7.0, np.float32))],
+                     extra={SHARDS_KEY: [{"file": shard, "device": "/job:ps/task:0", "tensors": 1}],
+                            "save_id": "0a1b2c3d"})
+    with tf.name_scope("new"):
+        a = _new("a", [2])
+    x = _new("x", [])
+    tf.train.init_from_checkpoint(path, {"old/": "new/", "x": x})
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        assert sess.run(a).tolist() == [1.0, 2.0] and float(sess.run(x)) == 7.0
