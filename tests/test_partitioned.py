@@ -240,10 +240,12 @@ def test_a_numpy_value_initializer_with_its_shape():
 def test_a_deferred_value_initializer_is_sliced_when_initialized():
     pv = tf.get_variable("r", initializer=tf.random_normal([9, 2], seed=4), partitioner=tf.fixed_size_partitioner(3))
     init_all()
+    got = full_value(pv)
     tf.reset_default_graph()
     ref = tf.Variable(tf.random_normal([9, 2], seed=4), name="r")
-    tf.variables_initializer([ref]).run()
-    np.testing.assert_array_equal(full_value(pv), ref.numpy())
+    with tf.Session() as sess:
+        sess.run(ref.initializer)
+        np.testing.assert_array_equal(got, sess.run(ref))
 
 
 def test_an_initializer_object_fills_each_part():

@@ -122,11 +122,10 @@ class _HostValue:
     def device(self) -> str:
         return self.device_object.name
 
-    def value(self) -> Any:
+    def _live(self) -> Any:  # what the writers read from a variable: its array (a host array here)
         return self.storage.require()
 
-    def numpy(self) -> np.ndarray:
-        return self.storage.require()
+    value = numpy = _live
 
 
 def _entries(var_map: dict) -> list[tuple[str, JoinedParts]]:
