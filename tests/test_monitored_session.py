@@ -454,3 +454,10 @@ def test_global_step_waiter_hook(monkeypatch):
     with tf.train.MonitoredSession(hooks=[tf.train.GlobalStepWaiterHook(3)]) as sess:
         sess.run(tf.no_op())
         assert int(sess.run(step)) == 3
+
+
+def test_eager_mode_is_refused():
+    with tf.eager_mode():
+        tf.Variable(1.0, name="v")
+        with pytest.raises(RuntimeError, match="not supported when eager execution is enabled"):
+            tf.train.MonitoredSession()

@@ -192,8 +192,8 @@ def test_missing_checkpoint(tmp_path):
     _new("a", [2])
     with pytest.raises(NotFoundError):
         tf.train.init_from_checkpoint(str(tmp_path / "nonexistent"), {"old/a": "a"})
-    with pytest.raises(NotFoundError):  # a directory without checkpoints
-        tf.train.init_from_checkpoint(str(tmp_path), {"old/a": "a"})
+    with pytest.raises(ValueError, match="Couldn't find 'checkpoint' file or checkpoints in given directory"):
+        tf.train.init_from_checkpoint(str(tmp_path), {"old/a": "a"})  # a directory without checkpoints
 
 
 def test_dtype_mismatch_fails_when_run(ckpt):

@@ -51,7 +51,7 @@ from devices import errors as _errors
 from devices.errors import FailedPreconditionError, OpError, UnavailableError
 
 from ..graph import GraphKeys, get_default_graph
-from ..ops import group
+from ..ops import executing_eagerly, group
 from ..session import Session
 from ..variables import global_variables, global_variables_initializer, local_variables_initializer
 from ..variables import report_uninitialized_variables as _report_uninitialized
@@ -805,6 +805,11 @@ class _MonitoredSession:
 
     def __init__(self, session_creator: SessionCreator | None, hooks: list | None, should_recover: bool,
                  stop_grace_period_secs: float = 120):
+        if executing_eagerly():
+            # Its init ops would run (and re-initialize every variable) as they are built; TF's
+            # monitored sessions fail in eager mode too.
+            raise RuntimeError("MonitoredSession needs graph mode: it is not supported when eager execution is "
+                               "enabled (build and run it under tf.graph_mode() or after tf.disable_eager_execution())")
         self._hooks = list(hooks or [])
         for h in self._hooks:
             h.begin()

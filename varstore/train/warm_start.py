@@ -147,8 +147,8 @@ def _checkpoint_file(ckpt_dir_or_file: Any) -> str:
     path = normalize(ckpt_dir_or_file)
     if store_for(path).is_dir(path):
         latest = latest_checkpoint(path)
-        if latest is None:
-            raise NotFoundError(f"Couldn't find 'checkpoint' file or checkpoints in given directory {path}")
+        if latest is None:  # TF's ValueError (a path that does not exist at all is NotFoundError)
+            raise ValueError(f"Couldn't find 'checkpoint' file or checkpoints in given directory {path}")
         return latest
     return path
 
@@ -188,8 +188,8 @@ def init_from_checkpoint(ckpt_dir_or_file: Any, assignment_map: Mapping | list) 
 
     Errors, as TF's: ValueError when a named tensor is not in the checkpoint, when a
     variable's shape does not match the tensor's, or when a name that is no variable is
-    not a scope-to-scope entry (``"scope/": "other_scope/"``); NotFoundError for a
-    checkpoint that does not exist. A dtype mismatch fails when the initializer runs
+    not a scope-to-scope entry (``"scope/": "other_scope/"``) and for a directory without
+    checkpoints; NotFoundError for a checkpoint that does not exist. A dtype mismatch fails when the initializer runs
     (InvalidArgumentError), as TF's restore op does.
 
     Differences from TF: a variable made with ``tf.Variable`` (not only ``get_variable``) is
