@@ -262,3 +262,30 @@ def test_sharded_checkpoint(tmp_path):
     with tf.Session() as sess:
         sess.run(tf.global_variables_initializer())
         assert sess.run(a).tolist() == [1.0, 2.0] and float(sess.run(x)) == 7.0
+
+
+def test_get_variable_and_a_partitioned_variable(ckpt):
+    # As TF: get_variable's variables by name, and a partitioned variable (parts w/part_0,
+    # w/part_1) from one whole tensor, each part its slice.
+    with tf.variable_scope("new"):
+        a = tf.get_variable("a", [2])
+        b = tf.get_variable("b", [1, 1])
+    w = tf.get_variable("w", [2], partitioner=tf.fixed_size_partitioner(2))
+    tf.train.init_from_checkpoint(ckpt, {"old/": "new/", "old/a": "w"})
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        assert sess.run(a).tolist() == [1.0, 2.0] and sess.run(b).tolist() == [[3.0]]
+        assert [p.tolist() for p in sess.run(list(w))] == [[1.0], [2.0]]
+
+
+def test_a_partitioned_variable_object_and_scope(ckpt):
+    with tf.variable_scope("new"):
+        a = tf.get_variable("a", [2], partitioner=tf.fixed_size_partitioner(2))
+        tf.get_variable("b", [1, 1])
+    tf.train.init_from_checkpoint(ckpt, {"old/": "new/"})  # new/a/part_* count as new/a
+    c = tf.get_variable("c", [2], partitioner=tf.fixed_size_partitioner(2))
+    tf.train.init_from_checkpoint(ckpt, {"old/a": c})
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        assert sess.run(a).tolist() == [1.0, 2.0]
+        assert sess.run(c).tolist() == [1.0, 2.0]

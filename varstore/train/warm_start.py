@@ -116,8 +116,8 @@ def _store_vars(graph: Any) -> dict[str, Any]:
     for v in graph.get_collection(GraphKeys.GLOBAL_VARIABLES) + graph.get_collection(GraphKeys.LOCAL_VARIABLES):
         if isinstance(v, Variable):
             out.setdefault(v._name, v)
-    store = getattr(graph, "_variable_store", None)  # get_variable's store, where one exists
-    for name, v in (getattr(store, "_vars", None) or {}).items():
+    store = getattr(graph, "_variable_store", None)  # get_variable's (varstore.var_scope), once used
+    for name, v in (getattr(store, "vars", None) or {}).items():  # partitioned ones by part: w/part_0...
         out.setdefault(name, v)
     return out
 
