@@ -375,6 +375,24 @@ def test_restore_into_another_number_of_parts(tmp_path, saved, restored):
     np.testing.assert_array_equal(full_value(pv), FULL)
 
 
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.integers(1, 9), min_size=1, max_size=3), st.integers(1, 6), st.integers(1, 6), st.data())
+def test_any_partitioning_restores_any_other(tmp_path_factory, shape, saved, restored, data):
+    axis_saved = data.draw(st.integers(0, len(shape) - 1))
+    axis_restored = data.draw(st.integers(0, len(shape) - 1))
+    full = np.arange(math.prod(shape), dtype=np.float32).reshape(shape)
+    tf.reset_default_graph()
+    pv = tf.get_variable("w", initializer=full, partitioner=tf.fixed_size_partitioner(saved, axis_saved))
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        path = tf.train.Saver().save(sess, str(tmp_path_factory.mktemp("ckpt") / "m"))
+    tf.reset_default_graph()
+    pv = tf.get_variable("w", shape, partitioner=tf.fixed_size_partitioner(restored, axis_restored))
+    with tf.Session() as sess:
+        tf.train.Saver().restore(sess, path)
+    np.testing.assert_array_equal(full_value(pv), full)
+
+
 def test_restore_into_a_plain_variable_and_back(tmp_path):
     path, _, _ = _save_partitioned(tmp_path, 3)
     tf.reset_default_graph()
