@@ -7,9 +7,10 @@
 
 Both sides run on one local Ray cluster (loopback), started once:
 
-- engine: varstore variables placed by ``replica_device_setter(ps_tasks=K)`` and one
-  ``optimizer.apply_gradients(zip(grads, vars))`` per step (one batched call per task,
-  gradients through ``ray.put``, the update on the task with varstore's CPU kernels).
+- engine: varstore variables placed by ``replica_device_setter(ps_tasks=K)``, the update
+  op built once (``optimizer.apply_gradients`` over placeholders) and one
+  ``sess.run(train, feed_dict=grads)`` per step (one batched call per task, gradients
+  through ``ray.put``, the update on the task with varstore's CPU kernels).
 - floor: K bare Ray actors holding numpy arrays; per step the driver ``ray.put``s each
   task's gradient list and calls ``apply`` on every actor, which runs the same kernels
   (``varstore.train.kernels.apply_dense``) over its arrays. No handles, no checks, no
@@ -79,6 +80,19 @@ def medians_ms(fns: list, steps: int) -> list:
     return [statistics.median(ts) * 1e3 for ts in times]
 
 
+def _session_step(g, vs, optimizer, grads):
+    """TF 1.x training in graph ``g``: the update op built once over placeholders, then one
+    ``sess.run(train, feed_dict=...)`` per step (the gradients fed, as a user's are)."""
+    with g.as_default():
+        holders = [tf.placeholder(tf.float32, x.shape) for x in grads]
+        opt = tf.train.AdamOptimizer(0.001) if optimizer == "adam" else tf.train.GradientDescentOptimizer(0.01)
+        train = opt.apply_gradients(zip(holders, vs))
+        sess = tf.Session(graph=g)
+        sess.run(tf.global_variables_initializer())
+    feed = dict(zip(holders, grads))
+    return lambda: sess.run(train, feed_dict=feed)
+
+
 def engine(shapes, k, optimizer, grads):
     """An apply_gradients step on variables placed on k ps tasks (k=0: the local CPU)."""
     g = tf.Graph()
@@ -86,11 +100,7 @@ def engine(shapes, k, optimizer, grads):
         where = tf.device(tf.train.replica_device_setter(ps_tasks=k)) if k else tf.device("/cpu:0")
         with where:
             vs = [tf.Variable(tf.zeros(s), name=f"v{i}") for i, s in enumerate(shapes)]
-        tf.variables_initializer(vs).run()
-        opt = tf.train.AdamOptimizer(0.001) if optimizer == "adam" else tf.train.GradientDescentOptimizer(0.01)
-        opt.build(vs)
-    pairs = list(zip(grads, vs))
-    return lambda: opt.apply_gradients(pairs)
+    return _session_step(g, vs, optimizer, grads)
 
 
 def floor(shapes, k, optimizer, grads):
@@ -129,15 +139,12 @@ def engine_on(tasks, shapes, optimizer, grads, streaming=None):
         for i, s in enumerate(shapes):
             with tf.device(f"/job:ps/task:{tasks[i % len(tasks)]}"):
                 vs.append(tf.Variable(tf.zeros(s), name=f"v{i}"))
-        tf.variables_initializer(vs).run()
-        opt = tf.train.AdamOptimizer(0.001) if optimizer == "adam" else tf.train.GradientDescentOptimizer(0.01)
-        opt.build(vs)
-    pairs = list(zip(grads, vs))
+    run = _session_step(g, vs, optimizer, grads)
 
     def step():
         for i in tasks:
             c.tasks[i].streaming = streaming
-        opt.apply_gradients(pairs)
+        run()
     return step
 
 
@@ -170,6 +177,8 @@ def multinode(args) -> int:
     with ray.cluster_utils.Cluster, as a user's cluster of three machines would be."""
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    monitor = "RAY_memory_monitor_refresh_ms"  # Ray's spelling: other jobs' memory must not kill our workers
+    os.environ[monitor] = "0"
     temp = tempfile.mkdtemp(prefix="vs-bmn-")
     os.environ["RAY_TMPDIR"] = temp  # Ray's "current cluster" file: ours, not the machine's
     os.makedirs(os.path.join(temp, "ray"))
