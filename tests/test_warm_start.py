@@ -6,6 +6,8 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from test_gpu_fake import fake_cupy  # noqa: F401 - the fake-cupy fixture, shared
 
 import varstore as tf
@@ -289,3 +291,25 @@ def test_a_partitioned_variable_object_and_scope(ckpt):
         sess.run(tf.global_variables_initializer())
         assert sess.run(a).tolist() == [1.0, 2.0]
         assert sess.run(c).tolist() == [1.0, 2.0]
+
+
+_names = st.lists(st.sampled_from(["a", "b", "c", "d"]), min_size=1, max_size=3).map("/".join)
+
+
+@settings(max_examples=15, deadline=None)
+@given(names=st.lists(_names, min_size=1, max_size=4, unique=True),
+       old=st.sampled_from(["old/", "x/y/", "/"]), new=st.sampled_from(["new/", "p/q/", "/"]))
+def test_scope_maps_carry_every_variable_across(tmp_path_factory, names, old, new):
+    # Every variable under `new` gets the tensor of the same relative name under `old`, as TF's rule.
+    assume(not any(n != m and m.startswith(n + "/") for n in names for m in names))  # no var is a scope
+    tf.reset_default_graph()
+    d = str(tmp_path_factory.mktemp("ckpt"))
+    prefix = lambda scope, n: n if scope == "/" else scope + n  # noqa: E731
+    values = {n: np.full([i + 1], float(i), np.float32) for i, n in enumerate(names)}
+    write_checkpoint(os.path.join(d, "m"), [(prefix(old, n), v) for n, v in values.items()])
+    made = {n: tf.Variable(tf.zeros([i + 1]), name=prefix(new, n)) for i, n in enumerate(names)}
+    tf.train.init_from_checkpoint(os.path.join(d, "m"), {old: new})
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        for n, v in made.items():
+            assert sess.run(v).tolist() == values[n].tolist()
