@@ -7,8 +7,12 @@ are its partitioners' answers, recorded from it.
 """
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -510,3 +514,30 @@ def test_restore_what_tensorflow_saved_partitioned(n):
         np.testing.assert_array_equal(sess.run(plain).view(np.uint64), want["plain"].view(np.uint64))
     assert full_value(rows).view(np.uint32).tolist() == want["part/rows"].view(np.uint32).tolist()
     np.testing.assert_array_equal(full_value(cols), want["part/cols"])
+
+
+def _tf_python() -> str | None:
+    env = os.environ.get("VARSTORE_TF_PYTHON")
+    if env:
+        return env
+    return sys.executable if importlib.util.find_spec("tensorflow") is not None else None
+
+
+@pytest.mark.skipif(_tf_python() is None, reason="needs TensorFlow: set VARSTORE_TF_PYTHON or install it")
+def test_tensorflow_restores_our_partitioned_save_into_its_own_parts(tmp_path):
+    path, _, _ = _save_partitioned(tmp_path, 3, fmt="tf")
+    script = textwrap.dedent(f"""
+        import numpy as np
+        import tensorflow.compat.v1 as tf
+        tf.disable_v2_behavior()
+        pv = tf.get_variable("s/emb", [10, 3], partitioner=tf.fixed_size_partitioner(4))
+        plain = tf.get_variable("other", [2])
+        with tf.Session() as sess:
+            tf.train.Saver().restore(sess, {str(path)!r})
+            full = sess.run(pv.as_tensor())
+        assert [v.shape.as_list() for v in pv] == [[3, 3], [3, 3], [2, 3], [2, 3]]
+        assert (full == np.arange(30.0, dtype=np.float32).reshape(10, 3)).all(), full
+    """)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    r = subprocess.run([_tf_python(), "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-4000:]
