@@ -56,6 +56,26 @@ class UnavailableError(OpError, RuntimeError):
     """A device, parameter-server task or storage endpoint that is gone or cannot be reached."""
 
 
+class OutOfRangeError(OpError, IndexError):
+    """An iteration or input that has run out (TF's end-of-input signal; MonitoredSession stops on it)."""
+
+
+class AbortedError(OpError, RuntimeError):
+    """An operation that was aborted, typically by a concurrent action (a session may retry)."""
+
+
+class DeadlineExceededError(OpError, TimeoutError):
+    """An operation that did not finish before its deadline."""
+
+
+class CancelledError(OpError, RuntimeError):
+    """An operation that was cancelled."""
+
+
+class UnimplementedError(OpError, NotImplementedError):
+    """An operation this library does not provide."""
+
+
 class PermissionDeniedError(OpError, RuntimeError):
     """Storage that refuses access: missing or wrong credentials (not an OSError, so that
     no file-error handler mistakes it for a local disk's)."""
@@ -73,4 +93,9 @@ __all__ = [
     "UnavailableError",
     "ResourceExhaustedError",
     "PermissionDeniedError",
+    "OutOfRangeError",
+    "AbortedError",
+    "DeadlineExceededError",
+    "CancelledError",
+    "UnimplementedError",
 ]

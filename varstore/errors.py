@@ -8,7 +8,10 @@
 bad spec
 """
 from devices.errors import (
+                            AbortedError,
+                            CancelledError,
                             DataLossError,
+                            DeadlineExceededError,
                             FailedPreconditionError,
                             InvalidArgumentError,
                             InvalidTypeError,
@@ -16,11 +19,14 @@ from devices.errors import (
                             NotACheckpointError,
                             NotFoundError,
                             OpError,
+                            OutOfRangeError,
                             PermissionDeniedError,
                             ResourceExhaustedError,
                             UnavailableError,
+                            UnimplementedError,
 )
 
 __all__ = ["OpError", "InvalidArgumentError", "InvalidTypeError", "FailedPreconditionError", "NotFoundError",
-           "NotACheckpointError", "MissingFileError",
+           "NotACheckpointError", "MissingFileError", "OutOfRangeError", "AbortedError", "DeadlineExceededError",
+           "CancelledError", "UnimplementedError",
            "DataLossError", "UnavailableError", "ResourceExhaustedError", "PermissionDeniedError"]

@@ -291,7 +291,7 @@ def group(*inputs: Any, name: str | None = None) -> Operation:
     >>> both = tf.group(a.assign(10), b.assign(20))
     >>> with tf.Session() as sess:
     ...     sess.run(tf.global_variables_initializer()); sess.run(both)
-    ...     sess.run([a, b])
+    ...     [int(x) for x in sess.run([a, b])]
     [10, 20]
     """
     flat: list = []

@@ -93,7 +93,10 @@ class Tensor:
         raise NotImplementedError
 
     def _feed(self, value: Any, device: Any) -> Any:
-        """A fed value, checked against this tensor's dtype and shape, on ``device``."""
+        """A fed value (its shape already checked by the session), converted to this tensor's
+        dtype where that is exact, on ``device``."""
+        if type(value) is np.ndarray and value.dtype == self._np_dtype and device.kind == "cpu":
+            return value  # the common case, ~1 us: a training loop feeds thousands per step
         from .initializers import _check_cast, _exact_array, _to_numpy
         if getattr(value, "dtype", None) is not None and not isinstance(value, np.generic) \
                 and hasattr(value, "shape"):
@@ -101,8 +104,12 @@ class Tensor:
             arr = value if value.dtype == self.dtype else device.asarray(value, dtype=self.dtype)
         else:
             arr = _exact_array(_to_numpy(value), self.dtype, f"feed for {self.name}")
-        check_feed_shape(self, tuple(arr.shape))
         return device.asarray(arr, dtype=self.dtype)
+
+    @property
+    def _np_dtype(self) -> np.dtype:
+        np_dtype = self.__dict__.get("_np")
+        return np_dtype if np_dtype is not None else np.dtype(self.dtype)
 
     def _home_device(self) -> Any:
         """Where this tensor is computed when fetched: its first variable's device, else the current scope's."""
@@ -235,7 +242,7 @@ class TensorOp:
 def check_feed_shape(t: Tensor, shape: tuple) -> None:
     """ValueError (TF's class) when a fed value's shape does not fit ``t``'s."""
     want = t.shape
-    if want is None:
+    if want is None or want == shape:
         return
     if len(want) != len(shape) or any(w is not None and w != s for w, s in zip(want, shape)):
         shown = "(" + ", ".join("?" if w is None else str(w) for w in want) + ("," if len(want) == 1 else "") + ")"
@@ -252,6 +259,7 @@ class Placeholder(Tensor):
         if executing_eagerly():
             raise RuntimeError("tf.placeholder() is not compatible with eager execution")
         self.dtype = as_dtype(dtype)
+        self._np = np.dtype(self.dtype)  # compared with every fed array
         self.shape = _partial_shape(shape)
         self.default = default
         self._setup("PlaceholderWithDefault" if default is not None else "Placeholder", name)

@@ -34,7 +34,7 @@ from devices.scope import OpDescription
 
 from . import initializers as _init
 from .graph import Graph, GraphKeys, get_default_graph
-from .ops import Operation, RunContext, executing_eagerly
+from .ops import Operation, RunContext, control_dependencies, executing_eagerly
 from .storage import Storage
 from .tensors import EagerTensor, IndexedSlices, Tensor, convert_to_tensor
 
@@ -106,8 +106,9 @@ class Variable:
         self.validate_shape = bool(validate_shape)
         self._requested = devices.resolve(OpDescription("VariableV2", self._name, shape0, self._dtype))
         self._device = devices.get_device(self._requested)
-        self.initializer = Operation(f"{self._name}/Assign", lambda ctx: _run_initializers([self], ctx),
-                                     type="Assign", graph=self.graph, exact_name=True)
+        with control_dependencies(None):  # as TF's init_scope: an initializer waits for nothing
+            self.initializer = Operation(f"{self._name}/Assign", lambda ctx: _run_initializers([self], ctx),
+                                         type="Assign", graph=self.graph, exact_name=True)
         cols = set(collections) if collections is not None else {GraphKeys.GLOBAL_VARIABLES}
         if self.trainable:
             cols.add(GraphKeys.TRAINABLE_VARIABLES)
@@ -232,7 +233,7 @@ class Variable:
         >>> v = tf.Variable([1.0, 2.0], name="shared")
         >>> v.initializer.run()
         >>> a = np.asarray(v)          # shares memory
-        >>> _ = v.assign([3.0, 4.0])
+        >>> v.load([3.0, 4.0])
         >>> a.tolist(), np.shares_memory(a, v.value()), np.shares_memory(np.array(v), a)
         ([3.0, 4.0], True, False)
         """

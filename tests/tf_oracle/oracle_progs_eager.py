@@ -54,14 +54,14 @@ def momentum_numpy_gradients(tf):
     return {"w": w.numpy()}
 
 
-@program(mode="eager")
+@program(mode="eager", kept={"names": "Variables in eager mode"})
 def names_not_uniquified(tf):
     a = tf.Variable(1.0, name="v")
     b = tf.Variable(2.0, name="v")
     return {"names": [a.name, b.name]}
 
 
-@program(mode="eager")
+@program(mode="eager", kept={"global": "Variables in eager mode"})
 def no_global_collections(tf):
     tf.Variable(1.0, name="v")
     return {"global": [v.name for v in tf.global_variables()]}

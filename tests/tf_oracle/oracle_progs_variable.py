@@ -28,7 +28,7 @@ def attributes(tf):
             "base_eq": tf.float32 == v.dtype.base_dtype, "int_ne": tf.int32 != v.dtype.base_dtype}
 
 
-@program
+@program(kept={"dtype_name": "`v.dtype` of a `tf.Variable` in graph mode", "eq": "`v.dtype` of a `tf.Variable` in graph mode"})
 def dtype_name_and_equality(tf):
     v = tf.Variable(tf.zeros([2]), name="v")
     return {"dtype_name": v.dtype.name, "eq": tf.float32 == v.dtype, "value_dtype": v.value().dtype.name}

@@ -83,3 +83,16 @@ __all__ += ["MonitoredTrainingSession", "MonitoredSession", "SingularMonitoredSe
             "ChiefSessionCreator", "WorkerSessionCreator", "StepContext", "USE_DEFAULT", "NanTensorHook",
             "NanLossDuringTrainingError", "LoggingTensorHook", "StepCounterHook", "FeedFnHook", "FinalOpsHook",
             "GlobalStepWaiterHook"]
+
+from .learning_rate import (
+    cosine_decay,
+    exponential_decay,
+    global_step,
+    inverse_time_decay,
+    natural_exp_decay,
+    piecewise_constant,
+    polynomial_decay,
+)
+
+__all__ += ["exponential_decay", "inverse_time_decay", "natural_exp_decay", "polynomial_decay", "cosine_decay",
+            "piecewise_constant", "global_step"]

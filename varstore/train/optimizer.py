@@ -56,7 +56,7 @@ def get_or_create_global_step(graph=None) -> Variable:
     >>> import varstore as tf
     >>> tf.reset_default_graph()
     >>> tf.train.get_or_create_global_step().name
-    'global_step'
+    'global_step:0'
     """
     g = graph or get_default_graph()
     step = get_global_step(g)
@@ -323,6 +323,9 @@ class Optimizer:
 def _value_in(g: Any, v: Variable, ctx: RunContext) -> Any:
     """A gradient's value in the run ``ctx``: tensors (placeholders) evaluated where ``v`` computes."""
     if isinstance(g, Tensor):
+        fed = ctx.feeds.get(id(g))
+        if type(fed) is np.ndarray and fed.dtype == v.dtype and v.device_object.kind == "cpu":
+            return fed  # a fed host gradient (its shape checked by the session): as it is
         return ctx.value(g, _compute_device(v))
     if isinstance(g, IndexedSlices) and (isinstance(g.values, Tensor) or isinstance(g.indices, Tensor)):
         dev = _compute_device(v)
