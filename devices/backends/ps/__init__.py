@@ -35,6 +35,8 @@ The modules, one role each (Ray is imported only when a cluster is used, so all 
 - :mod:`.device`: :class:`PsDevice`, the Device interface over a task;
 - :mod:`.wire`: what travels and how: size limits, the batched update's operand
   encoding (:func:`encode_updates`) and its decoding (:func:`decode_updates`);
+- :mod:`.stream`: the direct byte stream that carries a step's gradients to a task on
+  another node, once (driver :class:`~.stream.Sender`, task :class:`~.stream.Receiver`);
 - :mod:`.server`: :class:`PsTaskServer`, the actor's code;
 - :mod:`.operations`: the registry of what a task computes (update kernels, initial
   values), filled by the library above devices (:func:`register_operations`);

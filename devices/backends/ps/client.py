@@ -135,6 +135,7 @@ class PsTask:
         self.streaming: bool | None = None if os.environ.get("VARSTORE_PS_STREAM", "") != "0" else False
         self._sender: Any = None
         self._sender_actor: Any = None
+        self.stream_lock = threading.Lock()  # held from a call's submission to its bytes' queueing
         # Keys are ints (compact in a batch of thousands): a random 30-bit prefix per driver
         # process, so drivers sharing a task (connect()) never collide, then a counter.
         self._counter = itertools.count((int.from_bytes(os.urandom(4), "little") >> 2) << 33)

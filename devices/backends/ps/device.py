@@ -258,10 +258,11 @@ class PsDevice(Device):
         sender = task.sender() if nbytes >= BY_VALUE_MAX else None
         if sender is not None:  # a task on another node: the bytes go straight to it, once
             layout, segments, total = plan_layout(data)
-            ref = task.submit("apply", self.where, ops, rule, list(slot_names), dict(hyper), batch,
-                              {"stream": sender.stream_id, "layout": layout, "nbytes": total,
-                               "timeout": task.timeout + total * 1e-8})
-            sent = sender.send(segments)
+            with task.stream_lock:  # calls and their bytes in the same order, whatever the threads
+                ref = task.submit("apply", self.where, ops, rule, list(slot_names), dict(hyper), batch,
+                                  {"stream": sender.stream_id, "layout": layout, "nbytes": total,
+                                   "timeout": task.timeout + total * 1e-8})
+                sent = sender.send(segments)
 
             def wait() -> None:
                 try:

@@ -73,8 +73,8 @@ class PsTaskServer:
             raise task_unavailable(
                 self.name, f"ps task {self.name} does not hold array {key}: the task restarted (incarnation "
                 f"{self.incarnation}, up since {time.strftime('%H:%M:%S', time.localtime(self.started))}) "
-                f"and lost its variables. Restore them from the latest checkpoint: "
-                f"saver.restore(sess, path, device='{self.name}')") from None
+                f"and lost its variables. Restore them from the latest checkpoint: saver.restore(sess, path) "
+                f"(device='{self.name}': only this task's)") from None
 
     @staticmethod
     def _operand(dev: Any, key: int | None, data: Any, get: Callable) -> Any:
