@@ -19,7 +19,6 @@ time a session runs it; in eager mode they apply at once.
 from __future__ import annotations
 
 import logging
-import operator
 import sys
 from collections.abc import Iterable
 from typing import Any
