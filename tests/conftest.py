@@ -19,6 +19,15 @@ def _restore_soft_placement():
     manager._soft = saved
 
 
+@pytest.fixture(autouse=True)
+def _graph_mode_after_each_test():
+    """A test that enables eager mode for the process must not run the next one eagerly."""
+    yield
+    import varstore.ops as ops
+    ops.disable_eager_execution()
+    ops._mode.__dict__.pop("stack", None)
+
+
 @pytest.fixture
 def placement(monkeypatch):
     """Default placement settings and a fresh "already warned" set.
