@@ -451,6 +451,7 @@ def start(ps_tasks: int = 1, *, address: str | None = None, placement: Sequence[
                 ray.init(address=address, namespace=namespace, logging_level=logging.WARNING)
             except Exception as e:  # noqa: BLE001 - ConnectionError and friends
                 raise UnavailableError(f"cluster.start: cannot join the Ray cluster at {address}: {e}") from None
+        tasks: list[PsTask] = []
         try:
             here = ray.get_runtime_context().gcs_address
             if address not in (None, "auto") and not owns_ray and address != here:
@@ -476,8 +477,6 @@ def start(ps_tasks: int = 1, *, address: str | None = None, placement: Sequence[
                 try:
                     actor = _create_actor(ray, job, i, g, namespace, options, node)
                 except ValueError:
-                    for t in tasks:
-                        ray.kill(t.actor, no_restart=True)
                     raise FailedPreconditionError(
                         f"cluster.start: ps task {name} already exists in namespace {namespace!r} of the cluster "
                         f"at {here} (another driver created it): join it with devices.cluster.connect({here!r}), "
@@ -486,13 +485,13 @@ def start(ps_tasks: int = 1, *, address: str | None = None, placement: Sequence[
                 t.node_id, t.node_address = node, _node_address(live, node)
                 tasks.append(t)
             c = Cluster(job, namespace, tasks, here, owns_ray, True, options, temp_dir, places)
-            try:
-                c.ping(timeout=max(timeout, _START_TIMEOUT))  # every task is up before anyone uses it
-            except BaseException:
-                for t in tasks:
-                    ray.kill(t.actor, no_restart=True)
-                raise
+            c.ping(timeout=max(timeout, _START_TIMEOUT))  # every task is up before anyone uses it
         except BaseException:
+            for t in tasks:  # a joined cluster keeps running: leave nothing of ours on it
+                try:
+                    ray.kill(t.actor, no_restart=True)
+                except Exception:  # noqa: BLE001 - already gone
+                    pass
             if owns_ray:
                 ray.shutdown()
             raise

@@ -81,7 +81,7 @@ def ps(nodes):
     c = cluster.current()
     if c is None or c.ps_tasks != 2 or c.placements != [cluster.SPREAD] * 2:
         cluster.shutdown()
-        c = cluster.start(ps_tasks=2, register=False)
+        c = cluster.start(ps_tasks=2, address=nodes.cluster.address, register=False)
     c.register()
     tf.reset_default_graph()
     try:
@@ -166,12 +166,15 @@ def test_shutdown_removes_only_the_tasks_it_created(nodes, ps):
 
 
 def test_placement_by_resource_and_node_holds_across_a_restart(nodes):
+    import ray
+
     from devices import cluster
     cluster.shutdown()
+    ray.shutdown()  # from here on, start(address=...) joins the cluster itself, and shutdown leaves it
     with pytest.raises(tf.errors.InvalidArgumentError, match="vs_nowhere.*vs_w1"):
-        cluster.start(ps_tasks=1, placement=["vs_nowhere"])
-    assert cluster.current() is None
-    c = cluster.start(ps_tasks=3, register=False, placement=[
+        cluster.start(ps_tasks=1, address=nodes.cluster.address, placement=["vs_nowhere"])
+    assert cluster.current() is None and not ray.is_initialized()
+    c = cluster.start(ps_tasks=3, address=nodes.cluster.address, register=False, placement=[
         "vs_w2",                                               # a resource label, strict
         nodes.head,                                            # a node id, strict
         cluster.Placement(resource="vs_nowhere", soft=True),   # no node has it: the least loaded
@@ -183,6 +186,7 @@ def test_placement_by_resource_and_node_holds_across_a_restart(nodes):
         assert after["pid"] != before["pid"] and after["node_id"] == nodes.w2
     finally:
         cluster.shutdown()
+    assert not ray.is_initialized() and sum(n.remaining_processes_alive() for n in nodes.cluster.list_all_nodes()) == 3
 
 
 # -- train, save, restore across nodes -----------------------------------------------------------------
@@ -249,7 +253,7 @@ def test_losing_a_node_fails_fast_and_one_restore_recovers_every_lost_task(nodes
     from devices import cluster
     cluster.shutdown()
     # Tasks 0 and 1 spread over the workers; task 2 pinned to worker 2 by its resource.
-    c = cluster.start(ps_tasks=3, placement=[None, None, "vs_w2"])
+    c = cluster.start(ps_tasks=3, address=nodes.cluster.address, placement=[None, None, "vs_w2"])
     try:
         where = [c.info(i)["node_id"] for i in range(3)]
         assert {where[0], where[1]} == {nodes.w1, nodes.w2} and where[2] == nodes.w2

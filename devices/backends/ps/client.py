@@ -135,6 +135,7 @@ class PsTask:
         self.streaming: bool | None = None if os.environ.get("VARSTORE_PS_STREAM", "") != "0" else False
         self._sender: Any = None
         self._sender_actor: Any = None
+        self._here: str | None = None
         self.stream_lock = threading.Lock()  # held from a call's submission to its bytes' queueing
         # Keys are ints (compact in a batch of thousands): a random 30-bit prefix per driver
         # process, so drivers sharing a task (connect()) never collide, then a counter.
@@ -247,7 +248,7 @@ class PsTask:
         if self.streaming is False or self.closed:
             return None
         if self.streaming is None:
-            here = _driver_node()
+            here = self._driver_node()
             if self.node_id is None or here is None or here == self.node_id:
                 return None  # same node: ray.put is one copy into shared memory, read in place
         s = self._sender
@@ -270,6 +271,15 @@ class PsTask:
             return None
         self._sender, self._sender_actor = s, actor
         return s
+
+    def _driver_node(self) -> str | None:
+        """This process's Ray node id, asked once per task (a task belongs to one connection)."""
+        if self._here is None:
+            try:
+                self._here = ray_module().get_runtime_context().get_node_id()
+            except Exception:  # noqa: BLE001 - not connected
+                return None
+        return self._here
 
     def drop_sender(self) -> None:
         s, self._sender = self._sender, None
@@ -301,19 +311,6 @@ class PsTask:
                 raise self.unavailable(RuntimeError("the call could not be sent"))
             return self.recoverer(self, seen)
         return wait
-
-
-_driver_node_id: list = []
-
-
-def _driver_node() -> str | None:
-    """This process's Ray node id (cached: it never changes while Ray is up)."""
-    if not _driver_node_id:
-        try:
-            _driver_node_id.append(ray_module().get_runtime_context().get_node_id())
-        except Exception:  # noqa: BLE001 - not connected
-            return None
-    return _driver_node_id[0]
 
 
 def payload(arrays: list) -> tuple[Any, int]:
