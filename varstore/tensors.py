@@ -632,6 +632,8 @@ def convert_to_tensor(value: Any, dtype: Any = None, name: str | None = None) ->
         return stack(list(value))
     if isinstance(value, IndexedSlices):
         return value._dense()
+    if hasattr(value, "as_tensor") and hasattr(value, "get_variable_list"):  # a PartitionedVariable
+        return value.as_tensor()
     return Constant(value, dtype)
 
 

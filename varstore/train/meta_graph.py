@@ -50,7 +50,15 @@ def _describe(var: Variable, clear_devices: bool, cols: list[str]) -> dict:
         "trainable": var.trainable, "collections": cols,
         "initializer": var._initial.describe(),
         "slot_of": list(var.slot_of) if var.slot_of else None,
+        # A part of a partitioned variable: where it sits in the full one (TF's save_slice_info).
+        "save_slice": _slice_desc(getattr(var, "_save_slice_info", None)),
     }
+
+
+def _slice_desc(info: Any) -> list | None:
+    if info is None:
+        return None
+    return [info.full_name, list(info.full_shape), list(info.var_offset), list(info.var_shape)]
 
 
 def export_meta_graph(filename: str | None = None, clear_devices: bool = False, saver: Any = None,
@@ -152,6 +160,12 @@ def _check_var(path: str, i: int, v: Any) -> None:
     slot = v.get("slot_of")
     if slot is not None and not (isinstance(slot, list) and len(slot) == 2 and all(isinstance(s, str) for s in slot)):
         raise DataLossError(f"{where}: 'slot_of' must be [variable name, slot name]")
+    sl = v.get("save_slice")
+    if sl is not None and not (
+            isinstance(sl, list) and len(sl) == 4 and isinstance(sl[0], str) and sl[0]
+            and all(isinstance(x, list) and len(x) == len(sl[1])
+                    and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in x) for x in sl[1:])):
+        raise DataLossError(f"{where}: 'save_slice' must be [full name, full shape, offset, shape]")
     if v.get("initializer") is not None and not isinstance(v["initializer"], dict):
         raise DataLossError(f"{where}: 'initializer' must be a description or nil")
     # Rebuilding an initializer recurses once per level: bound the depth here, where it is cheap.
@@ -161,6 +175,17 @@ def _check_var(path: str, i: int, v: Any) -> None:
         if depth > MAX_INITIALIZER_DEPTH:
             raise DataLossError(f"{where}: initializer nested deeper than {MAX_INITIALIZER_DEPTH} levels")
         level = [x for d in level if isinstance(d, dict) for x in d.values() if isinstance(x, dict)]
+
+
+def _partitioned(name: str, parts: list) -> Any:
+    """The PartitionedVariable that imported ``parts`` (with their slice information) make up."""
+    from ..partitioned import PartitionedVariable
+    from .partitioned_save import join_parts
+    entry = join_parts(name, parts)  # checks that the parts cover the full shape once
+    partitions = [1] * len(entry.shape)
+    if partitions:
+        partitions[entry.axis] = len(entry.parts)
+    return PartitionedVariable(name, entry.shape, entry.dtype, entry.parts, partitions)
 
 
 def import_meta_graph(meta_graph_or_file: Any, clear_devices: bool = False, import_scope: str | None = None,
@@ -209,6 +234,10 @@ def import_meta_graph(meta_graph_or_file: Any, clear_devices: bool = False, impo
             v = Variable(init, trainable=d["trainable"], collections=cols, name=prefix + name)
         if d.get("slot_of"):
             v.slot_of = (prefix + d["slot_of"][0], d["slot_of"][1])
+        if d.get("save_slice"):
+            from ..partitioned import SaveSliceInfo
+            full, full_shape, offset, part_shape = d["save_slice"]
+            v._save_slice_info = SaveSliceInfo(prefix + full, full_shape, offset, part_shape)
         building.pop()
         built[name] = v
         return v
@@ -222,10 +251,21 @@ def import_meta_graph(meta_graph_or_file: Any, clear_devices: bool = False, impo
     saver_desc = meta.get("saver")
     if saver_desc is None:
         return Saver([built[n] for n in descs], allow_empty=True)
-    try:
-        var_map = {k: built[v] for k, v in saver_desc["var_map"].items()}
-    except KeyError as e:
-        raise DataLossError(f"{path}: the saver names variable {e.args[0]!r}, which the meta graph lacks") from None
+    parts: dict[str, list] = {}  # a partitioned variable's full name -> its parts
+    for name, v in built.items():
+        if descs[name].get("save_slice"):
+            parts.setdefault(descs[name]["save_slice"][0], []).append(v)
+    var_map = {}
+    for k, name in saver_desc["var_map"].items():
+        if name in built:
+            var_map[k] = built[name]
+        elif name in parts:
+            try:
+                var_map[k] = _partitioned(prefix + name, parts[name])
+            except OpError as e:
+                raise DataLossError(f"{path}: partitioned variable {name!r}: {e}") from None
+        else:
+            raise DataLossError(f"{path}: the saver names variable {name!r}, which the meta graph lacks")
     max_to_keep = saver_desc.get("max_to_keep", 5)
     hours = saver_desc.get("keep_checkpoint_every_n_hours", 10000.0)
     return Saver(var_map, allow_empty=True,
