@@ -33,9 +33,10 @@ PROGRAM = textwrap.dedent("""\
     v = tf.Variable(tf.ones([4]), name="v")
     h = tf.Variable(tf.ones([4], dtype=tf.float16), name="h")
     opt = tf.train.AdamOptimizer(0.1)
+    train = opt.apply_gradients([(np.ones(4, np.float32), v), (np.ones(4, np.float16), h)])
     with tf.Session() as sess:
-        sess.run(tf.global_variables_initializer())
-        sess.run(opt.apply_gradients([(np.ones(4, np.float32), v), (np.ones(4, np.float16), h)]))
+        sess.run(tf.global_variables_initializer())  # the slots too
+        sess.run(train)
         print(_jit.JIT["cache"], *sess.run(v).astype(float), *sess.run(h).astype(float))
 """)
 
