@@ -54,6 +54,7 @@ class Tensor:
     def _setup(self, base: str, name: str | None = None) -> Tensor:
         """Name this tensor in the current graph and scope, and pick up control dependencies."""
         self.graph = get_default_graph()
+        self._scope = devices.current_device()
         self._op_name = op_name(base, name, self.graph)
         register(self.graph, self._op_name, self)
         self.control_inputs = current_control_inputs()
@@ -112,10 +113,12 @@ class Tensor:
         return np_dtype if np_dtype is not None else np.dtype(self.dtype)
 
     def _home_device(self) -> Any:
-        """Where this tensor is computed when fetched: its first variable's device, else the current scope's."""
+        """Where this tensor is computed when fetched: its first variable's device, else the device
+        scope it was created in (as TF places an op), else the current one."""
         for v in self.variables():
             return v.device_object
-        return devices.get_device(devices.current_device())
+        scope = self.__dict__.get("_scope")
+        return devices.get_device(scope if scope is not None else devices.current_device())
 
     def dependencies(self) -> list:
         """Variables whose initializers must run before this value (``initialized_value()``)."""
@@ -421,6 +424,8 @@ class Apply(Tensor):
     def __init__(self, kind: str, inputs: list, name: str | None = None, **attrs: Any):
         self.kind, self.inputs, self.attrs = kind, list(inputs), attrs
         self.graph = get_default_graph()
+        if not executing_eagerly():  # eager: computed at once, in this scope anyway
+            self._scope = devices.current_device()
         self.shape, self.dtype = _infer(kind, self.inputs, attrs)
         self._base_name = _TF_NAMES.get(kind, kind)
         if (name is not None or current_control_inputs()) and not executing_eagerly():
