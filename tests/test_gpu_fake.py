@@ -81,8 +81,11 @@ def test_gpu1_allocations_draws_and_fills_run_on_gpu1(fake_cupy):
     tf.global_variables_initializer().run()  # draws with GPU 1's generator, GPU 0 current
     assert v.value().device.id == 1 and z.value().device.id == 1
     assert np.isfinite(v.numpy()).all() and v.numpy().std() > 0.5
-    z.assign_add(np.ones(8, np.float32))
+    inc = z.assign_add(np.ones(8, np.float32))  # graph mode: an op, run on GPU 1 by the session
+    np.testing.assert_array_equal(z.numpy(), np.zeros(8, np.float32))
+    tf.Session().run(inc)
     np.testing.assert_array_equal(z.numpy(), np.ones(8, np.float32))
+    assert z.value().device.id == 1
     snap = _gpu(1).snapshot(z.value())
     assert snap.device.id == 1
     tf.reset_default_graph()
@@ -227,7 +230,8 @@ def test_saver_restore_fills_existing_gpu_variables_through_staging(fake_cupy, t
         v = tf.Variable(vals, name="w")
     tf.Session().run(tf.global_variables_initializer())
     path = tf.train.Saver().save(None, str(tmp_path / "model.ckpt"))
-    v.assign(np.zeros_like(vals))
+    v.load(np.zeros_like(vals))  # now, in place
+    np.testing.assert_array_equal(v.numpy(), np.zeros_like(vals))
     before = v.storage.array
     calls = []
     assert v.device.endswith("GPU:1")
@@ -248,3 +252,99 @@ def test_the_fake_forwards_only_real_cupy_names(fake_cupy):
     assert cp.sqrt is not None
     with pytest.raises(AttributeError, match="fakecupy forwards only"):
         cp.busday_count  # noqa: B018 - numpy has it, cupy has not
+
+
+# -- a GPU train op fed cupy gradients through placeholders -----------------------------------
+def _count_host_transfers(cp, monkeypatch) -> dict:
+    """Count every copy between host and device the fake can make: device->host (``get``,
+    which ``asnumpy`` uses) and host->device (``set``, ``asarray``/``array`` of host data)."""
+    counts = {"device_to_host": 0, "host_to_device": 0}
+    real_get, real_set, real_asarray, real_array = cp.ndarray.get, cp.ndarray.set, cp.asarray, cp.array
+
+    def get(self, *args, **kwargs):
+        counts["device_to_host"] += 1
+        return real_get(self, *args, **kwargs)
+
+    def set_(self, *args, **kwargs):
+        counts["host_to_device"] += 1
+        return real_set(self, *args, **kwargs)
+
+    def from_host(real):
+        def f(obj, *args, **kwargs):
+            if not isinstance(obj, cp.ndarray) and not hasattr(obj, "__cuda_array_interface__"):
+                counts["host_to_device"] += 1
+            return real(obj, *args, **kwargs)
+        return f
+
+    monkeypatch.setattr(cp.ndarray, "get", get)
+    monkeypatch.setattr(cp.ndarray, "set", set_)
+    monkeypatch.setattr(cp, "asarray", from_host(real_asarray))
+    monkeypatch.setattr(cp, "array", from_host(real_array))
+    return counts
+
+
+GPU_RULES = {
+    "sgd": lambda tf: tf.train.GradientDescentOptimizer(0.1),
+    "momentum": lambda tf: tf.train.MomentumOptimizer(0.1, 0.9, use_nesterov=True),
+    "adam": lambda tf: tf.train.AdamOptimizer(0.01),
+    "adagrad": lambda tf: tf.train.AdagradOptimizer(0.1),
+    "rmsprop": lambda tf: tf.train.RMSPropOptimizer(0.01, momentum=0.5, centered=True),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(GPU_RULES))
+def test_a_gpu_train_op_fed_cupy_gradients_makes_no_host_copy(fake_cupy, monkeypatch, kind):
+    """TF 1.x's loop on a GPU: the train op built once over placeholders, cupy gradients fed
+    each step. The fed arrays reach the kernel as they are (no copy, no trip through the
+    host), Adam's beta powers stay on the card, and the result is the CPU's."""
+    import varstore as tf
+    from varstore.train.kernels import cpu as cpu_kernels
+    from varstore.train.kernels import gpu as gpu_kernels
+    cp = fake_cupy
+    seen: list = []
+
+    def group(rule, items, powers=None, **hyper):
+        # No CUDA kernel runs on the fake: the CPU kernel on the memory behind the fake arrays.
+        # The powers are read from that memory too (a real kernel reads them on the card).
+        if powers is not None:
+            b1p, b2p = (float(cp.unwrap(p)) for p in powers)
+            hyper = dict(hyper, lr=hyper["lr"] * np.sqrt(1.0 - b2p) / (1.0 - b1p))
+        for var, grad, slots in items:
+            seen.append(grad)
+            cpu_kernels.apply_dense(rule, cp.unwrap(var), cp.unwrap(grad), cp.unwrap(dict(slots)), **hyper)
+
+    monkeypatch.setattr(gpu_kernels, "apply_group", group)
+    rng = np.random.default_rng(11)
+    w0, b0 = rng.standard_normal((32, 4)).astype(np.float32), rng.standard_normal(4).astype(np.float32)
+    host_grads = [(rng.standard_normal((32, 4)).astype(np.float32), rng.standard_normal(4).astype(np.float32))
+                  for _ in range(3)]
+    tf.reset_default_graph()
+    with tf.device("/gpu:0"):
+        w, b = tf.Variable(w0, name="w"), tf.Variable(b0, name="b")
+    gw, gb = tf.placeholder(tf.float32, [32, 4]), tf.placeholder(tf.float32, [4])
+    opt = GPU_RULES[kind](tf)
+    train = opt.apply_gradients([(gw, w), (gb, b)])
+    sess = tf.Session()
+    sess.run(tf.global_variables_initializer())
+    assert w.value().device.id == 0 and all(s.device == w.device for s in opt.variables())
+    grads = [(cp.asarray(a), cp.asarray(c)) for a, c in host_grads]  # the user's device gradients
+    counts = _count_host_transfers(cp, monkeypatch)
+    for g1, g2 in grads:
+        assert sess.run(train, feed_dict={gw: g1, gb: g2}) is None
+    assert counts == {"device_to_host": 0, "host_to_device": 0}
+    # The kernel received the fed arrays themselves.
+    assert len(seen) == 2 * len(grads)
+    for got, (g1, g2) in zip(zip(seen[::2], seen[1::2]), grads):
+        assert {id(cp.unwrap(x)) for x in got} == {id(cp.unwrap(g1)), id(cp.unwrap(g2))}
+    got = [w.numpy(), b.numpy()]
+    sess.close()
+    # The same steps on the CPU, in eager mode, give the same values.
+    with tf.eager_mode():
+        cw, cb = tf.Variable(w0, name="cw"), tf.Variable(b0, name="cb")
+        copt = GPU_RULES[kind](tf)
+        for g1, g2 in host_grads:
+            copt.apply_gradients([(g1, cw), (g2, cb)])
+        want = [cw.numpy(), cb.numpy()]
+    for x, y in zip(got, want):
+        np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+    tf.reset_default_graph()
