@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -230,6 +231,7 @@ def multinode(args) -> int:
         cluster.shutdown()
         ray.shutdown()
         rc.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)  # Ray's sockets and logs
     base = rows[2][1]
     print()
     print(f"| {args.optimizer}, {count} x {args.mn_size_mib:g} MiB, 2 tasks | ms/step | vs hand-written actor "

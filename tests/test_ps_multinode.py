@@ -10,6 +10,7 @@ checked. The test that removes a worker node runs last. Skipped without Ray.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 
@@ -72,6 +73,7 @@ def nodes():
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = saved
+        shutil.rmtree(temp, ignore_errors=True)  # Ray's sockets and logs
 
 
 @pytest.fixture
