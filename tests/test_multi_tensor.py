@@ -270,6 +270,13 @@ def per_tensor_adam(values, grads_per_step, lr=0.01):
     return values
 
 
+def build_train(opt, vs, shapes=None):
+    """TF 1.x: a placeholder per gradient, the train op built once; returns (placeholders, train)."""
+    phs = [tf.placeholder(tf.float32, v.shape if shapes is None else shapes[k]) for k, v in enumerate(vs)]
+    train = opt.apply_gradients(zip(phs, vs))
+    return phs, train
+
+
 @pytest.mark.usefixtures("fresh_graph")
 def test_apply_gradients_matches_the_per_tensor_kernels_across_a_restore(tmp_path):
     shapes = [(4, 3), (3,), (), (50,)]
@@ -278,53 +285,71 @@ def test_apply_gradients_matches_the_per_tensor_kernels_across_a_restore(tmp_pat
     rng = np.random.default_rng(9)
     steps = [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(4)]
     opt = tf.train.AdamOptimizer(0.01)
-    saver = tf.train.Saver()
-    opt.apply_gradients(zip(steps[0], vs))
-    path = saver.save(None, str(tmp_path / "ckpt"))
-    opt.apply_gradients(zip(steps[1], vs))
+    phs, train = build_train(opt, vs)
+    saver = tf.train.Saver()  # the slots and beta powers too: they exist once the train op is built
+    sess = tf.Session()
+    sess.run(tf.variables_initializer(opt.variables()))
+    sess.run(train, feed_dict=dict(zip(phs, steps[0])))
+    path = saver.save(sess, str(tmp_path / "ckpt"))
+    sess.run(train, feed_dict=dict(zip(phs, steps[1])))
     # A restore that adopts new arrays (the storage's array object changes): the cached
     # table must not write into the old ones.
     old = [v.storage.array for v in vs]
     for v in vs:
         v.storage.adopt(v.storage.array.copy())
-    saver.restore(None, path)
+    saver.restore(sess, path)
     for v in vs:
         v.storage.adopt(v.storage.array.copy())
     for slot in opt.variables():
         slot.storage.adopt(slot.storage.array.copy())
     old_bits = [a.tobytes() for a in old]
     for grads in steps[2:]:
-        opt.apply_gradients(zip(grads, vs))
+        sess.run(train, feed_dict=dict(zip(phs, grads)))
     assert [a.tobytes() for a in old] == old_bits
     expected = per_tensor_adam(start, [steps[0]] + steps[2:])
     for v, e in zip(vs, expected):
         assert v.numpy().tobytes() == e.tobytes()
+    sess.close()
 
 
 @pytest.mark.usefixtures("fresh_graph")
 def test_apply_gradients_follows_a_reshaping_assign_and_another_variable_list():
     a = tf.Variable(np.zeros(3, np.float32), name="a")
     b = tf.Variable(np.zeros(2, np.float32), name="b", validate_shape=False)
-    tf.variables_initializer([a, b]).run()
     opt = tf.train.GradientDescentOptimizer(0.5)
-    opt.apply_gradients([(np.ones(3, np.float32), a), (np.ones(2, np.float32), b)])
-    b.assign(np.ones((2, 2), np.float32))  # another shape: a new array object
-    opt.apply_gradients([(np.ones(3, np.float32), a), (np.ones((2, 2), np.float32), b)])
-    assert b.numpy().tolist() == [[0.5, 0.5], [0.5, 0.5]]
-    opt.apply_gradients([(np.full((2, 2), 2.0, np.float32), b)])  # another list: another table
-    opt.apply_gradients([(np.ones(3, np.float32), a), (np.ones((2, 2), np.float32), b)])
-    assert b.numpy().tolist() == [[-1.0, -1.0], [-1.0, -1.0]]
-    assert a.numpy().tolist() == [-1.5, -1.5, -1.5]
+    (pa, pb), train = build_train(opt, [a, b], shapes=[(3,), None])  # b's shape changes
+    (pb_only,), train_b = build_train(opt, [b], shapes=[None])  # another list: another table
+    reshape = b.assign(np.ones((2, 2), np.float32))  # another shape: a new array object
+    ones3 = np.ones(3, np.float32)
+    with tf.Session() as sess:
+        sess.run(tf.variables_initializer([a, b]))
+        sess.run(train, feed_dict={pa: ones3, pb: np.ones(2, np.float32)})
+        sess.run(reshape)
+        sess.run(train, feed_dict={pa: ones3, pb: np.ones((2, 2), np.float32)})
+        assert sess.run(b).tolist() == [[0.5, 0.5], [0.5, 0.5]]
+        sess.run(train_b, feed_dict={pb_only: np.full((2, 2), 2.0, np.float32)})
+        sess.run(train, feed_dict={pa: ones3, pb: np.ones((2, 2), np.float32)})
+        assert sess.run(b).tolist() == [[-1.0, -1.0], [-1.0, -1.0]]
+        assert sess.run(a).tolist() == [-1.5, -1.5, -1.5]
 
 
 @pytest.mark.usefixtures("fresh_graph")
-def test_sparse_and_dense_gradients_of_one_variable_apply_in_the_given_order():
+@pytest.mark.parametrize("mode", ["graph", "eager"])
+def test_sparse_and_dense_gradients_of_one_variable_apply_in_the_given_order(mode):
     vs = make_vars([(4, 2), (3,)])
     start = [v.numpy().copy() for v in vs]
     sparse = tf.train.IndexedSlices(np.ones((2, 2), np.float32), np.array([1, 1]), dense_shape=(4, 2))
     dense = np.full((4, 2), 0.5, np.float32)
     opt = tf.train.AdamOptimizer(0.1)
-    opt.apply_gradients([(dense, vs[0]), (sparse, vs[0]), (np.ones(3, np.float32), vs[1]), (dense, vs[0])])
+    pairs = [(dense, vs[0]), (sparse, vs[0]), (np.ones(3, np.float32), vs[1]), (dense, vs[0])]
+    if mode == "eager":
+        with tf.eager_mode():
+            assert opt.apply_gradients(pairs) is None
+    else:
+        train = opt.apply_gradients(pairs)
+        with tf.Session() as sess:
+            sess.run(tf.variables_initializer(opt.variables()))
+            sess.run(train)
     b1p, b2p = float(np.float32(0.9)), float(np.float32(0.999))  # the beta powers are float32 variables
     h = {"lr": 0.1 * np.sqrt(1 - b2p) / (1 - b1p), "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8}
     v0, v1 = start
@@ -342,8 +367,9 @@ def test_an_uninitialized_variable_fails_the_step_before_any_update():
     late = tf.Variable(tf.zeros([2]), name="late")
     before = [v.numpy().copy() for v in vs]
     opt = tf.train.GradientDescentOptimizer(1.0)
-    with pytest.raises(FailedPreconditionError, match="late"):
-        opt.apply_gradients([(np.ones(2, np.float32), v) for v in (*vs, late)])
+    train = opt.apply_gradients([(np.ones(2, np.float32), v) for v in (*vs, late)])
+    with tf.Session() as sess, pytest.raises(FailedPreconditionError, match="late"):
+        sess.run(train)
     assert [v.numpy().tolist() for v in vs] == [b.tolist() for b in before]
 
 
@@ -351,6 +377,7 @@ def test_an_uninitialized_variable_fails_the_step_before_any_update():
 def test_a_step_holds_every_variables_lock_while_it_runs(monkeypatch):
     vs = make_vars([(3,), (4,), (5,)])
     opt = tf.train.MomentumOptimizer(0.1, 0.9)
+    phs, train = build_train(opt, vs)
     seen = []
     real = kernels.apply_dense_many
 
@@ -368,7 +395,9 @@ def test_a_step_holds_every_variables_lock_while_it_runs(monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(kernels, "apply_dense_many", spy)
-    opt.apply_gradients([(np.ones(v.shape, np.float32), v) for v in vs])
+    with tf.Session() as sess:
+        sess.run(tf.variables_initializer(opt.variables()))
+        sess.run(train, feed_dict={p: np.ones(v.shape, np.float32) for p, v in zip(phs, vs)})
     assert seen == [False, False, False]
     assert all(v.storage.lock.acquire(blocking=False) for v in vs)  # and let go of them after
 
@@ -380,6 +409,9 @@ def test_a_step_waits_for_a_lock_held_elsewhere_and_overlapping_steps_do_not_dea
     start = [v.numpy().copy() for v in vs]
     opt = tf.train.GradientDescentOptimizer(1.0)
     grads = [(np.ones(v.shape, np.float32), v) for v in vs]
+    # Two train ops over the same variables, in opposite orders, run by one session's threads.
+    train, train_reversed = opt.apply_gradients(grads), opt.apply_gradients(grads[::-1])
+    sess = tf.Session()
     held, release = threading.Event(), threading.Event()
 
     def holder():
@@ -390,7 +422,7 @@ def test_a_step_waits_for_a_lock_held_elsewhere_and_overlapping_steps_do_not_dea
     h = threading.Thread(target=holder)
     h.start()
     held.wait(10)
-    step = threading.Thread(target=opt.apply_gradients, args=(grads,))
+    step = threading.Thread(target=sess.run, args=(train,))
     step.start()
     step.join(0.3)
     assert step.is_alive()  # waiting for vs[2]'s lock
@@ -400,14 +432,13 @@ def test_a_step_waits_for_a_lock_held_elsewhere_and_overlapping_steps_do_not_dea
     step.join(10)
     h.join(10)
     assert not step.is_alive()
-    # Two threads stepping the same variables in opposite orders, many times.
     n = 200
 
-    def run(pairs):
+    def run(op):
         for _ in range(n):
-            opt.apply_gradients(pairs)
+            sess.run(op)
 
-    threads = [threading.Thread(target=run, args=(grads,)), threading.Thread(target=run, args=(grads[::-1],))]
+    threads = [threading.Thread(target=run, args=(train,)), threading.Thread(target=run, args=(train_reversed,))]
     for t in threads:
         t.start()
     for t in threads:
@@ -415,3 +446,8 @@ def test_a_step_waits_for_a_lock_held_elsewhere_and_overlapping_steps_do_not_dea
     assert not any(t.is_alive() for t in threads)
     for v, s in zip(vs, start):
         assert v.numpy().tolist() == (s - (2 * n + 1)).tolist()
+    # Eager steps take the same locks.
+    with tf.eager_mode():
+        opt.apply_gradients(grads)
+    for v, s in zip(vs, start):
+        assert v.numpy().tolist() == (s - (2 * n + 2)).tolist()
