@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from devices.dtypes import bfloat16, is_floating
-from devices.errors import InvalidArgumentError, NotFoundError
+from devices.errors import InvalidArgumentError, NotACheckpointError
 from devices.spec import DeviceSpec
 
 from ..checkpoint import shards as _shards
@@ -62,7 +62,7 @@ def restore(var_map: dict[str, Variable], save_path: str | None, device: Any = N
     tf_bundle = _tf.is_bundle(path)  # TensorFlow's own checkpoint: this process reads it (no ps loaders)
     if store.local and not tf_bundle and not store.is_checkpoint(path):  # a URL's reader says what is there
         hint = " (it is a directory: use tf.train.latest_checkpoint(dir))" if store.is_dir(path) else ""
-        raise NotFoundError(f"Failed to find a checkpoint at {path}{hint}")
+        raise NotACheckpointError(f"The passed save_path is not a valid checkpoint: {path}{hint}")
     with gc_paused(), (_tf.TFBundleReader(path) if tf_bundle else _shards.CheckpointSet(path)) as reader:
         plan = check_plan(var_map, reader)
         if device is not None:
