@@ -226,7 +226,7 @@ def test_async_save_to_a_url_commits_the_values_of_the_call(mem):
     a, _ = make_vars()
     saver = tf.train.Saver()
     handle = saver.save(None, f"{mem}/model.ckpt", global_step=1, async_save=True)
-    a.assign(np.zeros((3, 4), np.float32))
+    a.load(np.zeros((3, 4), np.float32))  # changed now, while the save runs
     assert handle.result(timeout=60) == f"{mem}/model.ckpt-1"
     assert remote.is_committed(f"{mem}/model.ckpt-1")
     assert np.array_equal(tf.train.load_variable(f"{mem}/model.ckpt-1", "a"),
@@ -382,7 +382,7 @@ def test_an_overwrite_whose_commit_fails_keeps_the_previous_checkpoint(store, mo
         write_small(url, data)
 
     monkeypatch.setattr(remote, "write_small", refuse_the_commit)
-    tf.global_variables()[0].assign(np.zeros((3, 4), np.float32))
+    tf.global_variables()[0].load(np.zeros((3, 4), np.float32))
     with pytest.raises(tf.errors.UnavailableError, match="model.ckpt"):
         saver.save(None, f"{store}/model.ckpt")
     monkeypatch.setattr(remote, "write_small", write_small)
@@ -406,7 +406,7 @@ def test_a_commit_whose_answer_is_lost_still_counts(store, monkeypatch):
             raise tf.errors.UnavailableError(f"writing {url}: the connection dropped (test)")
 
     monkeypatch.setattr(remote, "write_small", lose_the_answer)
-    tf.global_variables()[0].assign(np.zeros((3, 4), np.float32))
+    tf.global_variables()[0].load(np.zeros((3, 4), np.float32))
     assert saver.save(None, f"{store}/model.ckpt") == path  # the store took it: the save is done
     monkeypatch.setattr(remote, "write_small", write_small)
     assert np.array_equal(tf.train.load_variable(path, "a"), np.zeros((3, 4), np.float32))
@@ -601,7 +601,7 @@ def test_a_save_killed_before_its_commit_leaves_the_previous_checkpoint_latest(s
         assert len(uploads) == 1 and re.fullmatch(r"run/model\.ckpt-2\.data-[0-9a-f]{16}", uploads[0]["Key"])
     assert tf.train.latest_checkpoint(s3) == f"{s3}/model.ckpt-1"
     for v in tf.global_variables():
-        v.assign(np.zeros((3, 1 << 19), np.float32))
+        v.load(np.zeros((3, 1 << 19), np.float32))
     saver.restore(None, tf.train.latest_checkpoint(s3))
     assert all(np.all(v.numpy() == 1.0) for v in tf.global_variables())
 
