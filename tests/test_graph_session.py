@@ -61,20 +61,21 @@ def test_name_scopes():
             assert scope == "layer1/inner/"
             i = tf.Variable(0.0, name="v")
         d = tf.Variable(0.0)
-    assert (w.name, b.name, i.name, d.name) == ("layer1/weights", "layer1/biases", "layer1/inner/v",
-                                                 "layer1/Variable")
+    assert (w.op.name, b.op.name, i.op.name, d.op.name) == ("layer1/weights", "layer1/biases", "layer1/inner/v",
+                                                             "layer1/Variable")
+    assert (w.name, d.name) == ("layer1/weights:0", "layer1/Variable:0")  # TF's tensor names
     with tf.name_scope("layer1") as scope:  # a second scope of that name is made unique
         assert scope == "layer1_1/"
-        assert tf.Variable(0.0, name="weights").name == "layer1_1/weights"
+        assert tf.Variable(0.0, name="weights").name == "layer1_1/weights:0"
     with tf.name_scope("layer1/"):  # a trailing "/" re-enters the exact scope
-        assert tf.Variable(0.0, name="weights").name == "layer1/weights_1"
+        assert tf.Variable(0.0, name="weights").name == "layer1/weights_1:0"
     with tf.name_scope("layer1"), tf.name_scope(None):
-        assert tf.Variable(0.0, name="top").name == "top"
-    assert tf.Variable(0.0, name="weights").name == "weights"
+        assert tf.Variable(0.0, name="top").name == "top:0"
+    assert tf.Variable(0.0, name="weights").name == "weights:0"
 
 
 def test_unique_names():
-    names = [tf.Variable(0.0, name=n).name for n in ("weights", "weights", "weights_1", "Weights", "weights")]
+    names = [tf.Variable(0.0, name=n).op.name for n in ("weights", "weights", "weights_1", "Weights", "weights")]
     # TF compares case-insensitively; an explicit "weights_1" after the automatic one is suffixed again
     assert names == ["weights", "weights_1", "weights_1_1", "Weights_2", "weights_3"]
     assert len({n.lower() for n in names}) == len(names)
@@ -103,7 +104,8 @@ def test_bad_names(bad):
 
 
 def test_empty_name_means_the_default():
-    assert tf.Variable(0.0, name="").name == "Variable"
+    v = tf.Variable(0.0, name="")
+    assert (v.op.name, v.name) == ("Variable", "Variable:0")
 
 
 def test_name_scope_is_per_thread():
@@ -112,7 +114,7 @@ def test_name_scope_is_per_thread():
 
     def other():
         entered.wait(10)
-        got["other"] = tf.Variable(0.0, name="x").name
+        got["other"] = tf.Variable(0.0, name="x").op.name
         leave.set()
 
     t = threading.Thread(target=other)
@@ -120,7 +122,7 @@ def test_name_scope_is_per_thread():
     with tf.name_scope("mine"):
         entered.set()
         leave.wait(10)
-        got["mine"] = tf.Variable(0.0, name="x").name
+        got["mine"] = tf.Variable(0.0, name="x").op.name
     t.join()
     assert got == {"other": "x", "mine": "mine/x"}
 
@@ -134,7 +136,7 @@ def test_get_and_reset_default_graph():
     tf.reset_default_graph()
     g2 = tf.get_default_graph()
     assert g2 is not g and tf.global_variables() == []
-    assert tf.Variable(0.0, name="v").name == "v"  # names start over in the new graph
+    assert tf.Variable(0.0, name="v").name == "v:0"  # names start over in the new graph
     assert g.get_collection(tf.GraphKeys.GLOBAL_VARIABLES) == [v]
 
 
@@ -144,7 +146,7 @@ def test_graph_as_default_isolation():
     with g.as_default() as entered:
         assert entered is g and tf.get_default_graph() is g
         inner = tf.Variable(0.0, name="v")
-        assert inner.name == "v" and inner.graph is g
+        assert inner.name == "v:0" and inner.graph is g
         assert tf.global_variables() == [inner]
         h = tf.Graph()
         with h.as_default():
@@ -206,7 +208,10 @@ def test_run_fetch_kinds():
         assert v.numpy()[0] == 1.0
         assert sess.run(arr) is arr
         assert sess.run(scalar) is scalar
-        assert sess.run(3) == 3 and sess.run("text") == "text" and sess.run(None) is None
+        assert sess.run(3) == 3
+        with pytest.raises(TypeError, match="None"):  # as TF
+            sess.run(None)
+        assert sess.run("v:0").tolist() == [1.0, 2.0]  # a string is a tensor's name, as in TF
         assert sess.run(obj) is obj
         nested = sess.run({"v": v, "list": [v, 1, (arr, {"deep": v})], "pair": Pair(v, 2.0)})
         assert set(nested) == {"v", "list", "pair"}
@@ -219,6 +224,15 @@ def test_run_fetch_kinds():
         assert sess.run(tf.ones([2]) * 3.0).tolist() == [3.0, 3.0]  # a deferred value is evaluated
         assert sess.run(v + 1).tolist() == [2.0, 3.0]
         assert sess.run([v.initializer, tf.is_variable_initialized(v)]) == [None, True]
+        got = sess.run(tf.reduce_sum(v))  # a 0-d value is a numpy scalar, as TF gives it
+        assert isinstance(got, np.float32) and got == 3.0
+
+
+def test_fetch_by_an_unknown_name_is_a_value_error():
+    # TF: "Fetch argument 'text' cannot be interpreted as a Tensor. (The name 'text' refers to an
+    # Operation not in the graph.)" -- a ValueError, as for every fetch it cannot interpret
+    with tf.Session() as sess, pytest.raises(ValueError, match="text"):
+        sess.run("text")
 
 
 def test_op_run_outside_a_session():
@@ -227,10 +241,175 @@ def test_op_run_outside_a_session():
     assert float(v.numpy()) == 1.0
 
 
-def test_feed_dict_is_refused():
-    v = tf.Variable(1.0)
-    with tf.Session() as sess, pytest.raises(tf.errors.InvalidArgumentError, match="feed_dict"):
+def test_feeding_a_variable_is_refused():
+    v = tf.Variable(1.0, name="fed")
+    with tf.Session() as sess, pytest.raises(tf.errors.InvalidArgumentError, match="cannot feed the variable fed"):
         sess.run(v, feed_dict={v: 2.0})
+
+
+def test_feed_dict_errors():
+    x = tf.placeholder(tf.float32, [2], name="x")
+    y = x * 2.0
+    with tf.Session() as sess:
+        with pytest.raises(tf.errors.InvalidArgumentError, match="must feed a value for placeholder tensor 'x'"):
+            sess.run(y)
+        with pytest.raises(ValueError, match=r"Cannot feed value of shape \(3,\) for Tensor 'x:0'"):
+            sess.run(y, feed_dict={x: [1.0, 2.0, 3.0]})
+        with pytest.raises(TypeError, match="feed_dict"):  # a key that is no tensor
+            sess.run(y, feed_dict={object(): 1.0})
+        with pytest.raises(KeyError):
+            sess.run(y, feed_dict={"nothing:0": [1.0, 2.0]})
+        with pytest.raises(TypeError):  # InvalidTypeError: a complex value for a float placeholder
+            sess.run(y, feed_dict={x: np.array([1 + 1j, 2])})
+        assert sess.run(y, feed_dict={"x:0": [1.0, 2.0]}).tolist() == [2.0, 4.0]  # by name
+        # any tensor can be fed, not only placeholders: y's value replaced for this run
+        assert sess.run(y + 1.0, feed_dict={y: [10.0, 20.0]}).tolist() == [11.0, 21.0]
+
+
+def test_feeds_last_one_run():
+    v = tf.Variable(0.0, name="acc")
+    x = tf.placeholder(tf.float32, [], name="x")
+    add = v.assign_add(x)
+    with tf.Session() as sess:
+        sess.run(v.initializer)
+        for step in (1.0, 2.0, 3.0):
+            sess.run(add, feed_dict={x: step})
+        with pytest.raises(tf.errors.InvalidArgumentError, match="'x'"):
+            sess.run(add)  # no feed: the placeholder has no value
+        assert float(sess.run(v)) == 6.0
+
+
+# -- graph mode: ops change nothing until run, and run once per run ----------------------------------------
+def test_an_op_changes_nothing_until_run_and_each_run_applies_once():
+    v = tf.Variable(0, name="counter")
+    inc = v.assign_add(1)
+    with tf.Session() as sess:
+        sess.run(v.initializer)
+        assert int(sess.run(v)) == 0
+        for want in (1, 2, 3):
+            assert int(sess.run(inc)) == want
+        assert int(sess.run(v)) == 3
+
+
+def test_an_op_runs_once_per_run_fetched_twice_or_reached_by_two_control_paths():
+    v = tf.Variable(0, name="v")
+    inc = v.assign_add(1)
+    with tf.control_dependencies([inc]):
+        left = tf.no_op(name="left")
+        right = tf.identity(v, name="right")
+    both = tf.group(left, right)
+    with tf.Session() as sess:
+        sess.run(v.initializer)
+        assert [int(x) for x in sess.run([inc, inc])] == [1, 1]  # fetched twice: once
+        sess.run(both)  # a diamond: inc reached through left and right, runs once
+        assert int(sess.run(v)) == 2
+        sess.run([both, left, inc, right])
+        assert int(sess.run(v)) == 3
+        sess.run(both)
+        sess.run(both)  # each run applies it again
+        assert int(sess.run(v)) == 5
+
+
+def test_control_dependencies_order_runs_before_reads():
+    v = tf.Variable(1.0, name="v")
+    double = v.assign(v * 2.0)
+    with tf.control_dependencies([double]):
+        add = v.assign_add(1.0)  # runs after double
+        with tf.control_dependencies([add]):
+            read = tf.identity(v)  # reads after both
+    with tf.control_dependencies(None):  # None clears the outer dependencies
+        plain = tf.identity(v)
+    assert plain.op.control_inputs == ()
+    with tf.Session() as sess:
+        sess.run(v.initializer)
+        assert float(sess.run(read)) == 3.0  # (1 * 2) + 1, never (1 + 1) * 2
+        assert float(sess.run(plain)) == 3.0  # runs nothing
+        assert float(sess.run(read)) == 7.0
+
+
+def test_group_and_no_op_run_nothing_until_run():
+    a, b = tf.Variable(1, name="a"), tf.Variable(2, name="b")
+    both = tf.group(a.assign_add(10), b.assign_add(20))
+    nothing = tf.no_op()
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        assert sess.run(nothing) is None and sess.run(both) is None
+        assert [int(x) for x in sess.run([a, b])] == [11, 22]
+
+
+def test_session_run_of_another_graphs_node_is_a_value_error():
+    v = tf.Variable(1.0, name="v")
+    inc = v.assign_add(1.0)
+    sess = tf.Session()  # made for the default graph
+    other = tf.Graph()
+    with other.as_default():
+        w = tf.Variable(2.0, name="w")
+        other_sess = tf.Session()
+    with pytest.raises(ValueError, match="graph"):
+        sess.run(w)
+    with pytest.raises(ValueError, match="graph"):
+        sess.run(w.initializer)
+    with pytest.raises(ValueError, match="graph"):
+        other_sess.run(inc)
+    # a session made before reset_default_graph still runs the old graph; a new one the new
+    tf.reset_default_graph()
+    with pytest.raises(ValueError, match="graph"):
+        tf.Session().run(inc)
+    sess.run(v.initializer)
+    assert float(sess.run(inc)) == 2.0
+
+
+def test_tensor_iteration_and_bool_raise_type_error_in_graph_mode():
+    v = tf.Variable([1.0, 2.0], name="v")
+    t = v * 2.0
+    for bad in (lambda: list(t), lambda: iter(v), lambda: bool(t), lambda: np.asarray(t),
+                lambda: [x for x in tf.report_uninitialized_variables()]):
+        with pytest.raises(TypeError):
+            bad()
+    with tf.eager_mode():
+        e = tf.Variable([1.0, 2.0], name="e") * 2.0
+        assert [float(x) for x in e] == [2.0, 4.0]  # eager values iterate
+
+
+def test_eager_mode_is_scoped_and_per_thread():
+    assert not tf.executing_eagerly()
+    seen = {}
+    inside, done = threading.Event(), threading.Event()
+
+    def other():
+        inside.wait(10)
+        seen["other"] = tf.executing_eagerly()
+        with tf.eager_mode():
+            seen["other_scoped"] = tf.executing_eagerly()
+        done.set()
+
+    t = threading.Thread(target=other)
+    t.start()
+    with tf.eager_mode():
+        assert tf.executing_eagerly()
+        inside.set()
+        done.wait(10)
+        with tf.graph_mode():
+            assert not tf.executing_eagerly()
+        assert tf.executing_eagerly()
+    t.join()
+    assert seen == {"other": False, "other_scoped": True}
+    assert not tf.executing_eagerly()
+
+
+def test_eager_mode_applies_at_once():
+    with tf.eager_mode():
+        v = tf.Variable(1.0, name="v")  # initialized when created
+        assert v.is_initialized
+        v.assign_add(1.0)
+        tf.assign_sub(v, 0.5)
+        tf.group(v.assign_add(10.0))
+        assert float(v.numpy()) == 11.5
+    # back in graph mode: the same call builds an op
+    op = v.assign_add(1.0)
+    assert float(v.numpy()) == 11.5
+    tf.Session().run(op)
+    assert float(v.numpy()) == 12.5
 
 
 def test_config_log_device_placement(capsys, placement):
@@ -244,14 +423,15 @@ def test_config_log_device_placement(capsys, placement):
     config = tf.ConfigProto(allow_soft_placement=True, log_device_placement=True)
     with tf.Session(config=config) as sess:
         capsys.readouterr()
-        sess.run(d.initializer)  # runs on_cpu's initializer first: both are logged
+        sess.run(d.initializer)  # uses on_cpu's initial value; on_cpu itself is not initialized (TF)
         sess.run(g.initializer)
+        sess.run(c.initializer)
     err = capsys.readouterr().err
     lines = err.strip().splitlines()
     assert len(lines) == 3, err
-    assert "on_cpu" in lines[0] and CPU in lines[0]
-    assert "dep" in lines[1] and CPU in lines[1]
-    assert "on_gpu" in lines[2] and g.device in lines[2]
+    assert "dep" in lines[0] and CPU in lines[0]
+    assert "on_gpu" in lines[1] and g.device in lines[1]
+    assert "on_cpu" in lines[2] and CPU in lines[2]
 
 
 def test_no_logging_without_the_option(capsys):
