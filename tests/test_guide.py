@@ -155,8 +155,9 @@ def test_creation():
     ns = run_block("creation")
     weights, biases = ns["weights"], ns["biases"]
     assert isinstance(weights, tf.Variable) and isinstance(biases, tf.Variable)
-    assert (weights.name, weights.shape, weights.dtype) == ("weights", (784, 200), np.float32)
-    assert (biases.name, biases.shape, biases.dtype) == ("biases", (200,), np.float32)
+    assert (weights.name, weights.shape, weights.dtype) == ("weights:0", (784, 200), np.float32)
+    assert (biases.name, biases.shape, biases.dtype) == ("biases:0", (200,), np.float32)
+    assert (weights.op.name, biases.op.name) == ("weights", "biases")  # the checkpoint keys
     # "Calling tf.Variable() adds several ops to the graph": the variable, its initializer
     # (an assign), and the initial value, which stays deferred until the initializer runs.
     assert tf.global_variables() == [weights, biases]
@@ -179,7 +180,7 @@ def test_device_placement(placement):
         ns = run_block("device_placement")
     on_cpu, on_gpu, on_ps = tf.global_variables()
     assert ns["v"] is on_ps
-    assert [v.name for v in (on_cpu, on_gpu, on_ps)] == ["Variable", "Variable_1", "Variable_2"]
+    assert [v.name for v in (on_cpu, on_gpu, on_ps)] == ["Variable:0", "Variable_1:0", "Variable_2:0"]
     assert [v.shape for v in (on_cpu, on_gpu, on_ps)] == [(3,)] * 3
 
     assert on_cpu.device == CPU and on_cpu.requested_device == CPU
@@ -213,10 +214,14 @@ def test_device_placement_note_mutations_ignore_the_surrounding_scope(placement)
     tf.global_variables_initializer().run()
     before = [v.device for v in (on_cpu, on_gpu, on_ps)]
     with tf.device("/job:ps/task:3"):
-        on_cpu.assign([1.0, 2.0, 3.0])
+        set_cpu = on_cpu.assign([1.0, 2.0, 3.0])
     with tf.device("/cpu:0"):
-        on_gpu.assign_add([1.0, 1.0, 1.0])
-        on_ps.assign_sub([1.0, 1.0, 1.0])
+        add_gpu = on_gpu.assign_add([1.0, 1.0, 1.0])
+        sub_ps = on_ps.assign_sub([1.0, 1.0, 1.0])
+        step = tf.group(set_cpu, add_gpu, sub_ps)
+    assert on_cpu.numpy().tolist() == [0.0, 0.0, 0.0]  # graph mode: built, not run
+    with tf.device("/job:ps/task:3"), tf.Session() as sess:
+        sess.run(step)
     assert [v.device for v in (on_cpu, on_gpu, on_ps)] == before
     assert on_cpu.numpy().tolist() == [1.0, 2.0, 3.0]
     assert on_gpu.numpy().tolist() == [1.0, 1.0, 1.0]
@@ -242,8 +247,9 @@ def test_initialization():
     assert abs(float(weights.numpy().std()) - 0.35) < 0.01
     # init_op is an op: running it again re-initializes (new random draws, biases still zeros).
     first = weights.numpy()
-    biases.assign(np.ones(200, np.float32))
     with tf.Session() as sess:
+        sess.run(biases.assign(np.ones(200, np.float32)))
+        assert biases.numpy().all()
         assert sess.run(init_op) is None
     assert not np.array_equal(weights.numpy(), first)
     assert not biases.numpy().any()
@@ -254,7 +260,7 @@ def test_initialization():
 def test_init_from_another_variable(order):
     ns = run_block("init_from_variable")
     weights, w2, w_twice = ns["weights"], ns["w2"], ns["w_twice"]
-    assert [v.name for v in tf.global_variables()] == ["weights", "w2", "w_twice"]
+    assert [v.name for v in tf.global_variables()] == ["weights:0", "w2:0", "w_twice:0"]
     assert w2.shape == w_twice.shape == (784, 200)
     assert w2.dtype == w_twice.dtype == np.float32
     with tf.Session() as sess:
@@ -263,11 +269,18 @@ def test_init_from_another_variable(order):
         elif order == "reversed":
             sess.run(tf.variables_initializer([w_twice, w2, weights]))
         else:
-            # w2's initializer alone: weights' initializer runs first (the dependency), so
-            # they agree; w_twice is left alone.
+            # w2's initializer alone (TF): w2 gets a draw of weights' initial value, and
+            # neither weights nor w_twice is initialized by it.
             sess.run(w2.initializer)
-            assert not w_twice.is_initialized
-            sess.run(w_twice.initializer)
+            assert not w_twice.is_initialized and not weights.is_initialized
+            report = sess.run(tf.report_uninitialized_variables())
+            assert report.tolist() == [b"weights", b"w_twice"]
+            sess.run(w_twice.initializer)  # another run: another draw of weights' initial value
+            assert not np.array_equal(sess.run(w_twice), sess.run(w2) * np.float32(2.0))
+            # once weights is initialized (and not re-initialized in the run), the dependents
+            # read its value
+            sess.run(weights.initializer)
+            sess.run(tf.variables_initializer([w2, w_twice]))
         w, a, b = sess.run([weights, w2, w_twice])
     # random values are drawn once, and both dependents see those same values
     assert np.array_equal(a, w)
@@ -282,28 +295,28 @@ def test_custom_initialization():
     check_w = tf.is_variable_initialized(weights)  # evaluated when run, not now
     report = tf.report_uninitialized_variables()
     with tf.Session() as sess:
-        assert sess.run(check_w) is False
-        assert list(sess.run(report)) == ["weights", "biases"]
+        assert sess.run(check_w) == np.False_
+        assert list(sess.run(report)) == [b"weights", b"biases"]  # op names as bytes, as TF
         sess.run(tf.variables_initializer([biases]))
-        assert sess.run(check_w) is False
-        assert list(sess.run(report)) == ["weights"]
-        assert sess.run(tf.is_variable_initialized(biases)) is True
+        assert sess.run(check_w) == np.False_
+        assert list(sess.run(report)) == [b"weights"]
+        assert sess.run(tf.is_variable_initialized(biases)) == np.True_
         with pytest.raises(tf.errors.FailedPreconditionError, match="uninitialized value weights"):
             sess.run(weights)
         sess.run(tf.variables_initializer([weights]))
-        assert sess.run(check_w) is True
+        assert sess.run(check_w) == np.True_
         assert list(sess.run(report)) == []
 
 
 # -- the example programs ----------------------------------------------------------------------
 EXPECTED_OUTPUT = {
-    "guide_creation.py": [r"weights: shape \(784, 200\) float32", r"biases: shape \(200,\) float32",
+    "guide_creation.py": [r"weights:0: shape \(784, 200\) float32", r"biases:0: shape \(200,\) float32",
                           r"initialized: False"],
-    "guide_device_placement.py": [r"Variable: requested /device:CPU:0 -> /device:CPU:0",
-                                  r"Variable_2: requested /job:ps/task:7 -> /device:CPU:0"],
+    "guide_device_placement.py": [r"Variable:0: requested /device:CPU:0 -> /device:CPU:0",
+                                  r"Variable_2:0: requested /job:ps/task:7 -> /device:CPU:0"],
     "guide_initialization.py": [r"biases: all zeros: True", r"weights: std 0\.3\d"],
     "guide_init_from_variable.py": [r"w2 == weights: True", r"w_twice == 2 \* weights: True"],
-    "guide_custom_init.py": [r"uninitialized: \['weights', 'biases'\]", r"uninitialized: \[\]"],
+    "guide_custom_init.py": [r"uninitialized: \[b'weights' b'biases'\]", r"uninitialized: \[\]"],
 }
 
 
