@@ -29,7 +29,7 @@ saver = tf.train.Saver()
 with tf.Session() as sess:
   sess.run(init_op)
   # Do some work with the model.
-  v2.assign_add([1.0, 2.0, 3.0, 4.0, 5.0])
+  sess.run(v2.assign_add([1.0, 2.0, 3.0, 4.0, 5.0]))
   # Save the variables to disk.
   save_path = saver.save(sess, "/tmp/model.ckpt")
   print("Model saved in file: %s" % save_path)
@@ -100,7 +100,7 @@ def test_restore_needs_no_initializer(tmp_path):
     tf.reset_default_graph()
     scope = run_block(RESTORE_BLOCK, tmp_path)
     assert scope["v1"].is_initialized and scope["v2"].is_initialized
-    assert list(tf.report_uninitialized_variables()) == []
+    assert tf.Session().run(tf.report_uninitialized_variables()).tolist() == []
 
 
 def test_choosing_variables_saves_only_my_v2(tmp_path):
@@ -111,8 +111,9 @@ def test_choosing_variables_saves_only_my_v2(tmp_path):
 
 def test_my_v2_restores_into_a_differently_named_variable(tmp_path):
     scope = run_block(CHOOSE_BLOCK, tmp_path)
-    scope["v2"].assign([9.0, 8.0, 7.0, 6.0, 5.0])
-    path = tf.train.Saver({"my_v2": scope["v2"]}).save(None, str(tmp_path / "m2.ckpt"))
+    with tf.Session() as sess:
+        sess.run(scope["v2"].assign([9.0, 8.0, 7.0, 6.0, 5.0]))
+        path = tf.train.Saver({"my_v2": scope["v2"]}).save(sess, str(tmp_path / "m2.ckpt"))
     tf.reset_default_graph()
     params = tf.Variable(tf.zeros([5]), name="params")
     tf.train.Saver({"my_v2": params}).restore(None, path)
@@ -125,7 +126,7 @@ def test_partial_restore_leaves_the_rest_for_variables_initializer(tmp_path):
     v1 = tf.Variable(tf.ones([3, 4]), name="v1")
     v2 = tf.Variable(tf.ones([5]), name="v2")
     tf.train.Saver({"my_v2": v2}).restore(None, str(tmp_path / "model.ckpt"))
-    assert list(tf.report_uninitialized_variables()) == ["v1"]
+    assert tf.Session().run(tf.report_uninitialized_variables()).tolist() == [b"v1"]
     tf.variables_initializer([v1]).run()
     np.testing.assert_array_equal(v2.numpy(), np.zeros(5))
     np.testing.assert_array_equal(v1.numpy(), np.ones((3, 4)))
