@@ -8,7 +8,8 @@ Run it with an interpreter that has varstore and, for the comparison columns,
 ``tensorflow-cpu``, ``torch`` and ``safetensors`` (each column is skipped when its
 package is missing). TF runs in compat.v1 graph mode, as TF 1.x code does.
 
-Cases, each timed as the median of ``--reps`` (the best in brackets):
+Cases, each timed as the median of ``--reps`` (the best in brackets, then the median CPU
+time of the process, all threads):
 
 - tiny variables: ``--counts`` variables of 16 float32 each:
   - ``save``: ``Saver.save(sess, path, write_meta_graph=False)`` (varstore fsyncs the
@@ -61,19 +62,23 @@ def optional(name: str):
         return None
 
 
-def timed(fn, reps: int, between=None) -> tuple[float, float]:
-    """(median, best) seconds of ``fn()`` over ``reps`` runs, after one untimed warm-up run
-    (first-use costs: imports, graph functions, page cache); ``between()`` runs untimed before each."""
+def timed(fn, reps: int, between=None) -> tuple[float, float, float]:
+    """(median, best, median CPU) seconds of ``fn()`` over ``reps`` runs, after one untimed
+    warm-up run (first-use costs: imports, graph functions, page cache); ``between()`` runs
+    untimed before each. CPU is this process's user+sys time, all threads (TF's pools
+    included): the steadiest figure on a shared machine."""
     fn()
-    ts = []
+    ts, cs = [], []
     for _ in range(reps):
         if between is not None:
             between()
         gc.collect()
+        c0 = time.process_time()
         t0 = time.perf_counter()
         fn()
         ts.append(time.perf_counter() - t0)
-    return statistics.median(ts), min(ts)
+        cs.append(time.process_time() - c0)
+    return statistics.median(ts), min(ts), statistics.median(cs)
 
 
 # -- the candidates -------------------------------------------------------------------------
@@ -199,19 +204,25 @@ def bench_adam(params: list, reps: int, torch) -> dict:
 
 
 # -- report --------------------------------------------------------------------------------------------
-def fmt(t: tuple[float, float] | None) -> str:
-    return "-" if t is None else f"{t[0] * 1e3:9.1f} ({t[1] * 1e3:.1f})"
+def fmt(t: tuple[float, float, float] | None) -> str:
+    return "-" if t is None else f"{t[0] * 1e3:.1f} ({t[1] * 1e3:.1f}) {t[2] * 1e3:.1f}"
+
+
+def ratios(ours, theirs) -> str:
+    """Median, best and CPU ratios."""
+    if not ours or not theirs:
+        return "-"
+    return " / ".join(f"{a / b:.2f}x" for a, b in zip(ours, theirs))
 
 
 def table(title: str, results: dict, ops: list[str], base: str = "TF Saver") -> None:
     print(f"\n{title}")
     cols = list(results)
-    print(f"  {'op':10}" + "".join(f"{c:>22}" for c in cols) + f"   {'varstore / ' + base:>18}")
+    print(f"  {'op':10}" + "".join(f"{c:>26}" for c in cols) + f"   {'varstore / ' + base + ' (median / best / CPU)':>40}")
     for op in ops:
         row = [results[c].get(op) for c in cols]
         ours, theirs = results.get("varstore", {}).get(op), results.get(base, {}).get(op)
-        ratio = f"{ours[0] / theirs[0]:.2f}x" if ours and theirs else "-"
-        print(f"  {op:10}" + "".join(f"{fmt(t):>22}" for t in row) + f"   {ratio:>18}")
+        print(f"  {op:10}" + "".join(f"{fmt(t):>26}" for t in row) + f"   {ratios(ours, theirs):>40}")
 
 
 def main(argv=None) -> int:
@@ -223,12 +234,14 @@ def main(argv=None) -> int:
     ap.add_argument("--layers", type=int, default=24)
     ap.add_argument("--width", type=int, default=256)
     ap.add_argument("--skip-adam", action="store_true")
+    ap.add_argument("--skip", action="append", default=[], choices=["tensorflow", "torch", "safetensors"],
+                    help="leave a comparison column out (a shorter run)")
     args = ap.parse_args(argv)
-    tf, torch, st = optional("tensorflow"), optional("torch"), optional("safetensors")
+    tf, torch, st = (None if m in args.skip else optional(m) for m in ("tensorflow", "torch", "safetensors"))
     if tf is not None:
         tf.compat.v1.disable_eager_execution()
     print(f"python {sys.version.split()[0]}, numpy {np.__version__}, TF {getattr(tf, '__version__', '-')}, "
-          f"torch {getattr(torch, '__version__', '-')}, 1 thread; ms: median (best) of {args.reps}")
+          f"torch {getattr(torch, '__version__', '-')}, 1 thread; ms: median (best) CPU, of {args.reps}")
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     sets = [(f"{n:,} variables of 16 float32", tiny(n), n <= args.tf_max) for n in map(int, args.counts.split(","))]
@@ -259,8 +272,8 @@ def main(argv=None) -> int:
             res = bench_adam(params, args.reps * 4, torch)
             print(f"\n{title}")
             for k, v in res.items():
-                ratio = f"{res['varstore'][0] / v[0]:.2f}x" if k != "varstore" else ""
-                print(f"  {k:14}{fmt(v):>22}   {('varstore / ' + k + ' = ' + ratio) if ratio else ''}")
+                ratio = ratios(res["varstore"], v) if k != "varstore" else ""
+                print(f"  {k:14}{fmt(v):>26}   {('varstore / ' + k + ' = ' + ratio) if ratio else ''}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(f"\npeak RSS {peak / 1024:.0f} MiB (+{(peak - rss0) / 1024:.0f} MiB during the run)")
     return 0
