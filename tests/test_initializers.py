@@ -428,8 +428,13 @@ def test_deferred_arithmetic_is_deferred_and_broadcasts():
         tf.zeros([2]) + tf.zeros([3])
     with pytest.raises(tf.errors.InvalidArgumentError, match="float32.*int32|int32.*float32"):
         tf.zeros([2]) + tf.zeros([2], dtype=tf.int32)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="truediv"):
-        tf.ones([2], dtype=tf.int32) / 2
+    # as TF's truediv: integers divide as floats (int8/int16 as float32, int32/int64 as float64)
+    for src, want in ((tf.int8, np.float32), (tf.int16, np.float32), (tf.int32, np.float64), (tf.int64, np.float64)):
+        half = tf.ones([2], dtype=src) / 2
+        assert half.dtype == want
+        got = tf.Session().run(half)
+        assert got.dtype == want and got.tolist() == [0.5, 0.5]
+    assert tf.Session().run(tf.ones([2], dtype=tf.int32) // 2).tolist() == [0, 0]  # floordiv keeps int32
     with pytest.raises(tf.errors.InvalidArgumentError):
         tf.ones([2], dtype=tf.int32) * 1.5  # not exactly an int32
 
