@@ -39,9 +39,12 @@ def test_save_returns_path_with_global_step(tmp_path):
     saver = tf.train.Saver()
     assert saver.save(None, str(tmp_path / "model.ckpt"), global_step=1000) == str(tmp_path / "model.ckpt-1000")
     step = tf.train.get_or_create_global_step()
-    step.initializer.run()
-    step.assign(7)
-    assert saver.save(None, str(tmp_path / "model.ckpt"), global_step=step).endswith("model.ckpt-7")
+    with tf.Session() as sess:
+        sess.run(step.initializer)
+        set7 = step.assign(7)
+        assert saver.save(sess, str(tmp_path / "model.ckpt"), global_step=step).endswith("model.ckpt-0")
+        sess.run(set7)  # the step's value when save is called names the file
+        assert saver.save(sess, str(tmp_path / "model.ckpt"), global_step=step).endswith("model.ckpt-7")
     padded = tf.train.Saver(pad_step_number=True).save(None, str(tmp_path / "p.ckpt"), global_step=3)
     assert padded.endswith("p.ckpt-00000003")
 
@@ -84,16 +87,24 @@ def test_var_list_forms(tmp_path):
         tf.train.Saver([])
 
 
+def test_duplicate_names_in_var_list_are_a_value_error():
+    a, _ = make_vars()
+    with pytest.raises(ValueError, match="same name: a"):  # TF's class and words
+        tf.train.Saver([a, a])
+
+
 def test_a_variable_in_two_savers_changes_only_on_restore(tmp_path):
     a, b = make_vars()
     s1, s2 = tf.train.Saver([a]), tf.train.Saver({"a_again": a, "b": b})
-    p1 = s1.save(None, str(tmp_path / "one.ckpt"))
-    a.assign(np.zeros((3, 4), np.float32))
-    p2 = s2.save(None, str(tmp_path / "two.ckpt"))
-    s1.restore(None, p1)
-    np.testing.assert_array_equal(a.numpy(), np.arange(12).reshape(3, 4))
-    s2.restore(None, p2)
-    np.testing.assert_array_equal(a.numpy(), np.zeros((3, 4)))
+    zero_a = a.assign(np.zeros((3, 4), np.float32))
+    with tf.Session() as sess:
+        p1 = s1.save(sess, str(tmp_path / "one.ckpt"))
+        sess.run(zero_a)
+        p2 = s2.save(sess, str(tmp_path / "two.ckpt"))
+        s1.restore(sess, p1)  # restore runs when called, in graph mode too
+        np.testing.assert_array_equal(sess.run(a), np.arange(12).reshape(3, 4))
+        s2.restore(sess, p2)
+        np.testing.assert_array_equal(sess.run(a), np.zeros((3, 4)))
 
 
 def test_var_list_none_follows_the_graph(tmp_path):
@@ -127,7 +138,8 @@ def test_restore_writes_into_the_existing_buffer(tmp_path):
     a, b = make_vars()
     path = tf.train.Saver().save(None, str(tmp_path / "m.ckpt"))
     buf = a.value()
-    a.assign(np.full((3, 4), 5, np.float32))
+    a.load(np.full((3, 4), 5, np.float32))
+    assert buf[0, 0] == 5
     tf.train.Saver().restore(None, path)
     assert a.value() is buf
     np.testing.assert_array_equal(buf, np.arange(12).reshape(3, 4))
@@ -181,9 +193,13 @@ def test_exact_cast_rule(src, dst, ok):
 def test_restore_from_bad_paths(tmp_path):
     make_vars()
     saver = tf.train.Saver()
-    with pytest.raises(tf.errors.NotFoundError):
-        saver.restore(None, str(tmp_path / "missing.ckpt"))
-    with pytest.raises(tf.errors.NotFoundError, match="latest_checkpoint"):
+    # TF raises ValueError ("The passed save_path is not a valid checkpoint"); NotACheckpointError
+    # is that ValueError and a NotFoundError, so both kinds of handler catch it
+    for missing in (tmp_path / "missing.ckpt", tmp_path):
+        with pytest.raises(tf.errors.NotACheckpointError, match="not a valid checkpoint") as e:
+            saver.restore(None, str(missing))
+        assert isinstance(e.value, tf.errors.NotFoundError) and isinstance(e.value, ValueError)
+    with pytest.raises(ValueError, match="latest_checkpoint"):  # a directory: the hint
         saver.restore(None, str(tmp_path))
     (tmp_path / "text.ckpt").write_text("hello, not a checkpoint\n")
     with pytest.raises(tf.errors.NotFoundError):
