@@ -354,8 +354,11 @@ def test_initialized_value_chain_stays_on_the_gpu():
     with tf.device("/gpu:0"):
         w = tf.Variable(tf.random_normal([100], seed=1), name="w")
         w2 = tf.Variable(w.initialized_value() * 2.0, name="w2")
-    w2.initializer.run()  # runs w's initializer first
-    assert w.is_initialized and isinstance(w2.value(), cp.ndarray)
+    with tf.Session() as sess:
+        sess.run(w2.initializer)  # computes w's initial value on the GPU; w itself is left alone (TF)
+        assert not w.is_initialized and isinstance(w2.value(), cp.ndarray)
+        sess.run(tf.global_variables_initializer())  # w's value is drawn once in the run: w2 is twice it
+    assert isinstance(w.value(), cp.ndarray)
     assert bool(cp.array_equal(w2.value(), w.value() * 2.0))
 
 
@@ -366,16 +369,25 @@ def test_assign_numpy_into_a_gpu_variable_in_place():
     v.initializer.run()
     ptr = v.value().data.ptr
     x = np.random.default_rng(0).standard_normal((5, 7)).astype(np.float32)
-    v.assign(x)
-    assert v.value().data.ptr == ptr  # written into the existing device buffer
-    np.testing.assert_array_equal(v.numpy(), x)
-    v.assign_add(x)
-    np.testing.assert_array_equal(v.numpy(), x + x)
-    v.assign_sub(cp.asarray(x))  # a cupy delta
-    np.testing.assert_array_equal(v.numpy(), x)
+    delta = tf.placeholder(tf.float32, [5, 7])
+    assign, add, sub = v.assign(x), v.assign_add(x), v.assign_sub(delta)  # graph mode: ops
+    with tf.Session() as sess:
+        sess.run(assign)
+        assert v.value().data.ptr == ptr  # written into the existing device buffer
+        np.testing.assert_array_equal(v.numpy(), x)
+        sess.run(add)
+        np.testing.assert_array_equal(v.numpy(), x + x)
+        sess.run(sub, feed_dict={delta: cp.asarray(x)})  # a cupy delta, fed
+        np.testing.assert_array_equal(v.numpy(), x)
     v.load(x.astype(np.float64) * 3)  # float64 -> float32 on the way
     np.testing.assert_array_equal(v.numpy(), (x.astype(np.float64) * 3).astype(np.float32))
-    with pytest.raises(tf.errors.InvalidArgumentError):
+    with tf.eager_mode():  # eager: applied at the call, a cupy delta as it is
+        v.assign_sub(cp.asarray(x))
+    np.testing.assert_array_equal(v.numpy(), (x.astype(np.float64) * 3).astype(np.float32) - x)
+    assert v.value().data.ptr == ptr
+    with pytest.raises(ValueError, match="incompatible"):
+        v.assign(np.zeros((7, 5), np.float32))  # graph mode: when the op is built, as TF
+    with tf.eager_mode(), pytest.raises(tf.errors.InvalidArgumentError):
         v.assign(np.zeros((7, 5), np.float32))
 
 
@@ -384,19 +396,26 @@ def test_assign_between_gpu_and_cpu_variables():
         g = tf.Variable(tf.random_normal([64, 32], seed=1), name="g")
     with tf.device("/cpu:0"):
         c = tf.Variable(tf.zeros([64, 32]), name="c")
-    tf.global_variables_initializer().run()
-    c.assign(g)  # GPU variable -> CPU variable
+    sess = tf.Session()
+    sess.run(tf.global_variables_initializer())
+    sess.run(c.assign(g))  # GPU variable -> CPU variable
     assert type(c.value()) is np.ndarray
     np.testing.assert_array_equal(c.value(), g.numpy())
-    c.assign(g.value() * 2)  # a cupy array -> CPU variable
+    doubled = tf.placeholder(tf.float32, [64, 32])
+    sess.run(c.assign(doubled), feed_dict={doubled: g.value() * 2})  # a cupy array -> CPU variable
     np.testing.assert_array_equal(c.value(), g.numpy() * 2)
-    c.assign_add(np.ones((64, 32), np.float32))
-    g.assign(c)  # CPU variable -> GPU variable
+    sess.run(c.assign_add(np.ones((64, 32), np.float32)))
+    sess.run(g.assign(c))  # CPU variable -> GPU variable
     assert isinstance(g.value(), cp.ndarray)
     np.testing.assert_array_equal(g.numpy(), c.numpy())
+    with tf.eager_mode():  # eager: the same moves at the call
+        c.assign(g.value() * 0.5)
+        g.assign_add(c)
+    np.testing.assert_array_equal(g.numpy(), c.numpy() * 3)
     with tf.device("/gpu:0"):
-        g2 = tf.Variable(g.initialized_value(), name="g2")  # GPU -> GPU
-    g2.initializer.run()
+        g2 = tf.Variable(g.initialized_value(), name="g2")  # GPU -> GPU (g initialized: its value, as TF)
+    sess.run(g2.initializer)
+    sess.close()
     assert bool(cp.array_equal(g2.value(), g.value()))
     assert g2.value().data.ptr != g.value().data.ptr
 
@@ -425,15 +444,19 @@ def test_assign_a_torch_cuda_tensor_into_a_gpu_variable():
     ref = np.random.default_rng(3).standard_normal((256, 16)).astype(np.float32)
     if HAVE_TORCH_CUDA:
         t = torch.from_numpy(ref).to("cuda:0")
-        v.assign(t)  # torch's dtype is no numpy dtype: must still work, on the device
+        with tf.eager_mode():  # the data path itself: applied at the call, on the device
+            v.assign(t)  # torch's dtype is no numpy dtype: must still work, on the device
         np.testing.assert_array_equal(v.numpy(), ref)
-        v.assign(cp.from_dlpack(t * 2))  # the DLPack route, explicitly
+        p = tf.placeholder(tf.float32, [256, 16])
+        with tf.Session() as sess:  # graph mode: the DLPack route, fed
+            sess.run(v.assign(p), feed_dict={p: cp.from_dlpack(t * 2)})
         np.testing.assert_array_equal(v.numpy(), ref * 2)
         back = torch.from_dlpack(v)  # and out again, zero-copy
         assert back.device.type == "cuda" and back.data_ptr() == v.value().data.ptr
         torch.testing.assert_close(back.cpu(), torch.from_numpy(ref * 2))
     else:
-        v.assign(_CudaArrayLike(cp.asarray(ref)))
+        with tf.eager_mode():
+            v.assign(_CudaArrayLike(cp.asarray(ref)))
         np.testing.assert_array_equal(v.numpy(), ref)
     assert v.value().data.ptr == ptr
 
@@ -458,7 +481,7 @@ def test_half_precision_variables_save_and_restore_bit_exactly(dtype, shm_dir):
     with CheckpointReader(path) as r:
         assert r.dtype("v") == dt
         np.testing.assert_array_equal(bits(r.get_tensor("v")), bits(before))
-    v.assign(np.zeros(v.shape, dt))
+    v.load(np.zeros(v.shape, dt))
     saver.restore(None, path)
     assert isinstance(v.value(), cp.ndarray) and v.value().dtype == dt
     np.testing.assert_array_equal(bits(v.numpy()), bits(before))
@@ -481,7 +504,6 @@ def test_half_precision_optimizer_step_on_the_gpu(rule, dtype, grad_dtype):
     g_host = (rng.standard_normal(n) * 0.5).astype(dt if grad_dtype == "same" else np.float32)
     with tf.device("/gpu:0"):
         v = tf.Variable(start, name="v")
-    v.initializer.run()
     lr = 0.05
     if rule == "sgd":
         opt = tf.train.GradientDescentOptimizer(lr)
@@ -492,7 +514,11 @@ def test_half_precision_optimizer_step_on_the_gpu(rule, dtype, grad_dtype):
         opt = tf.train.AdamOptimizer(lr, b1, b2, eps)
         hyper = {"lr": lr * np.sqrt(1 - b2) / (1 - b1), "beta1": b1, "beta2": b2, "epsilon": eps}
         slots = {"m": np.zeros(n), "v": np.zeros(n)}
-    opt.apply_gradients([(cp.asarray(g_host), v)])
+    g = tf.placeholder(g_host.dtype, [n])
+    train = opt.apply_gradients([(g, v)])
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        sess.run(train, feed_dict={g: cp.asarray(g_host)})
     got = v.numpy()
     assert got.dtype == dt and isinstance(v.value(), cp.ndarray)
     exp, exp_slots = reference.apply_dense(rule, start.astype(np.float64), g_host.astype(np.float64), slots, **hyper)
@@ -518,6 +544,45 @@ OPTIMIZERS = {
 }
 
 
+def _steps_on(where: str, name: str, sparse: bool, start, grads, idx, rows, eager: bool):
+    """Three steps of optimizer ``name`` on a variable at ``where``: TF 1.x's way (train op
+    over placeholders, device arrays fed) or eager (apply_gradients applies at the call)."""
+    to_dev = cp.asarray if where == "/gpu:0" else np.asarray
+    g = tf.Graph()
+    with g.as_default():
+        if eager:
+            with tf.eager_mode():
+                with tf.device(where):
+                    v = tf.Variable(start, name="v")
+                opt = OPTIMIZERS[name]()
+                for k in range(3):
+                    gr = (tf.train.IndexedSlices(to_dev(rows[k]), to_dev(idx), dense_shape=(96, 40)) if sparse
+                          else to_dev(grads[k]))
+                    assert opt.apply_gradients([(gr, v)]) is None
+        else:
+            with tf.device(where):
+                v = tf.Variable(start, name="v")
+            opt = OPTIMIZERS[name]()
+            if sparse:
+                vals, ids = tf.placeholder(tf.float32, [None, 40]), tf.placeholder(tf.int64, [None])
+                train = opt.apply_gradients([(tf.train.IndexedSlices(vals, ids, dense_shape=(96, 40)), v)])
+                feeds = [{vals: to_dev(rows[k]), ids: to_dev(idx)} for k in range(3)]
+            else:
+                gp = tf.placeholder(tf.float32, [96, 40])
+                train = opt.apply_gradients([(gp, v)])
+                feeds = [{gp: to_dev(grads[k])} for k in range(3)]
+            with tf.Session(graph=g) as sess:
+                sess.run(tf.global_variables_initializer())
+                for f in feeds:
+                    sess.run(train, feed_dict=f)
+        if where == "/gpu:0":
+            assert isinstance(v.value(), cp.ndarray)
+            for s in opt.get_slot_names():
+                assert opt.get_slot(v, s).device == GPU0
+                assert isinstance(opt.get_slot(v, s).value(), cp.ndarray)
+        return v.numpy()
+
+
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_optimizer_steps_on_the_gpu_match_the_cpu(name, sparse):
@@ -526,29 +591,59 @@ def test_optimizer_steps_on_the_gpu_match_the_cpu(name, sparse):
     grads = [rng.standard_normal((96, 40)).astype(np.float32) for _ in range(3)]
     idx = np.array([3, 7, 3, 90, 0], np.int64)
     rows = [rng.standard_normal((5, 40)).astype(np.float32) for _ in range(3)]
-    results = {}
+    results = {(where, eager): _steps_on(where, name, sparse, start, grads, idx, rows, eager)
+               for where in ("/gpu:0", "/cpu:0") for eager in (False, True)}
+    np.testing.assert_allclose(results["/gpu:0", False], results["/cpu:0", False], rtol=2e-5, atol=2e-6)
+    assert not np.array_equal(results["/gpu:0", False], start)
+    # Graph and eager run the same kernels: the same bits, on each device.
     for where in ("/gpu:0", "/cpu:0"):
-        g = tf.Graph()
-        with g.as_default():
-            with tf.device(where):
-                v = tf.Variable(start, name="v")
-            v.initializer.run()
-            opt = OPTIMIZERS[name]()
-            to_dev = cp.asarray if where == "/gpu:0" else np.asarray
-            for k in range(3):
-                if sparse:
-                    gr = tf.train.IndexedSlices(to_dev(rows[k]), to_dev(idx), dense_shape=(96, 40))
-                else:
-                    gr = to_dev(grads[k])
-                opt.apply_gradients([(gr, v)])
-            results[where] = v.numpy()
-            if where == "/gpu:0":
-                assert isinstance(v.value(), cp.ndarray)
-                for s in opt.get_slot_names():
-                    assert opt.get_slot(v, s).device == GPU0
-                    assert isinstance(opt.get_slot(v, s).value(), cp.ndarray)
-    np.testing.assert_allclose(results["/gpu:0"], results["/cpu:0"], rtol=2e-5, atol=2e-6)
-    assert not np.array_equal(results["/gpu:0"], start)
+        assert results[where, False].tobytes() == results[where, True].tobytes(), where
+
+
+def test_a_gpu_train_op_fed_cupy_gradients_makes_no_host_transfer(monkeypatch):
+    """TF 1.x's loop on the card: the train op built once, cupy gradients fed each step. The
+    fed arrays reach the update kernel as they are (same device memory: no copy, no trip
+    through the host), Adam's beta powers go to the kernel as device arrays, and (where
+    cupy's methods can be wrapped) no device<->host copy is made in a step."""
+    from varstore.train.kernels import gpu as gpu_kernels
+    n = 1 << 16
+    rng = np.random.default_rng(2)
+    with tf.device("/gpu:0"):
+        w = tf.Variable(rng.standard_normal((n,)).astype(np.float32), name="w")
+        b = tf.Variable(np.zeros(64, np.float32), name="b")
+    gw, gb = tf.placeholder(tf.float32, [n]), tf.placeholder(tf.float32, [64])
+    train = tf.train.AdamOptimizer(0.01).apply_gradients([(gw, w), (gb, b)])
+    grads = [(cp.asarray(rng.standard_normal(n).astype(np.float32)),
+              cp.asarray(rng.standard_normal(64).astype(np.float32))) for _ in range(3)]
+    sess = tf.Session()
+    sess.run(tf.global_variables_initializer())
+    sess.run(train, feed_dict={gw: grads[0][0], gb: grads[0][1]})  # kernels compiled before counting
+    sync()
+    launches = []
+    real_group = gpu_kernels.apply_group
+
+    def spy(rule, items, powers=None, **hyper):
+        launches.append(([g.data.ptr for _, g, _ in items], powers is not None))
+        return real_group(rule, items, powers=powers, **hyper)
+
+    monkeypatch.setattr(gpu_kernels, "apply_group", spy)
+    transfers: list = []
+    if not FAKE:  # the dry run's stand-in kernels read the beta powers on the host; a card's do not
+        try:
+            real_get, real_set = cp.ndarray.get, cp.ndarray.set
+            monkeypatch.setattr(cp.ndarray, "get", lambda self, *a, **k: transfers.append("get") or
+                                real_get(self, *a, **k))
+            monkeypatch.setattr(cp.ndarray, "set", lambda self, *a, **k: transfers.append("set") or
+                                real_set(self, *a, **k))
+        except TypeError:  # an extension type whose methods cannot be replaced: the pointers tell
+            pass
+    for g1, g2 in grads[1:]:
+        sess.run(train, feed_dict={gw: g1, gb: g2})
+    sync()
+    assert transfers == []
+    assert launches == [([g1.data.ptr, g2.data.ptr], True) for g1, g2 in grads[1:]]
+    assert isinstance(w.value(), cp.ndarray)
+    sess.close()
 
 
 # -- checkpoints across devices -------------------------------------------------------------------------
@@ -568,7 +663,7 @@ def test_checkpoint_restores_across_devices(src, dst, shm_dir):
     g1 = tf.Graph()
     with g1.as_default():
         saved = _model(src)
-        values = {v.name: v.numpy() for v in saved}
+        values = {v.op.name: v.numpy() for v in saved}
         path = tf.train.Saver().save(None, str(shm_dir / "model.ckpt"), global_step=3)
     g2 = tf.Graph()
     with g2.as_default():
@@ -577,8 +672,8 @@ def test_checkpoint_restores_across_devices(src, dst, shm_dir):
         for v in fresh:
             assert v.device == (GPU0 if dst == "/gpu:0" else CPU0)
             want_type = cp.ndarray if dst == "/gpu:0" else np.ndarray
-            assert isinstance(v.value(), want_type), (v.name, type(v.value()))
-            np.testing.assert_array_equal(v.numpy().view(np.uint8), values[v.name].view(np.uint8))
+            assert isinstance(v.value(), want_type), (v.op.name, type(v.value()))
+            np.testing.assert_array_equal(v.numpy().view(np.uint8), values[v.op.name].view(np.uint8))
     # The same file through load_variable and the reader, bit for bit.
     assert np.array_equal(tf.train.load_variable(path, "layer/w"), values["layer/w"])
 
@@ -587,7 +682,7 @@ def test_checkpoint_from_a_gpu_graph_restores_on_a_machine_without_one(shm_dir, 
     """The graph names /gpu:0; restored where cupy sees no card (soft placement puts it on the CPU)."""
     with tf.Graph().as_default():
         saved = _model("/gpu:0")
-        values = {v.name: v.numpy() for v in saved}
+        values = {v.op.name: v.numpy() for v in saved}
         path = tf.train.Saver().save(None, str(shm_dir / "model.ckpt"))
     # Pretend there is no card: cupy stays importable, but no GPU device is resolvable.
     from devices import manager
@@ -604,7 +699,7 @@ def test_checkpoint_from_a_gpu_graph_restores_on_a_machine_without_one(shm_dir, 
             tf.train.Saver().restore(None, path)
             for v in fresh:
                 assert v.device == CPU0 and type(v.value()) is np.ndarray
-                np.testing.assert_array_equal(v.numpy().view(np.uint8), values[v.name].view(np.uint8))
+                np.testing.assert_array_equal(v.numpy().view(np.uint8), values[v.op.name].view(np.uint8))
     finally:
         with manager._lock:
             for s in [s for s, d in manager._cache.items() if d.kind == "gpu"]:
@@ -695,18 +790,21 @@ def test_async_save_snapshot_stays_consistent_while_kernels_update(shm_dir):
     n = ASYNC_VAR_BYTES // 4
     with tf.device("/gpu:0"):
         vs = [tf.Variable(tf.fill([n], float(k + 1)), name=f"v{k}") for k in range(4)]
-    tf.global_variables_initializer().run()
     opt = tf.train.GradientDescentOptimizer(1.0)
+    g = tf.placeholder(tf.float32, [n])
+    train = opt.apply_gradients([(g, v) for v in vs])  # TF 1.x: built once, run per step
+    sess = tf.Session()
+    sess.run(tf.global_variables_initializer())
     minus_one = cp.full((n,), -1.0, cp.float32)
-    opt.apply_gradients([(minus_one, v) for v in vs])  # slots/kernels compiled before the clock
-    snapshot = {v.name: float(k + 2) for k, v in enumerate(vs)}  # each var is uniform: k + 2
+    sess.run(train, feed_dict={g: minus_one})  # kernels compiled before the clock
+    snapshot = {v.op.name: float(k + 2) for k, v in enumerate(vs)}  # each var is uniform: k + 2
     saver = tf.train.Saver(vs)
     sync()
-    handle = saver.save(None, str(shm_dir / "model.ckpt"), global_step=1, async_save=True)
+    handle = saver.save(sess, str(shm_dir / "model.ckpt"), global_step=1, async_save=True)
     steps = 0
     deadline = time.perf_counter() + 30
     while steps < 50 and time.perf_counter() < deadline:
-        opt.apply_gradients([(minus_one, v) for v in vs])  # var += 1, while the save runs
+        sess.run(train, feed_dict={g: minus_one})  # var += 1, while the save runs
         steps += 1
     path = handle.result()
     sync()
@@ -744,7 +842,7 @@ def test_memory_in_use_matches_cupys_pool(gpu):
         assert gpu.memory_in_use - m0 == nbytes
         assert pool.used_bytes() - p0 == nbytes
         assert gpu.peak_memory >= max(peak0, m0 + nbytes)
-        v.assign(np.ones(nbytes // 4, np.float32))  # the host->device temporary is freed
+        tf.Session(graph=g).run(v.assign(np.ones(nbytes // 4, np.float32)))  # the host->device temporary is freed
         _settle()
         assert gpu.memory_in_use - m0 == nbytes and pool.used_bytes() - p0 == nbytes
         with tf.device("/gpu:0"):
@@ -755,14 +853,18 @@ def test_memory_in_use_matches_cupys_pool(gpu):
         # The pool also holds the generator's state (cuRAND), which varstore does not count.
         assert pool.used_bytes() - p0 >= 2 * nbytes
         opt = tf.train.AdamOptimizer(0.1)
-        opt.apply_gradients([(cp.ones(nbytes // 4, cp.float32), v)])
+        grad = tf.placeholder(tf.float32, [nbytes // 4])
+        train = opt.apply_gradients([(grad, v)])
+        with tf.Session(graph=g) as sess:
+            sess.run(tf.variables_initializer(opt.variables()))
+            sess.run(train, feed_dict={grad: cp.ones(nbytes // 4, cp.float32)})
         _settle()
         # Adam's two slots, and its two float32 beta powers (colocated with v).
         expected = 4 * nbytes + 2 * 4
         assert gpu.memory_in_use - m0 == expected
         assert pool.used_bytes() - p0 >= expected
         assert GPU0 in devices.memory_summary()
-    del v, r, opt, g
+    del v, r, opt, g, grad, train, sess
     _settle()
     assert gpu.memory_in_use == m0, "varstore's accounting did not return to where it was"
     assert pool.used_bytes() - p0 <= 1 * MiB, "device memory was not released with the graph"
@@ -775,8 +877,10 @@ def test_memory_accounting_drops_when_a_variable_is_reassigned_a_new_shape(gpu):
     with tf.Graph().as_default():
         with tf.device("/gpu:0"):
             v = tf.Variable(tf.zeros([1024, 256]), name="v", validate_shape=False)
-        v.initializer.run()
-        v.assign(np.ones((256, 256), np.float32))  # a new, smaller buffer replaces the old one
+        with tf.Session() as sess:
+            sess.run(v.initializer)
+            sess.run(v.assign(np.ones((256, 256), np.float32)))  # a new, smaller buffer replaces the old one
+        del sess
         _settle()
         assert gpu.memory_in_use - m0 == 256 * 256 * 4
         assert pool.used_bytes() - p0 == 256 * 256 * 4

@@ -45,36 +45,45 @@ def bits(a) -> bytes:
 
 
 def test_a_gpu_on_a_task_holds_cupy_arrays_and_matches_a_local_gpu(gpu_cluster, tmp_path):
+    """The same TF 1.x program (graph mode: ops built once, run by sessions) on a task's GPU
+    and on the local GPU gives the same bits."""
     assert gpu_cluster.info(1)["gpus"] == 1 and gpu_cluster.info(0)["gpus"] == 0
-    tf.set_random_seed(3)
-    with tf.device("/job:ps/task:1/device:GPU:0"):
+
+    def program():
+        tf.set_random_seed(3)
         w = tf.Variable(tf.random_normal([64, 32], seed=1), name="w")
         b = tf.Variable(tf.zeros([32]), name="b")
-    with tf.Graph().as_default(), tf.device("/gpu:0"):
-        tf.set_random_seed(3)
-        wl = tf.Variable(tf.random_normal([64, 32], seed=1), name="w")
-        bl = tf.Variable(tf.zeros([32]), name="b")
-        opt_l = tf.train.AdamOptimizer(0.01)
+        gw, gb = tf.placeholder(tf.float32, [64, 32]), tf.placeholder(tf.float32, [32])
+        train = tf.train.AdamOptimizer(0.01).apply_gradients([(gw, w), (gb, b)])
+        return w, b, (gw, gb), train, b.assign_add(np.ones(32, np.float32)), tf.global_variables_initializer()
+
+    with tf.device("/job:ps/task:1/device:GPU:0"):
+        w, b, (gw, gb), train, inc, init = program()
+    local = tf.Graph()
+    with local.as_default(), tf.device("/gpu:0"):
+        wl, bl, (gwl, gbl), train_l, inc_l, init_l = program()
     assert w.device == "/job:ps/replica:0/task:1/device:GPU:0" and wl.device == "/device:GPU:0"
-    tf.variables_initializer([w, b]).run()
-    tf.variables_initializer([wl, bl]).run()
-    assert bits(w.numpy()) == bits(wl.numpy())  # drawn by cupy's generator, on the task's card
-    b.assign_add(np.ones(32, np.float32))
-    bl.assign_add(np.ones(32, np.float32))
-    assert bits(b.numpy()) == bits(bl.numpy())
+    sess, sess_l = tf.Session(), tf.Session(graph=local)
+    sess.run(init)
+    sess_l.run(init_l)
+    assert bits(sess.run(w)) == bits(sess_l.run(wl))  # drawn by cupy's generator, on the task's card
+    sess.run(inc)
+    sess_l.run(inc_l)
+    assert bits(sess.run(b)) == bits(sess_l.run(bl))
     if not FAKE:  # fakecupy cannot run the CUDA update kernels inside the task
-        opt = tf.train.AdamOptimizer(0.01)
         rng = np.random.default_rng(0)
         for _ in range(2):
-            gw, gb = rng.standard_normal((64, 32)).astype(np.float32), rng.standard_normal(32).astype(np.float32)
-            opt.apply_gradients([(gw, w), (gb, b)])
-            opt_l.apply_gradients([(gw, wl), (gb, bl)])
-        assert bits(w.numpy()) == bits(wl.numpy()) and bits(b.numpy()) == bits(bl.numpy())
+            g1, g2 = rng.standard_normal((64, 32)).astype(np.float32), rng.standard_normal(32).astype(np.float32)
+            sess.run(train, feed_dict={gw: g1, gb: g2})
+            sess_l.run(train_l, feed_dict={gwl: g1, gbl: g2})
+        assert bits(sess.run(w)) == bits(sess_l.run(wl)) and bits(sess.run(b)) == bits(sess_l.run(bl))
     saver = tf.train.Saver(sharded=True)
-    path = saver.save(None, str(tmp_path / "gpu.ckpt"))
-    want = {v.name: bits(v.numpy()) for v in tf.global_variables()}
-    w.assign(np.zeros((64, 32), np.float32))
-    saver.restore(None, path)
-    assert {v.name: bits(v.numpy()) for v in tf.global_variables()} == want
+    path = saver.save(sess, str(tmp_path / "gpu.ckpt"))
+    want = {v.op.name: bits(v.numpy()) for v in tf.global_variables()}
+    w.load(np.zeros((64, 32), np.float32))
+    saver.restore(sess, path)
+    assert {v.op.name: bits(v.numpy()) for v in tf.global_variables()} == want
     with tf.train.load_checkpoint(path) as r:
         assert r.get_tensor("w").tobytes() == want["w"][len(b"<f4(64, 32)"):]
+    sess.close()
+    sess_l.close()
