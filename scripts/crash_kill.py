@@ -87,8 +87,8 @@ def child(directory: str, mib: float, bin_kib: int, saves: int) -> None:
     while saves <= 0 or life < saves:
         step += 1
         for v in vs:
-            v.assign(np.full(v.shape, step, v.dtype))
-        gs.assign(np.int64(step))
+            v.load(np.full(v.shape, step, v.dtype))
+        gs.load(np.int64(step))
         out = saver.save(None, os.path.join(directory, "model.ckpt"), global_step=gs, async_save=life % 2 == 1)
         print(f"{'saved' if isinstance(out, str) else 'queued'} {step}", flush=True)
         life += 1

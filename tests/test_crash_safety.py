@@ -63,8 +63,8 @@ def _save(driver, directory, step, mib, *, async_save=False, kill_at=None, count
         vs, gs = driver.build(mib)
         tf.global_variables_initializer().run()
         for v in vs:
-            v.assign(np.full(v.shape, step, v.dtype))
-        gs.assign(np.int64(step))
+            v.load(np.full(v.shape, step, v.dtype))
+        gs.load(np.int64(step))
         calls = [0]
 
         def seam(op, fn, *args):

@@ -95,10 +95,10 @@ def base_directory(tmp_path):
     saver = tf.train.Saver(max_to_keep=2)
     for step in (1, 2):
         for v in vs:
-            v.assign(np.full(v.shape, step, np.float32))
+            v.load(np.full(v.shape, step, np.float32))
         saver.save(None, str(base / "model.ckpt"), global_step=step)
     for v in vs:
-        v.assign(np.full(v.shape, 3, np.float32))
+        v.load(np.full(v.shape, 3, np.float32))
     return base, vs
 
 
@@ -179,12 +179,12 @@ def test_a_fault_at_every_call_of_a_save_leaves_everything_as_it_was(tmp_path, m
                 with pytest.raises(OSError):
                     saver.save(None, str(d / "model.ckpt"), global_step=4)
             for v in vs:
-                v.assign(np.full(v.shape, 4, np.float32))
+                v.load(np.full(v.shape, 4, np.float32))
             saver.save(None, str(d / "model.ckpt"), global_step=4)
             check_consistent(d)
             assert tf.train.latest_checkpoint(str(d)) == str(d / "model.ckpt-4")
             for v in vs:
-                v.assign(np.full(v.shape, 3, np.float32))
+                v.load(np.full(v.shape, 3, np.float32))
             shutil.rmtree(d)
 
 
