@@ -59,7 +59,7 @@ def test_import_scope_and_clear_devices(tmp_path):
     tf.reset_default_graph()
     tf.train.import_meta_graph(str(tmp_path / "m.meta"), import_scope="imported")
     (v,) = tf.global_variables()
-    assert v.name == "imported/v" and v.requested_device == "/job:ps/task:3"
+    assert (v.name, v.op.name) == ("imported/v:0", "imported/v") and v.requested_device == "/job:ps/task:3"
     tf.reset_default_graph()
     tf.train.import_meta_graph(str(tmp_path / "m.meta"), clear_devices=True)
     assert tf.global_variables()[0].requested_device == ""
@@ -67,14 +67,16 @@ def test_import_scope_and_clear_devices(tmp_path):
 
 def test_saver_from_meta_graph_restores_without_the_models_code(tmp_path):
     w, b, twice, frozen = build_model()
-    tf.global_variables_initializer().run()
-    b.assign([1.0, 2.0, 3.0])
-    path = tf.train.Saver({"renamed_w": w, "layer1/biases": b}).save(None, str(tmp_path / "model.ckpt"),
-                                                                    global_step=4)
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        sess.run(b.assign([1.0, 2.0, 3.0]))
+        path = tf.train.Saver({"renamed_w": w, "layer1/biases": b}).save(sess, str(tmp_path / "model.ckpt"),
+                                                                        global_step=4)
     tf.reset_default_graph()
     saver = tf.train.import_meta_graph(path + ".meta")
-    saver.restore(None, path)
-    got = {v.name: v for v in tf.global_variables()}
+    with tf.Session() as sess:  # made after the import: it runs the imported graph
+        saver.restore(sess, path)
+    got = {v.op.name: v for v in tf.global_variables()}
     np.testing.assert_array_equal(got["layer1/biases"].numpy(), [1, 2, 3])
     np.testing.assert_array_equal(got["layer1/weights"].numpy(), w.numpy())
     assert not got["twice"].is_initialized  # not in that saver
