@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import varstore
@@ -84,7 +85,8 @@ def test_lazy_names_are_listed_and_misspellings_are_attribute_errors():
     for name in ("train", "tools", "checkpoint", "summary", "bfloat16"):
         assert name in dir(varstore)
     assert {"cluster", "bfloat16"} <= set(dir(devices))
-    assert varstore.bfloat16 is devices.bfloat16
+    # tf.bfloat16 is TF's DType; it names the same numpy dtype as devices.bfloat16
+    assert varstore.bfloat16 == devices.bfloat16 and np.dtype(varstore.bfloat16.as_numpy_dtype) == devices.bfloat16
     assert varstore.bfloat16.name == "bfloat16"
     with pytest.raises(AttributeError, match="Varible"):
         varstore.Varible  # noqa: B018 - the attribute access is the test

@@ -63,9 +63,9 @@ def writer(directory: str, wid: int, rounds: int, keep: int) -> None:
         time.sleep(0.001)
     for r in range(rounds):
         value = wid * 100_000 + r
-        for v, s in zip(vs, SHAPES):
-            v.assign(np.full(s, value, np.float32))
-        code.assign(np.int64(value))
+        for v, s in zip(vs, SHAPES):  # the values to save: load sets them now, in graph mode too
+            v.load(np.full(s, value, np.float32))
+        code.load(np.int64(value))
         out = saver.save(None, os.path.join(directory, "model.ckpt"), global_step=step_of(wid, r),
                          async_save=r % 3 == 2)
         if not isinstance(out, str):
