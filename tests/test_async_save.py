@@ -39,19 +39,22 @@ def test_snapshot_holds_the_values_of_the_call_under_concurrent_updates(tmp_path
     while the training loop keeps assigning and stepping an optimizer."""
     vs = [tf.Variable(tf.zeros([256, 256]), name=f"w{i}") for i in range(4)]
     step = tf.train.get_or_create_global_step()
-    tf.global_variables_initializer().run()
     opt = tf.train.GradientDescentOptimizer(-1.0)  # each step adds exactly 1 to every element
+    train = opt.apply_gradients([(np.ones((256, 256), np.float32), v) for v in vs], global_step=step)
     saver = tf.train.Saver(max_to_keep=None)
     handles = []
-    for _ in range(30):
-        handles.append((int(step.numpy()), saver.save(None, str(tmp_path / "m.ckpt"), global_step=step,
-                                                      async_save=True, write_meta_graph=False)))
-        opt.apply_gradients([(np.ones((256, 256), np.float32), v) for v in vs], global_step=step)
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        for _ in range(30):
+            handles.append((int(sess.run(step)), saver.save(sess, str(tmp_path / "m.ckpt"), global_step=step,
+                                                            async_save=True, write_meta_graph=False)))
+            sess.run(train)  # the next step runs while the save is being written
+    assert int(step.numpy()) == 30
     for expected, h in handles:
         with CheckpointReader(h.result(timeout=60)) as r:
             for v in vs:
-                t = r.get_tensor(v.name)
-                assert t.min() == t.max() == expected, (h.path, v.name)
+                t = r.get_tensor(v.op.name)  # checkpoint keys are op names
+                assert t.min() == t.max() == expected, (h.path, v.op.name)
             assert int(r.get_tensor("global_step")) == expected
 
 

@@ -525,7 +525,7 @@ def test_compressed_npz_and_a_saver_directory_convert(tmp_path):
         sess.run(tf.global_variables_initializer())
         saver = tf.train.Saver()
         saver.save(sess, str(d / "model.ckpt"), global_step=1)
-        v.assign([2.0, 2.0, 2.0])
+        sess.run(v.assign([2.0, 2.0, 2.0]))
         saver.save(sess, str(d / "model.ckpt"), global_step=2)
     r = conv.convert(str(d), str(tmp_path / "latest.npz"), progress=False)
     assert r.src.endswith("model.ckpt-2")
