@@ -18,6 +18,14 @@ Candidates, interleaved round by round (median of ``--reps``):
 - ``varstore many``: ``kernels.apply_dense_many`` over all tensors at once (what
   ``apply_gradients`` runs on a CPU: one compiled call, its operand table kept
   between steps), at the same thread counts;
+- ``varstore graph`` / ``varstore eager``: the public API, a whole optimizer step
+  (``GradientDescentOptimizer`` / ``MomentumOptimizer`` / ``AdamOptimizer`` over
+  Variables holding the same memory), at 1 thread and at ``--threads``.
+  ``graph``: TF 1.x's loop, the train op built once over one placeholder per
+  gradient and ``sess.run(train, feed_dict=...)`` each step (what a TF 1.x user
+  runs); ``eager``: ``opt.apply_gradients(pairs)`` under ``tf.eager_mode()`` each
+  step (what a numpy/torch loop runs). Adam's bias correction comes from its beta
+  power variables there, so its numbers differ; the time is what is compared;
 - ``torch fused`` / ``torch foreach``: ``torch.optim`` with ``fused=True`` /
   ``foreach=True`` at the same thread counts (``torch.set_num_threads``),
   parameters sharing the same memory;
@@ -182,6 +190,10 @@ def bench_rule(rule: str, mix: str, total_elems: int, threads: int, reps: int, t
         candidates[f"varstore {threads}t"] = ours(threads)
         candidates[f"varstore many {threads}t"] = many(threads)
 
+    for mode, run in public_api_steps(rule, sizes, params, grads, slots).items():
+        for t in sorted({1, threads}):
+            candidates[f"varstore {mode} {t}t"] = (lambda run=run, t=t: (kernels.set_threads(t), run()))
+
     def numpy_run():
         h = hyper()
         numpy_step(rule, params, grads, slots, scratch, h["lr"])
@@ -224,6 +236,37 @@ def bench_rule(rule: str, mix: str, total_elems: int, threads: int, reps: int, t
             times[name].append(time.perf_counter() - t)
     kernels.set_threads(None)
     return {name: (statistics.median(ts), min(ts)) for name, ts in times.items()}
+
+
+def public_api_steps(rule: str, sizes: list[int], params, grads, slots) -> dict:
+    """One step through the public API, as a function, per mode ("graph", "eager"): an
+    optimizer over Variables that hold ``params`` (their slots hold ``slots``: no new memory)."""
+    import varstore as tf  # noqa: PLC0415
+    tf.reset_default_graph()
+    vs = [tf.Variable(tf.zeros([n]), name=f"p{k}") for k, n in enumerate(sizes)]
+    for v, p in zip(vs, params):
+        v.storage.adopt(p)  # the same memory as every other candidate's parameters
+    opt = {"sgd": lambda: tf.train.GradientDescentOptimizer(LR),
+           "momentum": lambda: tf.train.MomentumOptimizer(LR, MOM),
+           "adam": lambda: tf.train.AdamOptimizer(LR, B1, B2, EPS)}[rule]()
+    phs = [tf.placeholder(tf.float32, [n], name=f"g{k}") for k, n in enumerate(sizes)]
+    train = opt.apply_gradients(zip(phs, vs))  # TF 1.x: built once (its slots too)
+    for v, s in zip(vs, slots):
+        for name, arr in zip(kernels.RULES[rule], s):
+            opt.get_slot(v, name).storage.adopt(arr)
+    sess = tf.Session()
+    sess.run(tf.variables_initializer([v for v in opt.variables() if not v.is_initialized]))  # beta powers
+    feed = dict(zip(phs, grads))
+    pairs = list(zip(grads, vs))
+
+    def graph():
+        sess.run(train, feed_dict=feed)
+
+    def eager():
+        with tf.eager_mode():
+            opt.apply_gradients(pairs)
+
+    return {"graph": graph, "eager": eager}
 
 
 def call_overhead(torch) -> dict[str, float]:
