@@ -468,18 +468,23 @@ def test_initial_value_none_and_strings():
         tf.Variable([[1.0, 2.0], [3.0]])  # ragged
 
 
-def test_concurrent_reads_never_see_a_torn_value():
+def _torn_reads(readers) -> tuple:
+    """Run ``readers`` (functions of (v, read tensor, session)) in threads while a writer thread
+    runs assign ops that set all-ones and all-zeros; return (errors, torn reads, read counts)."""
     n = 1 << 22  # 16 MiB of float32: copies long enough to interleave with a writer
     v = tf.Variable(tf.zeros([n]), name="big")
     init(v)
     zeros, ones = np.zeros(n, np.float32), np.ones(n, np.float32)
+    set_ones, set_zeros = v.assign(ones), v.assign(zeros)  # graph mode: ops the writer runs
+    read = v.read_value()
     done = threading.Event()
-    torn, reads, errors = [], [0, 0, 0], []
+    torn, reads, errors = [], [0] * len(readers), []
 
     def writer():
         try:
+            sess = tf.Session()
             for i in range(60):
-                v.assign(ones if i % 2 == 0 else zeros)
+                sess.run(set_ones if i % 2 == 0 else set_zeros)
         except BaseException as e:  # noqa: BLE001 - reported below
             errors.append(e)
         finally:
@@ -489,20 +494,34 @@ def test_concurrent_reads_never_see_a_torn_value():
         sess = tf.Session()
         try:
             while not done.is_set():
-                # np.array(v) is a copy taken under the lock (np.asarray(v) may be the live buffer)
-                snap = v.numpy() if kind == 0 else sess.run(v) if kind == 1 else np.array(v)
+                snap = readers[kind](v, read, sess)
                 reads[kind] += 1
                 if snap.min() != snap.max():
                     torn.append((kind, float(snap.min()), float(snap.max())))
         except BaseException as e:  # noqa: BLE001
             errors.append(e)
 
-    threads = [threading.Thread(target=reader, args=(k,)) for k in range(3)]
+    threads = [threading.Thread(target=reader, args=(k,)) for k in range(len(readers))]
     threads.append(threading.Thread(target=writer))
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=120)
+    assert float(v.numpy()[0]) == 0.0  # the writer's last run (i = 59) set zeros
+    return errors, torn, reads
+
+
+def test_concurrent_reads_never_see_a_torn_value():
+    # np.array(v) is a copy taken under the lock (np.asarray(v) may be the live buffer)
+    errors, torn, reads = _torn_reads([lambda v, read, sess: v.numpy(), lambda v, read, sess: sess.run(v),
+                                       lambda v, read, sess: np.array(v)])
+    assert not errors and not torn, (errors, torn[:5])
+    assert all(reads), reads
+
+
+def test_concurrent_read_tensor_never_sees_a_torn_value():
+    # sess.run(v.read_value()) reads what sess.run(v) reads: as consistent under concurrent assigns
+    errors, torn, reads = _torn_reads([lambda v, read, sess: sess.run(read)])
     assert not errors and not torn, (errors, torn[:5])
     assert all(reads), reads
 
