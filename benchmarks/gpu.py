@@ -8,18 +8,21 @@ What it measures, each against what bounds it on the same card:
 - adam: varstore's fused Adam kernel step against ``torch.optim.Adam(fused=True)``
   on the same parameters (target <= 1.1x torch's time), and as a fraction of the
   measured device-to-device bandwidth at 28 B per element (read param, grad, m, v;
-  write param, m, v; target >= 80%); the full ``AdamOptimizer.apply_gradients``
-  step is reported too;
-- adam_small: the whole step (``AdamOptimizer.apply_gradients``, one multi-tensor
-  launch) over 500 small tensors of mixed shapes against ``torch.optim.Adam(fused=True)``
-  on copies of the same values (target <= 1.1x torch's time): launches and Python per
-  tensor, not bandwidth, are what this case measures;
+  write param, m, v; target >= 80%); the full ``AdamOptimizer`` step through the
+  public API is reported too, in both execution modes (below);
+- adam_small: the whole step (``AdamOptimizer``, one multi-tensor launch) over 500
+  small tensors of mixed shapes against ``torch.optim.Adam(fused=True)`` on copies of
+  the same values (target <= 1.1x torch's time): launches and Python per tensor, not
+  bandwidth, are what this case measures. Both modes are timed: "graph" is TF 1.x's
+  loop (the train op built once over a placeholder per gradient, ``sess.run(train,
+  feed_dict=...)`` with the cupy gradients fed each step), "eager" is
+  ``opt.apply_gradients(pairs)`` under ``tf.eager_mode()`` (a numpy/torch-style loop);
 - gather: bytes of a GPU array to the host for a checkpoint, through
   ``devices.host_chunks`` (pinned, double-buffered) alone and through
   ``write_checkpoint`` to /dev/shm (RAM, so the disk is not the limit), both as a
   fraction of the measured pinned device-to-host bandwidth (target >= 80%);
-- async_save: an Adam step's latency (``apply_gradients`` and a sync of the caller's
-  stream, as a training loop that reads its loss) while ``saver.save(...,
+- async_save: an Adam step's latency (graph mode: ``sess.run(train)`` with the
+  gradients fed, and a sync of the caller's stream, as a training loop that reads its loss) while ``saver.save(...,
   async_save=True)`` of the same GPU variables is writing, against the same step with
   no save in flight; the time the ``save`` call itself takes (the snapshot);
 - save: ``Saver.save`` of an 8 GiB GPU model: host RSS growth (target <= 256 MiB
@@ -392,16 +395,46 @@ def bench_adam(b: Bench) -> None:
             tvars = [tf.Variable(tf.zeros([s]), name=f"p{i}") for i, s in enumerate(sizes)]
         tf.global_variables_initializer().run()
         for tv, p in zip(tvars, params):
-            tv.assign(p)
+            tv.load(p)
         aopt = tf.train.AdamOptimizer(lr)
-        pairs = list(zip(grads, tvars))
         if b.fake:
             _route_fake_kernels(b)
-        t_full = b.wall_time(lambda: aopt.apply_gradients(pairs), repeats=max(5, b.args.repeats // 3),
-                             warmup=b.args.warmup)
-        b.metric("AdamOptimizer.apply_gradients (public API)", t_full * 1e3, "ms",
-                 note=f"{t_full / t_vs:.2f}x the kernel step")
-    del g, tvars, aopt, pairs
+        steps = public_adam_steps(tf, g, aopt, tvars, grads)
+        for mode, step in steps.items():
+            t_full = b.wall_time(step, repeats=max(5, b.args.repeats // 3), warmup=b.args.warmup)
+            b.metric(f"Adam step, public API, {mode} mode", t_full * 1e3, "ms",
+                     note=f"{t_full / t_vs:.2f}x the kernel step; {MODE_LABEL[mode]}")
+    del g, tvars, aopt, steps
+
+
+def public_adam_steps(tf: Any, graph: Any, opt: Any, tvars: list, grads: list) -> dict[str, Callable[[], Any]]:
+    """One step of ``opt`` through the public API, per execution mode:
+
+    - "graph": TF 1.x's loop: the train op built once over one placeholder per gradient,
+      then ``sess.run(train, feed_dict=...)`` with the cupy gradients fed (no host copy);
+    - "eager": ``opt.apply_gradients(pairs)`` under ``tf.eager_mode()``, applied at the call.
+
+    The slots (and Adam's beta powers) are made and initialized here, before any timing.
+    """
+    with graph.as_default():
+        phs = [tf.placeholder(gr.dtype, list(v.shape), name=f"grad{i}") for i, (gr, v) in enumerate(zip(grads, tvars))]
+        train = opt.apply_gradients(zip(phs, tvars))
+        sess = tf.Session(graph=graph)
+        sess.run(tf.variables_initializer(opt.variables()))
+    feed = dict(zip(phs, grads))
+    pairs = list(zip(grads, tvars))
+
+    def graph_step() -> None:
+        sess.run(train, feed_dict=feed)
+
+    def eager_step() -> None:
+        with tf.eager_mode():
+            opt.apply_gradients(pairs)
+
+    return {"graph": graph_step, "eager": eager_step}
+
+
+MODE_LABEL = {"graph": "graph mode: sess.run(train), cupy grads fed", "eager": "eager mode: apply_gradients"}
 
 
 def _route_fake_kernels(b: Bench) -> None:
@@ -489,13 +522,14 @@ def bench_adam_small(b: Bench) -> None:
         for tv, p in zip(tvars, params):
             tv.load(p)
         opt = tf.train.AdamOptimizer(lr, beta1=b1, beta2=b2, epsilon=eps)
-        pairs = list(zip(grads, tvars))
         if b.fake:
             _route_fake_kernels(b)
-        # warm-up: the first step makes the slots and the chunk table, which later steps reuse.
-        t_vs = loop_time(b, lambda: opt.apply_gradients(pairs), steps, rounds, max(1, b.args.warmup))
-        b.metric(f"varstore Adam step ({label})", t_vs * 1e3, "ms", note="AdamOptimizer.apply_gradients")
-        del tvars, opt, pairs
+        # warm-up: the first step makes the chunk table, which later steps reuse.
+        t_vs = {}
+        for mode, step in public_adam_steps(tf, g, opt, tvars, grads).items():
+            t_vs[mode] = loop_time(b, step, steps, rounds, max(1, b.args.warmup))
+            b.metric(f"varstore Adam step, {mode} mode ({label})", t_vs[mode] * 1e3, "ms", note=MODE_LABEL[mode])
+        del tvars, opt, step
     del g, params, grads
 
     try:
@@ -518,9 +552,10 @@ def bench_adam_small(b: Bench) -> None:
     t_torch = loop_time(b, topt.step, steps, rounds, max(1, b.args.warmup))
     b.metric("torch.optim.Adam(fused=True) step, same tensors", t_torch * 1e3, "ms",
              note="torch on the CPU (dry run)" if b.fake else "")
-    ratio = t_vs / t_torch
-    b.metric("varstore / torch fused Adam time, small tensors", ratio, "x", f"<= {TARGETS['adam_vs_torch']}",
-             ratio <= TARGETS["adam_vs_torch"])
+    for mode, t in t_vs.items():
+        ratio = t / t_torch
+        b.metric(f"varstore {mode} / torch fused Adam time, small tensors", ratio, "x",
+                 f"<= {TARGETS['adam_vs_torch']}", ratio <= TARGETS["adam_vs_torch"], note=MODE_LABEL[mode])
     del tparams, topt, start
 
 
@@ -597,16 +632,16 @@ def bench_async_save(b: Bench) -> None:
             tf.global_variables_initializer().run()
             grads = [b.random(per, seed=600 + i, scale=0.1) for i in range(k)]
             opt = tf.train.AdamOptimizer(1e-4)
-            pairs = list(zip(grads, tvars))
             if b.fake:
                 _route_fake_kernels(b)
+            train_step = public_adam_steps(tf, g, opt, tvars, grads)["graph"]  # TF 1.x's loop
             saver = tf.train.Saver(tvars)
 
             def step() -> float:
                 # The latency a training loop sees: the step, then its own stream drained (as
                 # reading the loss would); the save's copy stream is not waited for.
                 t0 = time.perf_counter()
-                opt.apply_gradients(pairs)
+                train_step()
                 b.stream_sync()
                 return time.perf_counter() - t0
 
@@ -635,7 +670,7 @@ def bench_async_save(b: Bench) -> None:
                 os.unlink(path)
                 if len(during) >= b.args.async_min_steps:
                     break
-            del tvars, grads, opt, pairs, saver
+            del tvars, grads, opt, train_step, saver
         del g
     finally:
         shutil.rmtree(d, ignore_errors=True)
@@ -644,9 +679,9 @@ def bench_async_save(b: Bench) -> None:
     def p90(xs: list[float]) -> float:
         return float(np.percentile(xs, 90))
     q, w = statistics.median(quiet), statistics.median(during)
-    b.metric(f"Adam step, no save ({nbytes / GiB:.2f} GiB, {k} vars)", q * 1e3, "ms",
-             note=f"p90 {p90(quiet) * 1e3:.2f} ms over {len(quiet)} steps")
-    b.metric("Adam step during an async save", w * 1e3, "ms",
+    b.metric(f"Adam step (graph mode), no save ({nbytes / GiB:.2f} GiB, {k} vars)", q * 1e3, "ms",
+             note=f"p90 {p90(quiet) * 1e3:.2f} ms over {len(quiet)} steps; {MODE_LABEL['graph']}")
+    b.metric("Adam step (graph mode) during an async save", w * 1e3, "ms",
              note=f"p90 {p90(during) * 1e3:.2f} ms, max {max(during) * 1e3:.2f} ms over {len(during)} steps "
                   f"in {len(totals)} save(s)")
     b.metric("step during async save / without (median)", w / q, "x")
