@@ -232,7 +232,7 @@ def test_greedy_spreads_large_variables_evenly_where_round_robin_does_not():
         with tf.device(replica_device_setter(ps_tasks=2, ps_strategy=strategy)):
             for shape in sizes:
                 v = tf.Variable(tf.zeros(shape))
-                per_task[DeviceSpec.from_string(v.requested_device).task] += byte_size_load_fn(OpDescription("VariableV2", v.name, v.shape, v.dtype))
+                per_task[DeviceSpec.from_string(v.requested_device).task] += byte_size_load_fn(OpDescription("VariableV2", v.op.name, v.shape, v.dtype))
         return per_task
 
     tf.reset_default_graph()

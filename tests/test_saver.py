@@ -107,6 +107,26 @@ def test_a_variable_in_two_savers_changes_only_on_restore(tmp_path):
         np.testing.assert_array_equal(sess.run(a), np.zeros((3, 4)))
 
 
+@pytest.mark.parametrize("mode", ["graph", "eager"])
+def test_save_and_restore_run_when_called_in_both_modes(tmp_path, mode):
+    with tf.eager_mode(mode == "eager"):
+        v = tf.Variable([1.0, 2.0], name="v")
+        saver = tf.train.Saver([v])
+        if mode == "graph":
+            v.initializer.run()
+        inc = v.assign_add([10.0, 10.0])  # graph mode: built, not run; eager mode: applied now
+        path = saver.save(None, str(tmp_path / "m.ckpt"))
+        saved = [1.0, 2.0] if mode == "graph" else [11.0, 12.0]
+        assert tf.train.load_variable(path, "v").tolist() == saved
+        if mode == "graph":
+            tf.Session().run(inc)
+        else:
+            v.assign_add([10.0, 10.0])
+        assert v.numpy().tolist() != saved
+        saver.restore(None, path)  # no op to run: the values are back now
+        assert v.numpy().tolist() == saved
+
+
 def test_var_list_none_follows_the_graph(tmp_path):
     make_vars()
     saver = tf.train.Saver()
