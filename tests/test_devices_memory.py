@@ -523,7 +523,8 @@ def test_pipelined_chunks_of_nothing_starts_nothing():
 @pytest.mark.parametrize("name", DTYPES)
 def test_as_dtype_accepts_every_supported_name_and_its_numpy_dtype(name):
     dt = as_dtype(name)
-    assert isinstance(dt, np.dtype) and dt.name == name
+    # A DType (TF's API) that numpy takes as the dtype it names.
+    assert isinstance(dt, devices.dtypes.DType) and isinstance(np.dtype(dt), np.dtype) and dt.name == name
     assert as_dtype(dt) == dt
     assert as_dtype(dt.type) == dt
     assert devices.dtypes.dtype_name(dt) == name
@@ -532,7 +533,7 @@ def test_as_dtype_accepts_every_supported_name_and_its_numpy_dtype(name):
 @pytest.mark.parametrize("value, name", [
     ("half", "float16"), ("float", "float32"), ("double", "float64"), ("bool_", "bool"),
     (np.float32, "float32"), (np.dtype("int8"), "int8"), (np.uint16, "uint16"),
-    (float, "float64"), (bool, "bool"), (complex, "complex128"),
+    (float, "float32"), (bool, "bool"), (complex, "complex128"),  # Python's float: float32, as TF
     (np.dtype(">f4"), "float32"), (np.dtype("<i8"), "int64"),
     (ml_dtypes.bfloat16, "bfloat16"), (np.dtype(ml_dtypes.bfloat16), "bfloat16"), ("bfloat16", "bfloat16"),
     (devices.bfloat16, "bfloat16"),

@@ -114,7 +114,10 @@ requested: str = weights.requested_device
 live: np.ndarray = np.asarray(weights)
 host: np.ndarray = weights.numpy()
 half = tf.Variable(tf.zeros([2], dtype=tf.bfloat16), name="half")
-dt: np.dtype = tf.as_dtype("bfloat16")
+dt: tf.DType = tf.as_dtype("bfloat16")
+zs: np.ndarray = np.zeros(3, dtype=tf.float32)  # numpy takes a DType (its .dtype)
+partial: tf.TensorShape = tf.TensorShape([None, 3])
+first: Optional[int] = tf.dimension_value(partial[0])
 same: bool = tf.bfloat16 == devices.bfloat16 == dt
 with CheckpointReader(save_path) as reader:
     names: list[str] = reader.names()

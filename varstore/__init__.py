@@ -12,10 +12,9 @@ The guide's code runs unchanged after ``import varstore as tf``:
 """
 import typing as _typing
 
-import numpy as _np
-
 from devices import DeviceSpec, device
-from devices.dtypes import as_dtype
+from devices.dtypes import DType, as_dtype
+from devices.shapes import Dimension, TensorShape, dimension_at_index, dimension_value
 
 from . import errors
 from .graph import (
@@ -78,14 +77,15 @@ from .variables import (
     variables_initializer,
 )
 
-# dtypes by their TF names: tf.float32, tf.bfloat16, ...
-float16 = half = _np.dtype("float16")
-float32 = _np.dtype("float32")
-float64 = double = _np.dtype("float64")
-int8, int16, int32, int64 = (_np.dtype(n) for n in ("int8", "int16", "int32", "int64"))
-uint8, uint16, uint32, uint64 = (_np.dtype(n) for n in ("uint8", "uint16", "uint32", "uint64"))
-complex64, complex128 = _np.dtype("complex64"), _np.dtype("complex128")
-globals()["bool"] = _np.dtype("bool")  # tf.bool, without shadowing the builtin in this module
+# dtypes by their TF names: tf.float32, tf.bfloat16, ... DType objects: TF's DType API, and numpy
+# takes them as dtypes (np.zeros(3, tf.float32)).
+float16 = half = as_dtype("float16")
+float32 = as_dtype("float32")
+float64 = double = as_dtype("float64")
+int8, int16, int32, int64 = (as_dtype(n) for n in ("int8", "int16", "int32", "int64"))
+uint8, uint16, uint32, uint64 = (as_dtype(n) for n in ("uint8", "uint16", "uint32", "uint64"))
+complex64, complex128 = as_dtype("complex64"), as_dtype("complex128")
+globals()["bool"] = as_dtype("bool")  # tf.bool, without shadowing the builtin in this module
 
 # The one place the version is written: pyproject.toml reads it from here (`version = {attr = ...}`).
 __version__ = "0.1.0"
@@ -93,7 +93,7 @@ __version__ = "0.1.0"
 if _typing.TYPE_CHECKING:  # spelled so: mypy recognises the attribute name, not an alias
     # What __getattr__ below loads on first use. A type checker sees the real modules and
     # objects, and no module-level __getattr__ at all, so `tf.Varible` is an error, not Any.
-    from devices.dtypes import bfloat16
+    from devices.dtypes import bfloat16_dtype as bfloat16
 
     from . import checkpoint, tools, train
     from .tools.summary import summary
@@ -111,7 +111,7 @@ else:
         raise AttributeError(f"module 'varstore' has no attribute {name!r}")
 
 _LAZY_MODULES = frozenset({"train", "tools", "checkpoint"})
-_LAZY_NAMES = {"summary": ("varstore.tools.summary", "summary"), "bfloat16": ("devices.dtypes", "bfloat16")}
+_LAZY_NAMES = {"summary": ("varstore.tools.summary", "summary"), "bfloat16": ("devices.dtypes", "bfloat16_dtype")}
 _LAZY_NAMES["moving_average_variables"] = ("varstore.train.moving_averages", "moving_average_variables")
 
 
