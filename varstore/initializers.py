@@ -296,7 +296,8 @@ class VariableValue(InitialValue):
             finally:
                 ctx.in_progress.pop()
             return device.asarray(value, copy=True)
-        return device.asarray(var._live(), copy=True)
+        with var.storage.lock:  # a consistent copy, even while another thread assigns
+            return device.asarray(var._live(), copy=True)
 
     def dependencies(self):
         return [self.var] if self.initialize else []

@@ -115,8 +115,11 @@ class Session:
         if hasattr(f, "_fetch_value"):  # an Operation: run it, fetch None
             return f._fetch_value(ctx)
         if isinstance(f, str):
-            return self._fetch(self.graph.get_tensor_by_name(f) if ":" in f else
-                               self.graph.get_operation_by_name(f), ctx)
+            try:
+                node = self.graph.get_tensor_by_name(f) if ":" in f else self.graph.get_operation_by_name(f)
+            except KeyError as e:
+                raise ValueError(f"Fetch argument {f!r} cannot be interpreted as a Tensor. ({e.args[0]})") from None
+            return self._fetch(node, ctx)
         if hasattr(f, "_fetch"):  # e.g. a save handle
             return f._fetch(self)
         if isinstance(f, dict):

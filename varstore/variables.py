@@ -35,7 +35,7 @@ from . import initializers as _init
 from .graph import Graph, GraphKeys, get_default_graph
 from .ops import Operation, RunContext, control_dependencies, executing_eagerly
 from .storage import Storage
-from .tensors import EagerTensor, IndexedSlices, Tensor, convert_to_tensor
+from .tensors import EagerTensor, IndexedSlices, Tensor, convert_to_tensor, now
 
 log = logging.getLogger("varstore")
 
@@ -655,8 +655,8 @@ def local_variables_initializer() -> Operation:
 
 def is_variable_initialized(variable: Variable) -> Tensor:
     """A tensor that is True once ``variable`` holds a value (evaluated when run)."""
-    return _Computed(f"{variable._name}/IsVariableInitialized", lambda: np.bool_(variable.is_initialized), (),
-                     np.bool_)
+    t = _Computed(f"{variable._name}/IsVariableInitialized", lambda: np.bool_(variable.is_initialized), (), np.bool_)
+    return now(t) if executing_eagerly() else t
 
 
 def report_uninitialized_variables(var_list: Iterable[Variable] | None = None, name: str | None = None) -> Tensor:
@@ -672,7 +672,8 @@ def report_uninitialized_variables(var_list: Iterable[Variable] | None = None, n
     def names() -> np.ndarray:
         vs = fixed if fixed is not None else global_variables() + local_variables()
         return np.array([v._name.encode() for v in vs if not v.is_initialized], dtype=object)
-    return _Computed("report_uninitialized_variables/boolean_mask/GatherV2", names, (None,), object)
+    t = _Computed("report_uninitialized_variables/boolean_mask/GatherV2", names, (None,), object)
+    return now(t) if executing_eagerly() else t
 
 
 def _mutation(mode: str):
