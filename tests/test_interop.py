@@ -87,8 +87,6 @@ def apply(mode, build):
 # captured by an op goes through initializers._to_numpy (np.asarray) instead of
 # devices.backends.arrays.host_array (DLPack, torch bfloat16, clear errors), and a fed value
 # through Tensor._feed, which takes a torch dtype for a numpy one.
-GRAPH_CONVERSION_BUG = "core: graph-mode ops convert foreign arrays with np.asarray, not host_array"
-FEED_BUG = "core: Tensor._feed cannot take a torch tensor (TypeError: Cannot interpret 'torch.float32')"
 
 
 # -- numpy: __array__ ------------------------------------------------------------------------------
@@ -182,18 +180,11 @@ def test_torch_from_dlpack_of_bfloat16_keeps_the_bits():
 
 
 # -- assign accepts the protocols ------------------------------------------------------------------
-def _graph_xfail(request, mode, why=GRAPH_CONVERSION_BUG):
-    """Graph mode fails until the core bug is fixed (strict: a fix shows as XPASS, a failure)."""
-    if mode == "graph":
-        request.node.add_marker(pytest.mark.xfail(reason=why, strict=True))
-
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("wrap", [DLPackOnly, ArrayOnly], ids=["dlpack-only", "array-only"])
-def test_assign_accepts_protocol_objects(request, wrap, mode):
+def test_assign_accepts_protocol_objects(wrap, mode):
     v = var([0.0, 0.0, 0.0])
-    if wrap is DLPackOnly:
-        _graph_xfail(request, mode)
     apply(mode, lambda: v.assign(wrap(np.array([1.0, 2.0, 3.0], np.float32))))
     assert v.numpy().tolist() == [1.0, 2.0, 3.0]
     apply(mode, lambda: v.assign_add(wrap(np.array([1.0, 1.0, 1.0], np.float32))))
@@ -245,10 +236,9 @@ def test_assign_accepts_torch_tensors(mode):
 
 @needs_torch
 @pytest.mark.parametrize("mode", MODES)
-def test_assign_accepts_torch_bfloat16_bit_exact(request, mode):
+def test_assign_accepts_torch_bfloat16_bit_exact(mode):
     bits = torch.tensor([0x3F80, -0x3FE0, 0x7F80, 0x0001], dtype=torch.int16)
     v = var(np.zeros(4), dtype=bfloat16)
-    _graph_xfail(request, mode)
     apply(mode, lambda: v.assign(bits.view(torch.bfloat16)))
     assert v.numpy().view(np.int16).tolist() == bits.tolist()
 
@@ -263,7 +253,7 @@ def test_load_accepts_torch_bfloat16_bit_exact():
 
 @needs_torch
 @pytest.mark.parametrize("mode", MODES)
-def test_assign_refuses_with_clear_errors(request, mode):
+def test_assign_refuses_with_clear_errors(mode):
     v = var([0.0, 0.0])
     # Graph mode checks the shape when the op is built (ValueError, as TF); eager mode when
     # the value is written.
@@ -271,14 +261,12 @@ def test_assign_refuses_with_clear_errors(request, mode):
         apply(mode, lambda: v.assign(torch.ones(3)))
     with pytest.raises(tf.errors.InvalidArgumentError, match="float32"):
         apply(mode, lambda: v.assign(torch.ones(2, dtype=torch.complex64)))
-    _graph_xfail(request, mode)
     with pytest.raises(tf.errors.InvalidArgumentError, match="detach"):
         apply(mode, lambda: v.assign(torch.ones(2, requires_grad=True)))
     assert v.numpy().tolist() == [0.0, 0.0]
 
 
 @needs_torch
-@pytest.mark.xfail(reason=FEED_BUG, strict=True)
 def test_a_torch_tensor_can_be_fed_to_a_placeholder():
     """TF's feed_dict takes anything numpy can convert (torch tensors included)."""
     v = var([0.0, 0.0])
@@ -318,7 +306,6 @@ def test_apply_gradients_fed_through_placeholders():
 
 @needs_kernels
 @needs_torch
-@pytest.mark.xfail(reason=FEED_BUG, strict=True)
 def test_apply_gradients_fed_torch_gradients_through_placeholders():
     w = var([1.0, 2.0], name="w")
     p = tf.placeholder(tf.float32, [2])

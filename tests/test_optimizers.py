@@ -169,8 +169,6 @@ def test_hyperparameters_may_be_fed_tensors():
         np.testing.assert_allclose(sess.run(w), w0 - 0.75, rtol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="core: Optimizer._step keeps the run's context in self._ctx, shared by "
-                                        "threads: a concurrent run of the same optimizer reads another run's feeds")
 def test_concurrent_runs_of_one_optimizer_each_use_their_own_feeds():
     """Two threads run train ops of one optimizer with different fed learning rates (TF 1.x
     allows concurrent sess.run calls). The window between a step taking its run's context

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from devices.backends.arrays import host_array
 from devices.backends.ps import register_operations
 from devices.dtypes import as_dtype, is_floating
 from devices.errors import InvalidArgumentError, InvalidTypeError
@@ -356,6 +357,11 @@ def _to_numpy(value):
     if hasattr(value, "__cuda_array_interface__"):
         from devices import to_host
         return to_host(value)
+    if not isinstance(value, (np.ndarray, np.generic, list, tuple, int, float, complex)) \
+            and (hasattr(value, "__dlpack__") or hasattr(value, "__array__")):
+        # Another library's array (torch, DLPack-only objects, bfloat16 through DLPack): the one
+        # conversion every path uses, with its clear errors (a tensor that requires grad...).
+        value = host_array(value)
     try:
         arr = np.asarray(value)
     except (ValueError, TypeError) as e:

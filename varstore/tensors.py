@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 import devices
+from devices.backends.arrays import host_array
 from devices.dtypes import as_dtype
 from devices.errors import InvalidArgumentError, InvalidTypeError
 
@@ -99,6 +100,11 @@ class Tensor:
         if type(value) is np.ndarray and value.dtype == self._np_dtype and device.kind == "cpu":
             return value  # the common case, ~1 us: a training loop feeds thousands per step
         from .initializers import _check_cast, _exact_array, _to_numpy
+        if not isinstance(getattr(value, "dtype", None), (np.dtype, type(None))) and hasattr(value, "shape"):
+            # Another library's array (a torch tensor): as a device array of this GPU (no copy)
+            # or as numpy (host_array: __array__ or DLPack), then the checks below.
+            value = device.asarray(value) if (device.kind == "gpu" and hasattr(value, "__cuda_array_interface__")) \
+                else host_array(value)
         if getattr(value, "dtype", None) is not None and not isinstance(value, np.generic) \
                 and hasattr(value, "shape"):
             _check_cast(value.dtype, self.dtype, f"feed for {self.name}", values=value)

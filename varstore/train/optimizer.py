@@ -23,6 +23,7 @@ In eager mode it applies the step at once.
 from __future__ import annotations
 
 import math
+import threading
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -99,6 +100,9 @@ class Optimizer:
         self._graph = get_default_graph()
         # device -> what its kernels checked of this optimizer's variables (kernels.apply_dense_many)
         self._kernel_caches: dict[Any, dict] = {}
+        # What one step carries from _hyper to _finish (the run's context, Adam's powers): per
+        # thread, so two threads running train ops of this optimizer never see each other's.
+        self._step_state = threading.local()
 
     # -- what subclasses provide ------------------------------------------------------
     def _slot_specs(self) -> list[tuple[str, float]]:
@@ -202,7 +206,7 @@ class Optimizer:
 
     def _step(self, pairs: list, global_step: Variable | None, ctx: RunContext | None) -> None:
         """One step: the gradients' values in the run ``ctx``, then every device's update."""
-        self._ctx = ctx
+        self._step_state.ctx = ctx
         try:
             hyper = self._hyper()
             by_device: dict[Any, list] = defaultdict(list)
@@ -220,11 +224,11 @@ class Optimizer:
             if global_step is not None:
                 global_step._add_now(1, 1)
         finally:
-            self._ctx = None
+            self._step_state.ctx = None
 
     def _s(self, x: Any) -> float:
         """A hyperparameter's value in the current step."""
-        return _scalar(x, getattr(self, "_ctx", None))
+        return _scalar(x, getattr(self._step_state, "ctx", None))
 
     def _gradient_on_device(self, g: Any, v: Variable) -> Any:
         dev = v.device_object
@@ -434,40 +438,40 @@ class AdamOptimizer(Optimizer):
             # The powers stay on the card: the GPU kernel folds the bias correction itself and
             # _finish advances them there, so a step makes no host sync (issue 15). A device
             # without that kernel folds them from a host read (_host_hyper).
-            self._powers_read, self._powers_dev = None, p1.device_object
+            self._step_state.powers_read, self._step_state.powers_dev = None, p1.device_object
             return {"lr": self._s(self._lr), "beta1": self._s(self._beta1), "beta2": self._s(self._beta2),
                     "epsilon": self._s(self._epsilon)}
-        self._powers_dev = None
+        self._step_state.powers_dev = None
         # Read once per step: _finish advances these same values (on a ps task each read
         # is a round trip).
-        self._powers_read = {k: self._non_slot[k].numpy() for k in ("beta1_power", "beta2_power")}
-        b1p = float(self._powers_read["beta1_power"])
-        b2p = float(self._powers_read["beta2_power"])
+        self._step_state.powers_read = {k: self._non_slot[k].numpy() for k in ("beta1_power", "beta2_power")}
+        b1p = float(self._step_state.powers_read["beta1_power"])
+        b2p = float(self._step_state.powers_read["beta2_power"])
         lr = self._s(self._lr) * math.sqrt(1.0 - b2p) / (1.0 - b1p)
         return {"lr": lr, "beta1": self._s(self._beta1), "beta2": self._s(self._beta2),
                 "epsilon": self._s(self._epsilon)}
 
     def _device_powers(self, dev):
-        if getattr(self, "_powers_dev", None) is dev:
+        if getattr(self._step_state, "powers_dev", None) is dev:
             return self._non_slot["beta1_power"], self._non_slot["beta2_power"]
         return None
 
     def _host_hyper(self, hyper):
-        if getattr(self, "_powers_dev", None) is None:
+        if getattr(self._step_state, "powers_dev", None) is None:
             return hyper
         b1p, b2p = (float(self._non_slot[k].numpy()) for k in ("beta1_power", "beta2_power"))
         return dict(hyper, lr=hyper["lr"] * math.sqrt(1.0 - b2p) / (1.0 - b1p))
 
     def _finish(self):
-        if getattr(self, "_powers_dev", None) is not None:
+        if getattr(self._step_state, "powers_dev", None) is not None:
             for key, beta in (("beta1_power", self._beta1), ("beta2_power", self._beta2)):
                 p = self._non_slot[key]
                 with p.storage.lock, p.device_object.activate():
                     arr = p.storage.require()
                     arr *= arr.dtype.type(self._s(beta))  # in place on the card: no sync
             return
-        read = getattr(self, "_powers_read", None) or {}
-        self._powers_read = None
+        read = getattr(self._step_state, "powers_read", None) or {}
+        self._step_state.powers_read = None
         for key, beta in (("beta1_power", self._beta1), ("beta2_power", self._beta2)):
             p = self._non_slot[key]
             cur = read.get(key)
