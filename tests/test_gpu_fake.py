@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import gpu_caches_reset
+from cupy_swap import gpu_caches_reset
 
 from devices import manager
 from devices.backends import arrays

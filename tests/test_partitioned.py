@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 import varstore as tf
 from varstore.errors import FailedPreconditionError, InvalidArgumentError
-from varstore.partitioned import PartitionShape, iter_slices
+from varstore.partitioned import iter_slices
 from varstore.train import replica_device_setter
 
 pytestmark = pytest.mark.filterwarnings("ignore::devices.PlacementWarning")
@@ -92,7 +92,7 @@ TF_VECTORS = [
 
 @pytest.mark.parametrize("kind, args, shape, dtype, want", TF_VECTORS)
 def test_partitioners_answer_as_tf(kind, args, shape, dtype, want):
-    assert make(kind, args)(shape=PartitionShape(shape), dtype=tf.as_dtype(dtype)) == want
+    assert make(kind, args)(shape=tf.TensorShape(shape), dtype=tf.as_dtype(dtype)) == want
 
 
 def _tf_fixed(shape, n, axis):
@@ -124,7 +124,7 @@ dtypes = st.sampled_from(["float16", "float32", "float64", "int8", "int64", "boo
 @given(shapes, st.integers(1, 300), st.data())
 def test_fixed_size_partitioner_is_tfs_rule(shape, n, data):
     axis = data.draw(st.integers(0, len(shape) - 1))
-    assert tf.fixed_size_partitioner(n, axis)(shape=PartitionShape(shape), dtype=tf.float32) == \
+    assert tf.fixed_size_partitioner(n, axis)(shape=tf.TensorShape(shape), dtype=tf.float32) == \
         _tf_fixed(shape, n, axis)
 
 
@@ -132,7 +132,7 @@ def test_fixed_size_partitioner_is_tfs_rule(shape, n, data):
 @given(shapes, dtypes, st.integers(1, 1000), st.integers(1, 1 << 20), st.data())
 def test_min_max_variable_partitioner_is_tfs_rule(shape, dtype, max_partitions, min_slice_size, data):
     axis = data.draw(st.integers(0, len(shape) - 1))
-    got = tf.min_max_variable_partitioner(max_partitions, axis, min_slice_size)(shape=PartitionShape(shape),
+    got = tf.min_max_variable_partitioner(max_partitions, axis, min_slice_size)(shape=tf.TensorShape(shape),
                                                                                   dtype=tf.as_dtype(dtype))
     assert got == _tf_min_max(shape, np.dtype(dtype).itemsize, max_partitions, axis, min_slice_size)
 
@@ -142,7 +142,7 @@ def test_min_max_variable_partitioner_is_tfs_rule(shape, dtype, max_partitions, 
 def test_variable_axis_size_partitioner_is_tfs_rule(shape, dtype, max_shard_bytes, max_shards, data):
     axis = data.draw(st.integers(0, len(shape) - 1))
     got = tf.variable_axis_size_partitioner(max_shard_bytes, axis, max_shards=max_shards)(
-        shape=PartitionShape(shape), dtype=tf.as_dtype(dtype))
+        shape=tf.TensorShape(shape), dtype=tf.as_dtype(dtype))
     assert got == _tf_axis_size(shape, np.dtype(dtype).itemsize, max_shard_bytes, axis, max_shards)
 
 

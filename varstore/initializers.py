@@ -276,7 +276,7 @@ class VariableValue(InitialValue):
 
     def __init__(self, var, initialize: bool):
         self.var, self.initialize = var, initialize
-        self.shape, self.dtype = var.shape, var.dtype
+        self.shape, self.dtype = var.storage.shape, var._dtype
 
     def _eval(self, device, ctx):
         var = self.var

@@ -22,7 +22,7 @@ import numpy as np
 
 from devices.dtypes import as_dtype
 from devices.errors import InvalidArgumentError
-from devices.shapes import as_shape, num_elements
+from devices.shapes import TensorShape, as_shape, num_elements
 
 from . import initializers as _init
 
@@ -50,46 +50,6 @@ def op_name(var: Any) -> str:
     return name[:-2] if name.endswith(":0") else name
 
 
-# -- shapes handed to partitioners -----------------------------------------------------------
-class _Dim(int):
-    """A dimension as TF's partitioners read it: ``shape.dims[axis].value``."""
-
-    @property
-    def value(self) -> int:
-        return int(self)
-
-
-class PartitionShape(tuple):
-    """The full shape handed to a partitioner: a tuple of ints with the TensorShape methods
-    TF 1.x partitioners use (``dims[i].value``, ``num_elements()``, ``as_list()``, ``ndims``).
-
-    >>> s = PartitionShape((4, 3))
-    >>> s.dims[0].value, s.num_elements(), s.ndims, len(s)
-    (4, 12, 2, 2)
-    """
-
-    @property
-    def dims(self) -> list[_Dim]:
-        return [_Dim(d) for d in self]
-
-    @property
-    def ndims(self) -> int:
-        return len(self)
-
-    @property
-    def rank(self) -> int:
-        return len(self)
-
-    def num_elements(self) -> int:
-        return num_elements(self)
-
-    def as_list(self) -> list[int]:
-        return list(self)
-
-    def is_fully_defined(self) -> bool:
-        return True
-
-
 def _element_size(dtype: Any, bytes_per_string_element: int) -> int:
     if _is_string(dtype):
         return bytes_per_string_element
@@ -109,9 +69,9 @@ def _check_axis(axis: int, shape: Sequence[int]) -> None:
 def fixed_size_partitioner(num_shards: int, axis: int = 0) -> Callable[..., list[int]]:
     """A partitioner that splits ``axis`` into ``num_shards`` parts (fewer if the axis is shorter).
 
-    >>> fixed_size_partitioner(3)(shape=PartitionShape((10, 4)), dtype="float32")
+    >>> fixed_size_partitioner(3)(shape=TensorShape((10, 4)), dtype="float32")
     [3, 1]
-    >>> fixed_size_partitioner(8, axis=1)(shape=PartitionShape((10, 4)), dtype="float32")
+    >>> fixed_size_partitioner(8, axis=1)(shape=TensorShape((10, 4)), dtype="float32")
     [1, 4]
     """
     if not isinstance(num_shards, int) or isinstance(num_shards, bool) or num_shards < 1:
@@ -133,7 +93,7 @@ def min_max_variable_partitioner(max_partitions: int = 1, axis: int = 0, min_sli
     ceil(bytes / min_slice_size)))``).
 
     >>> p = min_max_variable_partitioner(max_partitions=16)
-    >>> p(shape=PartitionShape((1024, 1024)), dtype="float32")    # 4 MiB / 256 KiB
+    >>> p(shape=TensorShape((1024, 1024)), dtype="float32")    # 4 MiB / 256 KiB
     [16, 1]
     """
     def _partitioner(shape: Sequence[int], dtype: Any) -> list[int]:
@@ -154,7 +114,7 @@ def variable_axis_size_partitioner(max_shard_bytes: int, axis: int = 0, bytes_pe
     (every row its own part otherwise), at most ``max_shards`` parts.
 
     >>> p = variable_axis_size_partitioner(max_shard_bytes=100)
-    >>> p(shape=PartitionShape((100, 10)), dtype="float32")      # 2 rows of 40 bytes per part
+    >>> p(shape=TensorShape((100, 10)), dtype="float32")      # 2 rows of 40 bytes per part
     [50, 1]
     """
     if max_shard_bytes < 1 or bytes_per_string_element < 1:
@@ -186,7 +146,7 @@ def call_partitioner(partitioner: Callable[..., Any], shape: tuple[int, ...], dt
     axis, each at least 1, at most one above 1."""
     if len(shape) < 1:
         raise InvalidArgumentError(f"A partitioned Variable must have rank at least 1, shape: {shape}")
-    slicing = partitioner(shape=PartitionShape(shape), dtype=as_dtype(dtype))
+    slicing = partitioner(shape=TensorShape(shape), dtype=as_dtype(dtype))
     if not isinstance(slicing, Sequence) or isinstance(slicing, str):
         raise InvalidArgumentError(f"Partitioner must return a sequence, but saw: {slicing!r}")
     slicing = [int(p) for p in slicing]
@@ -329,12 +289,12 @@ class PartitionedVariable:
         return self._name
 
     @property
-    def shape(self) -> tuple[int, ...]:
+    def shape(self) -> TensorShape:
         """The full shape (all parts together)."""
-        return self._shape
+        return TensorShape(self._shape)
 
-    def get_shape(self) -> tuple[int, ...]:
-        return self._shape
+    def get_shape(self) -> TensorShape:
+        return TensorShape(self._shape)
 
     @property
     def dtype(self) -> np.dtype:

@@ -25,17 +25,16 @@ import numpy as np
 import devices
 from devices.backends.arrays import host_array
 from devices.dtypes import as_dtype
+from devices.shapes import TensorShape
 from devices.errors import InvalidArgumentError, InvalidTypeError
 
 from .graph import get_default_graph
 from .ops import RunContext, current_control_inputs, executing_eagerly, op_name, register, run_now
 
 
-def _tensor_shape(shape: Any) -> Any:
-    """The user-facing shape object (TF's TensorShape where devices.shapes has it)."""
-    from devices import shapes
-    cls = getattr(shapes, "TensorShape", None)
-    return shape if cls is None else cls(shape)
+def _tensor_shape(shape: Any) -> TensorShape:
+    """The user-facing shape object: TF's TensorShape."""
+    return TensorShape(shape)
 
 
 class Tensor:
@@ -45,9 +44,33 @@ class Tensor:
     (``ctx.value(x, device)`` gives an input's value).
     """
 
-    shape: Any
-    dtype: np.dtype
     control_inputs: tuple = ()
+    _shape: tuple | None = None  # dims as ints, None for an unknown one; None for an unknown rank
+    _dtype: np.dtype | None = None  # numpy's: what computing with the value needs
+
+    @property
+    def shape(self) -> Any:
+        """TF's TensorShape (``as_list()``, ``ndims``; unknown dims for placeholders)."""
+        return _tensor_shape(self._shape)
+
+    @shape.setter
+    def shape(self, value: Any) -> None:
+        if value is None or (hasattr(value, "ndims") and value.ndims is None):  # unknown rank
+            self._shape = None
+        else:
+            self._shape = tuple(getattr(d, "value", d) for d in value)
+
+    @property
+    def dtype(self) -> Any:
+        """TF's DType (``name``, ``base_dtype``, ``is_floating``...); numpy takes it as a dtype."""
+        try:
+            return as_dtype(self._dtype)
+        except InvalidArgumentError:  # a host-only value TF has no dtype for (names as bytes)
+            return self._dtype
+
+    @dtype.setter
+    def dtype(self, value: Any) -> None:
+        self._dtype = np.dtype(value)
     _op_name: str | None = None
     _base_name = "Tensor"
 
@@ -84,7 +107,7 @@ class Tensor:
         return self._home_device().name
 
     def get_shape(self) -> Any:
-        return _tensor_shape(self.shape)
+        return _tensor_shape(self._shape)
 
     # -- evaluation --------------------------------------------------------------------
     def evaluate(self, device: Any, ctx: RunContext) -> Any:
@@ -97,7 +120,7 @@ class Tensor:
     def _feed(self, value: Any, device: Any) -> Any:
         """A fed value (its shape already checked by the session), converted to this tensor's
         dtype where that is exact, on ``device``."""
-        if type(value) is np.ndarray and value.dtype == self._np_dtype and device.kind == "cpu":
+        if type(value) is np.ndarray and value.dtype == self._dtype and device.kind == "cpu":
             return value  # the common case, ~1 us: a training loop feeds thousands per step
         from .initializers import _check_cast, _exact_array, _to_numpy
         if not isinstance(getattr(value, "dtype", None), (np.dtype, type(None))) and hasattr(value, "shape"):
@@ -107,16 +130,11 @@ class Tensor:
                 else host_array(value)
         if getattr(value, "dtype", None) is not None and not isinstance(value, np.generic) \
                 and hasattr(value, "shape"):
-            _check_cast(value.dtype, self.dtype, f"feed for {self.name}", values=value)
-            arr = value if value.dtype == self.dtype else device.asarray(value, dtype=self.dtype)
+            _check_cast(value.dtype, self._dtype, f"feed for {self.name}", values=value)
+            arr = value if value.dtype == self._dtype else device.asarray(value, dtype=self._dtype)
         else:
-            arr = _exact_array(_to_numpy(value), self.dtype, f"feed for {self.name}")
-        return device.asarray(arr, dtype=self.dtype)
-
-    @property
-    def _np_dtype(self) -> np.dtype:
-        np_dtype = self.__dict__.get("_np")
-        return np_dtype if np_dtype is not None else np.dtype(self.dtype)
+            arr = _exact_array(_to_numpy(value), self._dtype, f"feed for {self.name}")
+        return device.asarray(arr, dtype=self._dtype)
 
     def _home_device(self) -> Any:
         """Where this tensor is computed when fetched: its first variable's device, else the device
@@ -250,7 +268,7 @@ class TensorOp:
 
 def check_feed_shape(t: Tensor, shape: tuple) -> None:
     """ValueError (TF's class) when a fed value's shape does not fit ``t``'s."""
-    want = t.shape
+    want = t._shape
     if want is None or want == shape:
         return
     if len(want) != len(shape) or any(w is not None and w != s for w, s in zip(want, shape)):
@@ -268,7 +286,6 @@ class Placeholder(Tensor):
         if executing_eagerly():
             raise RuntimeError("tf.placeholder() is not compatible with eager execution")
         self.dtype = as_dtype(dtype)
-        self._np = np.dtype(self.dtype)  # compared with every fed array
         self.shape = _partial_shape(shape)
         self.default = default
         self._setup("PlaceholderWithDefault" if default is not None else "Placeholder", name)
@@ -276,8 +293,8 @@ class Placeholder(Tensor):
     def _eval(self, device: Any, ctx: RunContext) -> Any:
         if self.default is not None:
             return device.asarray(ctx.value(self.default, device), copy=True)
-        shown = "<unknown>" if self.shape is None else "[" + ",".join(
-            "?" if d is None else str(d) for d in self.shape) + "]"
+        shown = "<unknown>" if self._shape is None else "[" + ",".join(
+            "?" if d is None else str(d) for d in self._shape) + "]"
         raise InvalidArgumentError(f"You must feed a value for placeholder tensor {self._op_name!r} with dtype "
                                    f"{self.dtype.name} and shape {shown}")
 
@@ -441,8 +458,8 @@ class Apply(Tensor):
         args = [ctx.value(x, device) for x in self.inputs]
         out = _run_op(self.kind, device.xp, args, self.attrs)
         out = device.xp.asarray(out)
-        if out.dtype != self.dtype:
-            out = out.astype(self.dtype)
+        if out.dtype != self._dtype:
+            out = out.astype(self._dtype)
         return out
 
     def dependencies(self) -> list:
@@ -505,7 +522,7 @@ def _infer(kind: str, inputs: list, attrs: dict) -> tuple:
         if a.dtype != b.dtype:
             raise InvalidTypeError(f"{kind}: dtypes differ ({a.dtype.name} vs {b.dtype.name}); "
                                    f"cast one first (tf.cast)")
-        shape = _broadcast(a.shape, b.shape, kind)
+        shape = _broadcast(a._shape, b._shape, kind)
         if kind in _COMPARE:
             return shape, np.dtype(bool)
         if kind == "truediv" and a.dtype.kind in "iub":
@@ -513,34 +530,34 @@ def _infer(kind: str, inputs: list, attrs: dict) -> tuple:
             return shape, attrs["as_float"]
         return shape, a.dtype
     if kind in _UNARY:
-        return x.shape, x.dtype
+        return x._shape, x.dtype
     if kind == "cast":
-        return x.shape, attrs["dtype"]
+        return x._shape, attrs["dtype"]
     if kind == "reshape":
-        return _reshape(x.shape, attrs["shape"]), x.dtype
+        return _reshape(x._shape, attrs["shape"]), x.dtype
     if kind in _REDUCE:
         axis, keep = attrs["axis"], attrs["keepdims"]
         dtype = x.dtype
-        if x.shape is None:
+        if x._shape is None:
             return None, dtype
-        nd = len(x.shape)
+        nd = len(x._shape)
         axes = range(nd) if axis is None else [a % nd if nd else a for a in (axis if isinstance(axis, tuple) else (axis,))]
         for a in (axis if isinstance(axis, tuple) else () if axis is None else (axis,)):
             if not -max(nd, 1) <= a < max(nd, 1):
                 raise InvalidArgumentError(f"{kind}: axis {a} is out of range for a tensor of rank {nd}")
         axes = set(axes)
         if keep:
-            return tuple(1 if i in axes else d for i, d in enumerate(x.shape)), dtype
-        return tuple(d for i, d in enumerate(x.shape) if i not in axes), dtype
+            return tuple(1 if i in axes else d for i, d in enumerate(x._shape)), dtype
+        return tuple(d for i, d in enumerate(x._shape) if i not in axes), dtype
     if kind == "matmul":
         a, b = inputs
         if a.dtype != b.dtype:
             raise InvalidTypeError(f"matmul: dtypes differ ({a.dtype.name} vs {b.dtype.name})")
-        if a.shape is None or b.shape is None:
+        if a._shape is None or b._shape is None:
             return None, a.dtype
-        sa, sb = list(a.shape), list(b.shape)
+        sa, sb = list(a._shape), list(b._shape)
         if len(sa) < 2 or len(sb) < 2:
-            raise InvalidArgumentError(f"matmul: both operands need rank >= 2, received shapes {a.shape} and {b.shape}")
+            raise InvalidArgumentError(f"matmul: both operands need rank >= 2, received shapes {a._shape} and {b._shape}")
         if attrs["transpose_a"]:
             sa[-1], sa[-2] = sa[-2], sa[-1]
         if attrs["transpose_b"]:
@@ -550,16 +567,16 @@ def _infer(kind: str, inputs: list, attrs: dict) -> tuple:
         batch = _broadcast(tuple(sa[:-2]), tuple(sb[:-2]), "matmul")
         return tuple(batch) + (sa[-2], sb[-1]), a.dtype
     if kind == "getitem":
-        if x.shape is None or any(d is None for d in x.shape):
+        if x._shape is None or any(d is None for d in x._shape):
             return None, x.dtype
-        return np.empty(x.shape, np.bool_)[attrs["key"]].shape, x.dtype
+        return np.empty(x._shape, np.bool_)[attrs["key"]].shape, x.dtype
     if kind in ("concat", "stack"):
         dtypes = {t.dtype for t in inputs}
         if len(dtypes) != 1:
             raise InvalidArgumentError(f"{kind}: every input needs the same dtype, received {sorted(d.name for d in dtypes)}")
-        if any(t.shape is None or None in t.shape for t in inputs):
+        if any(t._shape is None or None in t._shape for t in inputs):
             return None, x.dtype
-        probe = [np.empty(t.shape, np.bool_) for t in inputs]
+        probe = [np.empty(t._shape, np.bool_) for t in inputs]
         try:
             shape = (np.concatenate if kind == "concat" else np.stack)(probe, axis=attrs["axis"]).shape
         except (ValueError, np.exceptions.AxisError) as e:
@@ -569,28 +586,28 @@ def _infer(kind: str, inputs: list, attrs: dict) -> tuple:
         idx = inputs[1]
         if idx.dtype.kind not in "iu":
             raise InvalidTypeError(f"gather: indices must be integers, received {idx.dtype.name}")
-        if x.shape is None or idx.shape is None:
+        if x._shape is None or idx._shape is None:
             return None, x.dtype
-        ax = attrs["axis"] % max(len(x.shape), 1)
-        return tuple(x.shape[:ax]) + tuple(idx.shape) + tuple(x.shape[ax + 1:]), x.dtype
+        ax = attrs["axis"] % max(len(x._shape), 1)
+        return tuple(x._shape[:ax]) + tuple(idx._shape) + tuple(x._shape[ax + 1:]), x.dtype
     if kind == "add_n":
         for t in inputs[1:]:
             if t.dtype != x.dtype:
                 raise InvalidTypeError(f"add_n: every input needs dtype {x.dtype.name}, received {t.dtype.name}")
-        shape = x.shape
+        shape = x._shape
         for t in inputs[1:]:
-            shape = _broadcast(shape, t.shape, "add_n")
+            shape = _broadcast(shape, t._shape, "add_n")
         return shape, x.dtype
     if kind in ("zeros_like", "ones_like"):
-        return x.shape, attrs["dtype"]
+        return x._shape, attrs["dtype"]
     if kind == "densify":
         return attrs["shape"], x.dtype
     if kind == "transpose":
-        if x.shape is None:
+        if x._shape is None:
             return None, x.dtype
-        perm = attrs["perm"] if attrs["perm"] is not None else tuple(reversed(range(len(x.shape))))
+        perm = attrs["perm"] if attrs["perm"] is not None else tuple(reversed(range(len(x._shape))))
         attrs["perm"] = tuple(perm)
-        return tuple(x.shape[p] for p in perm), x.dtype
+        return tuple(x._shape[p] for p in perm), x.dtype
     raise InvalidArgumentError(f"unknown operation {kind!r}")
 
 
@@ -834,9 +851,9 @@ class EagerTensor(Tensor):
         return int(self.numpy())
 
     def __len__(self) -> int:
-        if not self.shape:
+        if not self._shape:
             raise TypeError("len() of a 0-d tensor")
-        return self.shape[0]
+        return self._shape[0]
 
     def __iter__(self):
         for i in range(len(self)):

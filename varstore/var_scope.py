@@ -396,9 +396,9 @@ def _get_single(store: _VariableStore, graph: Graph, name: str, shape: Any, dtyp
         if reuse is False:
             raise InvalidArgumentError(f"Variable {name} already exists, disallowed. Did you mean to set "
                                        f"reuse=True or reuse=tf.AUTO_REUSE in VarScope?")
-        if shape is not None and shape != tuple(found.shape):
+        if shape is not None and shape != tuple(found.shape.as_list()):
             raise InvalidArgumentError(f"Trying to share variable {name}, but specified shape {shape} and "
-                                       f"found shape {tuple(found.shape)}.")
+                                       f"found shape {tuple(found.shape.as_list())}.")
         if dtype != found.dtype and not from_value:
             raise InvalidArgumentError(f"Trying to share variable {name}, but specified dtype {dtype.name} and "
                                        f"found dtype {found.dtype.name}.")
@@ -429,8 +429,8 @@ def _get_single(store: _VariableStore, graph: Graph, name: str, shape: Any, dtyp
                 f"Variable {name}: the initializer passed is not valid. It should be a callable with no arguments "
                 f"and the shape should not be provided, or an initializer taking a shape and `shape` should be "
                 f"given; received {initializer!r} with shape None")
-        if shape is not None and tuple(value.shape) != shape:
-            raise InvalidArgumentError(f"Variable {name}: the initializer made a value of shape {tuple(value.shape)}, "
+        if shape is not None and tuple(value.shape.as_list()) != shape:
+            raise InvalidArgumentError(f"Variable {name}: the initializer made a value of shape {tuple(value.shape.as_list())}, "
                                        f"expected {shape}")
     var = Variable(value, trainable=trainable, collections=collections, name=name, validate_shape=validate_shape)
     store.vars[name] = var
@@ -457,10 +457,10 @@ def _get_partitioned(store: _VariableStore, name: str, partitioner: Any, shape: 
     if shape is not None:
         shape = as_shape(shape)
     if value is not None:
-        if shape is not None and shape != tuple(value.shape):
+        if shape is not None and shape != tuple(value.shape.as_list()):
             raise InvalidArgumentError(f"Variable {name}: shape {shape} does not match the initializer's shape "
-                                       f"{tuple(value.shape)}")
-        shape, dtype = tuple(value.shape), value.dtype
+                                       f"{tuple(value.shape.as_list())}")
+        shape, dtype = tuple(value.shape.as_list()), value.dtype
     partitions = None
     if not reuse or partitioner:
         if shape is None:

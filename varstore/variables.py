@@ -27,9 +27,10 @@ import numpy as np
 
 import devices
 from devices.backends.arrays import host_array
-from devices.dtypes import is_bfloat16
+from devices.dtypes import DType, as_dtype, is_bfloat16
 from devices.errors import InvalidArgumentError, InvalidTypeError
 from devices.scope import OpDescription
+from devices.shapes import TensorShape
 
 from . import initializers as _init
 from .graph import Graph, GraphKeys, get_default_graph
@@ -95,7 +96,7 @@ class Variable:
             if validate_shape and as_shape(shape) != shape0:
                 raise InvalidArgumentError(
                     f"Variable: shape={as_shape(shape)} does not match the initial value's shape {shape0}")
-        self._dtype = self._initial.dtype
+        self._dtype = self._initial._dtype  # numpy's dtype: what the arrays and kernels use
         # The op name ("scope/v"): checkpoint keys, meta graphs and messages use it; ``name``
         # adds TF's output index (":0").
         self._name = self.graph.unique_name(name or "Variable")
@@ -126,15 +127,17 @@ class Variable:
 
     # -- properties ---------------------------------------------------------
     @property
-    def shape(self) -> tuple[int, ...]:
-        return self.storage.shape
+    def shape(self) -> TensorShape:
+        """TF's TensorShape (``as_list()``, ``ndims``, ``v.shape[0]``); a tuple of ints too."""
+        return TensorShape(self.storage.shape)
 
-    def get_shape(self) -> tuple[int, ...]:
-        return self.storage.shape
+    def get_shape(self) -> TensorShape:
+        return TensorShape(self.storage.shape)
 
     @property
-    def dtype(self) -> np.dtype:
-        return self._dtype
+    def dtype(self) -> DType:
+        """TF's DType (``name``, ``base_dtype``...); numpy takes it wherever it takes a dtype."""
+        return as_dtype(self._dtype)
 
     @property
     def device(self) -> str:
@@ -506,15 +509,14 @@ class Assign(Tensor):
         self.value = convert_to_tensor(value, None if isinstance(value, (Tensor, Variable)) else var.dtype)
         if self.value.dtype != var.dtype:
             raise InvalidTypeError(f"{self._NAMES[mode]} to {var._name}: value has dtype "
-                                       f"{self.value.dtype.name}, the variable {var.dtype.name}")
+                                   f"{self.value.dtype.name}, the variable {var.dtype.name}")
         self.validate = var.validate_shape if validate_shape is None else bool(validate_shape)
-        vs = self.value.shape
+        vs, have = self.value._shape, var.storage.shape
         if (self.validate or mode != "assign") and vs is not None and (
-                len(vs) != len(var.shape) or any(a is not None and a != b for a, b in zip(vs, var.shape))):
-            raise ValueError(f"Shapes {tuple(var.shape)} and {tuple(vs)} are incompatible "
-                             f"({self._NAMES[mode]} to {var._name})")
-        self.shape = tuple(var.shape) if self.validate or vs is None else vs
-        self.dtype = var.dtype
+                len(vs) != len(have) or any(a is not None and a != b for a, b in zip(vs, have))):
+            raise ValueError(f"Shapes {have} and {vs} are incompatible ({self._NAMES[mode]} to {var._name})")
+        self.shape = have if self.validate or vs is None else vs
+        self.dtype = var._dtype
         self._setup(self._NAMES[mode], name)
 
     def _eval(self, device: Any, ctx: RunContext) -> Any:
@@ -553,7 +555,7 @@ class Scatter(Tensor):
             raise InvalidArgumentError(f"scatter_{mode} on {var._name}: indices must be integers, "
                                        f"received {self.indices.dtype.name}")
         self.updates = convert_to_tensor(updates, None if isinstance(updates, (Tensor, Variable)) else var.dtype)
-        self.shape, self.dtype = tuple(var.shape), var.dtype
+        self.shape, self.dtype = var.storage.shape, var._dtype
         self._setup({"update": "ScatterUpdate", "add": "ScatterAdd", "sub": "ScatterSub"}[mode], name)
 
     def _eval(self, device: Any, ctx: RunContext) -> Any:

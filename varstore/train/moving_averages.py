@@ -53,7 +53,7 @@ class _ShadowInit(Tensor):
 
     def __init__(self, var: Variable):
         self.var = var
-        self.shape, self.dtype = tuple(var.shape), var.dtype
+        self.shape, self.dtype = tuple(var.shape.as_list()), var.dtype
         self.graph = var.graph
 
     def _eval(self, device: Any, ctx: RunContext) -> Any:
@@ -165,7 +165,7 @@ class ExponentialMovingAverage:
     def _create_shadow(self, var: Any) -> Variable:
         g = var.graph if isinstance(var, Variable) else get_default_graph()
         is_var = isinstance(var, Variable)
-        if not is_var and (var.shape is None or any(d is None for d in var.shape)):
+        if not is_var and (var.shape.ndims is None or None in var.shape.as_list()):
             raise ValueError(f"ExponentialMovingAverage: the shape of {var.name} must be fully defined, "
                              f"received {var.shape}")
         base = var._name if is_var else var.op.name
@@ -173,12 +173,12 @@ class ExponentialMovingAverage:
         # the variable's device whatever device function is in effect (colocated with it).
         where = var._requested if is_var else devices.current_device()
         with control_dependencies(None), devices.device(None), devices.device(where), g.name_scope(None):
-            initial = _ShadowInit(var) if is_var else _init.Fill(tuple(var.shape), 0, var.dtype)
+            initial = _ShadowInit(var) if is_var else _init.Fill(tuple(var.shape.as_list()), 0, var.dtype)
             avg = Variable(initial, trainable=False, name=f"{base}/{self._name}", graph=g)
             if is_var:
                 g.add_to_collection(GraphKeys.MOVING_AVERAGE_VARIABLES, var)
             elif self._zero_debias:
-                biased = Variable(_init.Fill(tuple(var.shape), 0, var.dtype), trainable=False,
+                biased = Variable(_init.Fill(tuple(var.shape.as_list()), 0, var.dtype), trainable=False,
                                   name=f"{avg._name}/biased", graph=g)
                 local_step = Variable(_init.Fill((), 0, var.dtype), trainable=False,
                                       name=f"{avg._name}/local_step", graph=g)

@@ -234,7 +234,7 @@ class Optimizer:
         dev = v.device_object
         # What dev.asarray and _cast conclude for the common case on a CPU, without their
         # ~4 us a variable (most of a small variable's step): the gradient as it is.
-        if type(g) is np.ndarray and dev.kind == "cpu" and g.dtype == v.dtype and g.shape == v.shape \
+        if type(g) is np.ndarray and dev.kind == "cpu" and g.dtype == v._dtype and g.shape == v.storage.shape \
                 and g.flags.c_contiguous:
             return g
         if isinstance(g, IndexedSlices):
@@ -243,22 +243,22 @@ class Optimizer:
             if indices.ndim != 1 or indices.dtype.kind not in "iu":
                 raise InvalidArgumentError(f"apply_gradients: {v.name}: indices must be a 1-D integer array, "
                                            f"received shape {tuple(indices.shape)} dtype {indices.dtype}")
-            want = (indices.shape[0],) + tuple(v.shape[1:])
+            want = (indices.shape[0],) + v.storage.shape[1:]
             if tuple(values.shape) != want:
                 raise InvalidArgumentError(f"apply_gradients: {v.name}: sparse values have shape "
                                            f"{tuple(values.shape)}, expected {want}")
-            return IndexedSlices(self._cast(values, v), indices, v.shape)
+            return IndexedSlices(self._cast(values, v), indices, v.storage.shape)
         if isinstance(g, Variable):
             g = g._live()
         arr = dev.asarray(g)
-        if tuple(arr.shape) != v.shape:
+        if tuple(arr.shape) != v.storage.shape:
             raise InvalidArgumentError(f"apply_gradients: gradient for {v.name} has shape {tuple(arr.shape)}, "
-                                       f"the variable has shape {v.shape}")
+                                       f"the variable has shape {v.storage.shape}")
         return self._cast(arr, v)
 
     @staticmethod
     def _cast(arr: Any, v: Variable) -> Any:
-        if arr.dtype == v.dtype:
+        if arr.dtype == v._dtype:
             return arr
         # Half-precision variables take float32 gradients as they are (the kernel computes in float32).
         if v.dtype.itemsize == 2 and is_floating(v.dtype) and arr.dtype == np.float32:
@@ -341,10 +341,10 @@ def _value_in(g: Any, v: Variable, ctx: RunContext) -> Any:
 
 def _check_static_shape(g: Any, v: Variable) -> None:
     """A tensor gradient whose shape is known and cannot fit ``v`` fails when the op is built, as in TF."""
-    shape = getattr(g, "shape", None) if isinstance(g, Tensor) else None
-    if shape is not None and (len(shape) != len(v.shape) or
-                              any(a is not None and a != b for a, b in zip(shape, v.shape))):
-        raise ValueError(f"Shapes {tuple(v.shape)} and {tuple(shape)} are incompatible "
+    shape = g._shape if isinstance(g, Tensor) else None
+    have = v.storage.shape
+    if shape is not None and (len(shape) != len(have) or any(a is not None and a != b for a, b in zip(shape, have))):
+        raise ValueError(f"Shapes {have} and {shape} are incompatible "
                          f"(the gradient for {v.name})")
 
 

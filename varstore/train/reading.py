@@ -52,6 +52,9 @@ def list_variables(ckpt_dir_or_file: Any) -> list[tuple[str, list[int]]]:
 
 
 def load_variable(ckpt_dir_or_file: Any, name: str) -> np.ndarray:
-    """One tensor's value (read-only, mapped from the file where possible)."""
+    """One tensor's value (read-only, mapped from the file where possible). A variable's
+    tensor name works too: ``"scope/v:0"`` reads ``"scope/v"``, as in TF."""
+    if name.endswith(":0"):
+        name = name[:-2]
     with load_checkpoint(ckpt_dir_or_file) as r:
         return r.get_tensor(name)

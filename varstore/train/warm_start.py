@@ -225,7 +225,7 @@ def init_from_checkpoint(ckpt_dir_or_file: Any, assignment_map: Mapping | list) 
                 raise ValueError(f"Tensor {tensor_name} is not found in {ckpt_dir_or_file} checkpoint "
                                  f"{variable_map}")
             if _is_variable(var) and list(var.shape) != variable_map[tensor_name]:
-                raise ValueError(f"Shape of variable {var.name} ({tuple(var.shape)}) doesn't match with shape "
+                raise ValueError(f"Shape of variable {var.name} ({var.shape}) doesn't match with shape "
                                  f"of tensor {tensor_name} ({variable_map[tensor_name]}) from checkpoint reader.")
             _set_initializer(var, ckpt_file, tensor_name)
             continue
