@@ -400,13 +400,13 @@ class CheckpointReader:
         return out
 
     def lookup(self, names: list[str]) -> tuple[list[tuple[int, ...]], list[np.dtype]]:
-        """(shapes, dtypes) of ``names``, a column at a time: a restore's plan of thousands of
-        variables. A missing name is NotFoundError with the closest names."""
+        """(shapes, numpy dtypes) of ``names``, a column at a time: a restore's plan of
+        thousands of variables. A missing name is NotFoundError with the closest names."""
         ix = self._index
         pos = list(map(ix.position.get, names))
         if None in pos:
             self._pos(names[pos.index(None)])  # raises, naming it
-        return list(map(ix.shapes.__getitem__, pos)), list(map(ix.dtypes.__getitem__, pos))
+        return list(map(ix.shapes.__getitem__, pos)), list(map(ix.np_dtypes.__getitem__, pos))
 
     def read_many(self, names: list[str], outs: list) -> None:
         """Read each tensor of ``names`` into the matching numpy array of ``outs`` (its shape
@@ -426,7 +426,7 @@ class CheckpointReader:
             self._pos(names[pos.index(None)])  # raises, naming it
         sizes = list(map(ix.nbytes.__getitem__, pos))
         if (set(map(type, outs)) <= {np.ndarray} and list(map(_shape_of, outs)) == list(map(ix.shapes.__getitem__, pos))
-                and list(map(_dtype_of, outs)) == list(map(ix.dtypes.__getitem__, pos))
+                and list(map(_dtype_of, outs)) == list(map(ix.np_dtypes.__getitem__, pos))
                 and all(map(_c_contiguous, outs)) and all(map(_writeable, outs))):
             # A local file's preadv fills the arrays as they are; other sources take byte views.
             views = outs if getattr(self._src, "takes_arrays", False) else list(map(_flat_bytes, outs))

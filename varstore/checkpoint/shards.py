@@ -163,7 +163,7 @@ class CheckpointSet:
         """(shapes, dtypes) of ``names`` (CheckpointReader.lookup, across the shards)."""
         if not self._readers:
             return self.main.lookup(names)
-        return [self.shape(n) for n in names], [self.dtype(n) for n in names]
+        return [self.shape(n) for n in names], [np.dtype(self.dtype(n)) for n in names]
 
     def read_many(self, names: list[str], outs: list) -> None:
         """CheckpointReader.read_many, each file's tensors read from that file."""

@@ -29,6 +29,7 @@ DECODE_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError, Rec
                  MemoryError, UnicodeError, msgpack.UnpackException)
 
 _DTYPES = {n: as_dtype(n) for n in DTYPE_NAMES}
+_NP_DTYPES = {n: np.dtype(dt) for n, dt in _DTYPES.items()}
 _MAX_ELEMENTS_BYTES = 2**63 - 1  # numpy: size * itemsize (zero dims counted as 1) must fit intp
 
 
@@ -62,6 +63,9 @@ class Index:
     bin_bytes: int
     extra: dict
     position: dict[str, int] = field(default_factory=dict)
+    # The dtypes as numpy's own objects (``dtypes`` holds TF's DType): restores of thousands
+    # of tensors compare these with arrays' dtypes at C speed.
+    np_dtypes: list[np.dtype] = field(default_factory=list)
 
 
 _COLUMNS = ("names", "dtypes", "shapes", "offsets", "nbytes", "checksums")
@@ -109,7 +113,8 @@ def decode_index(raw: bytes, *, path: str, index_offset: int) -> Index:
         checked = _check_columns(cols, bin_bytes, index_offset, bad)
     dtypes, shapes, position = checked
     names, _, _, offsets, sizes, checksums = cols
-    return Index(names=names, dtypes=dtypes, shapes=shapes, offsets=offsets, nbytes=sizes,
+    return Index(names=names, dtypes=dtypes, np_dtypes=list(map(_NP_DTYPES.__getitem__, cols[1])),
+                 shapes=shapes, offsets=offsets, nbytes=sizes,
                  checksums=checksums, bin_bytes=bin_bytes, extra=extra, position=position)
 
 

@@ -91,7 +91,7 @@ def restore(var_map: dict[str, Variable], save_path: str | None, device: Any = N
             # This process reads the rest: CPU variables stored in their own dtype in runs
             # (read_many), the others one at a time.
             in_runs = {d: loaders[d] is None and d.kind == "cpu" and hasattr(reader, "read_many") for d in loaders}
-            runs = list(map(and_, map(in_runs.__getitem__, devices), map(eq, dtypes, map(_dtype_of, variables))))
+            runs = list(map(and_, map(in_runs.__getitem__, devices), map(eq, dtypes, numpy_dtypes(variables))))
             picked = range(len(plan)) if all(runs) else list(compress(range(len(plan)), runs))
             for i in range(0, len(picked), RUN_VARIABLES):
                 at = picked[i:i + RUN_VARIABLES]
@@ -135,14 +135,14 @@ def check_plan(var_map: dict[str, Variable], reader: Any) -> list[tuple[str, Var
             if not reader.has_tensor(key):
                 reader.shape(key)  # raises NotFoundError naming the key and the closest names
             shapes.append(tuple(reader.shape(key)))
-            dtypes.append(reader.dtype(key))
+            dtypes.append(np.dtype(reader.dtype(key)))
     bad = []
     if list(map(_shape_of, variables)) != shapes:
         bad += [(i, "shape") for i, (var, shape) in enumerate(zip(variables, shapes))
                 if shape != var.shape and var.validate_shape][:1]
-    var_dtypes = list(map(_dtype_of, variables))
-    refused = {pair for pair in set(zip(dtypes, var_dtypes)) if not exact_cast_allowed(*pair)}
-    if refused:
+    var_dtypes = numpy_dtypes(variables)
+    if var_dtypes != dtypes:
+        refused = {pair for pair in set(zip(dtypes, var_dtypes)) if not exact_cast_allowed(*pair)}
         bad += [(i, "dtype") for i, pair in enumerate(zip(dtypes, var_dtypes)) if pair in refused][:1]
     if bad:
         i, what = min(bad)
@@ -155,6 +155,14 @@ def check_plan(var_map: dict[str, Variable], reader: Any) -> list[tuple[str, Var
             f"Restoring {var.name} from {reader.path}: tensor {key!r} has dtype {dtypes[i].name}, "
             f"the variable has dtype {var.dtype.name} (only exact widening casts are implicit)")
     return list(zip(keys, variables, shapes, dtypes))
+
+
+def numpy_dtypes(variables: list) -> list[np.dtype]:
+    """The variables' dtypes as numpy's objects, converted once per distinct dtype (a
+    variable's may be TF's DType, whose comparisons run in Python)."""
+    dts = list(map(_dtype_of, variables))
+    as_numpy = {id(d): np.dtype(d) for d in {id(d): d for d in dts}.values()}
+    return list(map(as_numpy.__getitem__, map(id, dts)))
 
 
 def _restore_run(reader: Any, keys: list, variables: list, shapes: list, touched: list, local: bool) -> None:
