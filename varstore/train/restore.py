@@ -29,7 +29,7 @@ log = logging.getLogger("varstore")
 RUN_VARIABLES = 4096
 _storage_of, _lock_of, _array_of = attrgetter("storage"), attrgetter("lock"), attrgetter("array")
 _shape_of, _dtype_of, _device_of = attrgetter("shape"), attrgetter("dtype"), attrgetter("device_object")
-_graph_of = attrgetter("graph")
+_graph_of, _storage_shape = attrgetter("graph"), attrgetter("storage.shape")
 
 
 def exact_cast_allowed(src: np.dtype, dst: np.dtype) -> bool:
@@ -67,7 +67,7 @@ def restore(var_map: dict[str, Variable], save_path: str | None, device: Any = N
         plan = check_plan(var_map, reader)
         if device is not None:
             plan = [p for p in plan if _on_device(p[1], device)]
-        keys, variables, shapes, dtypes = (list(map(itemgetter(c), plan)) for c in range(4))
+        keys, variables, shapes, dtypes, same = (list(map(itemgetter(c), plan)) for c in range(5))
         devices = list(map(_device_of, variables))
         recover_devices(set(devices))
         # Variables created later in these graphs (optimizer slots) restore from here too.
@@ -91,7 +91,7 @@ def restore(var_map: dict[str, Variable], save_path: str | None, device: Any = N
             # This process reads the rest: CPU variables stored in their own dtype in runs
             # (read_many), the others one at a time.
             in_runs = {d: loaders[d] is None and d.kind == "cpu" and hasattr(reader, "read_many") for d in loaders}
-            runs = list(map(and_, map(in_runs.__getitem__, devices), map(eq, dtypes, numpy_dtypes(variables))))
+            runs = list(map(and_, map(in_runs.__getitem__, devices), same))
             picked = range(len(plan)) if all(runs) else list(compress(range(len(plan)), runs))
             for i in range(0, len(picked), RUN_VARIABLES):
                 at = picked[i:i + RUN_VARIABLES]
@@ -121,9 +121,10 @@ def recover_devices(devs: set) -> None:
             finish()
 
 
-def check_plan(var_map: dict[str, Variable], reader: Any) -> list[tuple[str, Variable, tuple, np.dtype]]:
-    """(key, variable, stored shape, stored dtype) to restore, every name, shape and dtype
-    checked before any variable changes (a column at a time: thousands of variables)."""
+def check_plan(var_map: dict[str, Variable], reader: Any) -> list[tuple[str, Variable, tuple, np.dtype, bool]]:
+    """(key, variable, stored shape, stored dtype, stored in the variable's own dtype) to
+    restore, every name, shape and dtype checked before any variable changes (a column at a
+    time: thousands of variables)."""
     keys = sorted(var_map)
     variables = list(map(var_map.__getitem__, keys))
     lookup = getattr(reader, "lookup", None)
@@ -137,7 +138,7 @@ def check_plan(var_map: dict[str, Variable], reader: Any) -> list[tuple[str, Var
             shapes.append(tuple(reader.shape(key)))
             dtypes.append(np.dtype(reader.dtype(key)))
     bad = []
-    if list(map(_shape_of, variables)) != shapes:
+    if list(map(_storage_shape, variables)) != shapes:
         bad += [(i, "shape") for i, (var, shape) in enumerate(zip(variables, shapes))
                 if shape != var.shape and var.validate_shape][:1]
     var_dtypes = numpy_dtypes(variables)
@@ -154,15 +155,16 @@ def check_plan(var_map: dict[str, Variable], reader: Any) -> list[tuple[str, Var
         raise InvalidArgumentError(
             f"Restoring {var.name} from {reader.path}: tensor {key!r} has dtype {dtypes[i].name}, "
             f"the variable has dtype {var.dtype.name} (only exact widening casts are implicit)")
-    return list(zip(keys, variables, shapes, dtypes))
+    return list(zip(keys, variables, shapes, dtypes, map(eq, dtypes, var_dtypes)))
 
 
 def numpy_dtypes(variables: list) -> list[np.dtype]:
     """The variables' dtypes as numpy's objects, converted once per distinct dtype (a
     variable's may be TF's DType, whose comparisons run in Python)."""
     dts = list(map(_dtype_of, variables))
-    as_numpy = {id(d): np.dtype(d) for d in {id(d): d for d in dts}.values()}
-    return list(map(as_numpy.__getitem__, map(id, dts)))
+    ids = list(map(id, dts))
+    as_numpy = {i: np.dtype(d) for i, d in dict(zip(ids, dts)).items()}
+    return list(map(as_numpy.__getitem__, ids))
 
 
 def _restore_run(reader: Any, keys: list, variables: list, shapes: list, touched: list, local: bool) -> None:
