@@ -6,8 +6,10 @@ driver sends along (:mod:`.operations`: the library above devices registers them
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,6 +29,9 @@ class _Shipped:
     def __init__(self, name: str, array: Any):
         self.name, self._name, self._array = name, name, array
         self.shape, self.dtype = tuple(array.shape), array.dtype
+        self._dtype = array.dtype
+        # What a read of a variable looks at: its shape, and a lock (nothing else writes this copy).
+        self.storage = types.SimpleNamespace(shape=self.shape, lock=contextlib.nullcontext(), array=array)
 
     def value(self) -> Any:
         return self._array
