@@ -6,7 +6,8 @@ own Saver, torch and safetensors, in one run.
 
 Run it with an interpreter that has varstore and, for the comparison columns,
 ``tensorflow-cpu``, ``torch`` and ``safetensors`` (each column is skipped when its
-package is missing). TF runs in compat.v1 graph mode, as TF 1.x code does.
+package is missing). TF runs in compat.v1 graph mode, as TF 1.x code does, its session on
+one-thread pools (``--tf-threads``; 0 gives TF's defaults, which use every core).
 
 Cases, each timed as the median of ``--reps`` (the best in brackets, then the median CPU
 time of the process, all threads):
@@ -98,13 +99,17 @@ def bench_varstore(arrays: dict, d: str, reps: int) -> dict:
     return out
 
 
-def bench_tf(tf, arrays: dict, d: str, reps: int) -> dict:
+def bench_tf(tf, arrays: dict, d: str, reps: int, tf_threads: int = 1) -> dict:
     g = tf.Graph()
     with g.as_default():
         variables = [tf.compat.v1.Variable(a, name=k) for k, a in arrays.items()]
         saver = tf.compat.v1.train.Saver(max_to_keep=None)
         init = tf.compat.v1.global_variables_initializer()
-    sess = tf.compat.v1.Session(graph=g)
+    config = None
+    if tf_threads:  # equal thread counts (DESIGN.md): TF's own pools would use every core
+        config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=tf_threads,
+                                          inter_op_parallelism_threads=tf_threads)
+    sess = tf.compat.v1.Session(graph=g, config=config)
     sess.run(init)
     p = os.path.join(d, "tf.ckpt")
     out = {"save": timed(lambda: saver.save(sess, p, write_meta_graph=False), reps),
@@ -231,6 +236,8 @@ def main(argv=None) -> int:
     ap.add_argument("--tf-max", type=int, default=16000,
                     help="largest count TF builds (graph construction of 100,000 variables takes minutes)")
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--tf-threads", type=int, default=1,
+                    help="TF session's intra/inter-op pool sizes (0: TF's defaults, every core)")
     ap.add_argument("--layers", type=int, default=24)
     ap.add_argument("--width", type=int, default=256)
     ap.add_argument("--skip-adam", action="store_true")
@@ -253,7 +260,7 @@ def main(argv=None) -> int:
         try:
             results = {"varstore": bench_varstore(arrays, d, args.reps)}
             if tf is not None and with_tf:
-                results["TF Saver"] = bench_tf(tf, arrays, d, args.reps)
+                results["TF Saver"] = bench_tf(tf, arrays, d, args.reps, args.tf_threads)
             if torch is not None:
                 results["torch.save"] = bench_torch(torch, arrays, d, args.reps)
             if st is not None:
