@@ -2,8 +2,8 @@
 called with a shape (and dtype), each makes a deferred initial value (``initializers.py``).
 
 >>> import varstore as tf
->>> tf.zeros_initializer()([2, 3]).shape
-(2, 3)
+>>> tf.zeros_initializer()([2, 3]).shape.as_list()
+[2, 3]
 """
 from __future__ import annotations
 

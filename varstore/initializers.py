@@ -7,8 +7,8 @@ values (``w.initialized_value() * 2.0``) builds more of them.
 
 >>> import varstore as tf
 >>> init = tf.zeros([2, 3])
->>> init.shape, init.dtype.name
-((2, 3), 'float32')
+>>> init.shape.as_list(), init.dtype.name
+([2, 3], 'float32')
 """
 from __future__ import annotations
 
@@ -444,8 +444,8 @@ def fill(dims, value, name=None) -> InitialValue:
 def constant(value, dtype=None, shape=None, name=None) -> InitialValue:
     """A deferred constant; a scalar with ``shape`` is broadcast, as in TF.
 
-    >>> constant(1.5, shape=[2]).shape
-    (2,)
+    >>> constant(1.5, shape=[2]).shape.as_list()
+    [2]
     """
     return Constant(value, dtype, shape)._setup("Const", name)
 
@@ -454,8 +454,8 @@ def random_normal(shape, mean=0.0, stddev=1.0, dtype="float32", seed=None, name=
     """Deferred normal values, drawn on the variable's device when its initializer runs.
 
     >>> w = random_normal([784, 200], stddev=0.35)
-    >>> w.shape
-    (784, 200)
+    >>> w.shape.as_list()
+    [784, 200]
     """
     return RandomNormal(shape, mean, stddev, dtype, seed)._setup("random_normal", name)
 

@@ -9,8 +9,8 @@ the full name (``train/partitioned_save.py``), as TF does.
 >>> import varstore as tf
 >>> tf.reset_default_graph()
 >>> emb = tf.get_variable("emb", [10, 4], partitioner=tf.fixed_size_partitioner(3))
->>> [v.op.name for v in emb], [v.shape for v in emb]
-(['emb/part_0', 'emb/part_1', 'emb/part_2'], [(4, 4), (3, 4), (3, 4)])
+>>> [v.op.name for v in emb], [v.shape.as_list() for v in emb]
+(['emb/part_0', 'emb/part_1', 'emb/part_2'], [[4, 4], [3, 4], [3, 4]])
 """
 from __future__ import annotations
 
@@ -269,8 +269,8 @@ class PartitionedVariable:
     >>> import varstore as tf
     >>> tf.reset_default_graph()
     >>> w = tf.get_variable("w", [6, 2], partitioner=tf.fixed_size_partitioner(2))
-    >>> w.name, w.shape, len(w), w.get_partitions()
-    ('w', (6, 2), 2, [2, 1])
+    >>> w.name, w.shape.as_list(), len(w), w.get_partitions()
+    ('w', [6, 2], 2, [2, 1])
     """
 
     def __init__(self, name: str, shape: Sequence[int], dtype: Any, variable_list: list, partitions: Sequence[int]):

@@ -102,7 +102,7 @@ def format_summary(var_list: Any = None) -> str:
     for name, v in items:
         nbytes = math.prod(v.shape) * v.dtype.itemsize
         uninitialized += not v.is_initialized
-        rows.append((name, str(list(v.shape)), v.dtype.name, v.device, format_bytes(nbytes),
+        rows.append((name, str(v.shape.as_list()), v.dtype.name, v.device, format_bytes(nbytes),
                      "yes" if v.trainable else "no"))
         totals.append((v.device, v.shape, nbytes, v.trainable))
     if not rows:
