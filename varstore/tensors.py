@@ -25,8 +25,8 @@ import numpy as np
 import devices
 from devices.backends.arrays import host_array
 from devices.dtypes import as_dtype
-from devices.shapes import TensorShape
 from devices.errors import InvalidArgumentError, InvalidTypeError
+from devices.shapes import TensorShape
 
 from .graph import get_default_graph
 from .ops import RunContext, current_control_inputs, executing_eagerly, op_name, register, run_now
