@@ -63,14 +63,20 @@ class _VariableStore:
         self.lock = threading.RLock()
 
 
-def _variable_store(graph: Graph) -> _VariableStore:
-    store = graph._variable_store
-    if store is None:
+def _per_graph(graph: Graph, attr: str, make: Any) -> Any:
+    """``graph.<attr>``, made by ``make()`` the first time (once, even with threads racing)."""
+    value = getattr(graph, attr)
+    if value is None:
         with graph._lock:
-            store = graph._variable_store
-            if store is None:
-                store = graph._variable_store = _VariableStore()
-    return store
+            value = getattr(graph, attr)
+            if value is None:
+                value = make()
+                setattr(graph, attr, value)
+    return value
+
+
+def _variable_store(graph: Graph) -> _VariableStore:
+    return _per_graph(graph, "_variable_store", _VariableStore)
 
 
 class _ScopeState(threading.local):
@@ -96,13 +102,7 @@ class _ScopeState(threading.local):
 
 
 def _scope_state(graph: Graph) -> _ScopeState:
-    state = graph._var_scopes
-    if state is None:
-        with graph._lock:
-            state = graph._var_scopes
-            if state is None:
-                state = graph._var_scopes = _ScopeState()
-    return state
+    return _per_graph(graph, "_var_scopes", _ScopeState)
 
 
 # -- VariableScope -----------------------------------------------------------------------------
