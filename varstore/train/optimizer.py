@@ -328,9 +328,10 @@ def _value_in(g: Any, v: Variable, ctx: RunContext) -> Any:
     """A gradient's value in the run ``ctx``: tensors (placeholders) evaluated where ``v`` computes."""
     if isinstance(g, Tensor):
         fed = ctx.feeds.get(id(g))
-        if type(fed) is np.ndarray and fed.dtype == v.dtype and v.device_object.kind == "cpu":
+        dev = _compute_device(v)  # the host for a CPU or ps variable
+        if type(fed) is np.ndarray and fed.dtype == v._dtype and dev.kind == "cpu":
             return fed  # a fed host gradient (its shape checked by the session): as it is
-        return ctx.value(g, _compute_device(v))
+        return ctx.value(g, dev)
     if isinstance(g, IndexedSlices) and (isinstance(g.values, Tensor) or isinstance(g.indices, Tensor)):
         dev = _compute_device(v)
         values = ctx.value(g.values, dev) if isinstance(g.values, Tensor) else g.values
