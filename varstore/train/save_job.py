@@ -91,6 +91,10 @@ class SaveJob:
     def run(self, snapshot: list | None = None) -> None:
         """Write the checkpoint (from ``snapshot`` if given, else the live values under their
         locks), its meta file, and record it."""
+        with gc_paused():  # the checkpoint's and the meta graph's columns: see storage.gc_paused
+            self._run(snapshot)
+
+    def _run(self, snapshot: list | None) -> None:
         from ..progress import Progress, progress_shown
         path, store, var_map, extra = self.path, self.store, self.var_map, self.extra
         keys, pending = (sorted(var_map), []) if snapshot is None else ([k for k, _ in snapshot], [])
@@ -112,9 +116,8 @@ class SaveJob:
         try:
             with Progress(total, f"save {os.path.basename(path)}", enabled=self.progress) as bar:
                 try:
-                    with gc_paused():
-                        write_checkpoint(path, _counted(values, bar) if total else values, extra=extra,
-                                         stat_out=ckpt_stat)
+                    write_checkpoint(path, _counted(values, bar) if total else values, extra=extra,
+                                     stat_out=ckpt_stat)
                     committed = True
                 finally:
                     if hasattr(values, "close"):
