@@ -161,7 +161,7 @@ class Optimizer:
         for slot, value in self._slot_specs():
             if id(var) not in self._slots[slot]:
                 self._slots[slot][id(var)] = self._make_variable(
-                    self._slot_var_name(var, slot), value, var, var.shape, (var._name, slot))
+                    self._slot_var_name(var, slot), value, var, var.storage.shape, (var._name, slot))
 
     def _slot_var_name(self, var: Variable, slot: str) -> str:
         # TF names slots <var>/<Optimizer>, <var>/<Optimizer>_1, ... in creation order.

@@ -25,6 +25,7 @@ from devices.errors import InvalidArgumentError, NotFoundError
 from ..checkpoint.store import normalize, store_for
 from ..graph import GraphKeys, get_default_graph
 from ..partitioned import any_parts
+from ..storage import gc_paused
 from ..variables import Variable
 from . import partitioned_save as _psave
 from . import restore as _restore
@@ -53,7 +54,7 @@ def _var_map(var_list: VarList, allow_empty: bool, graph=None) -> dict:
         for v in var_list:
             if not isinstance(v, Variable):
                 raise InvalidArgumentError(f"Saver: var_list holds Variables, received {type(v).__name__}")
-            key = v.op.name  # TF's checkpoint key: the op name, "scope/v"
+            key = v._name  # TF's checkpoint key: the op name ("scope/v", v.op.name)
             if key in out:
                 raise ValueError(f"At least two variables have the same name: {key}")
             out[key] = v
@@ -182,7 +183,8 @@ class Saver:
         meta = None
         if write_meta_graph:
             from .meta_graph import export_meta_graph
-            meta = export_meta_graph(None, saver=self)  # the graph as it is now, even if saved later
+            with gc_paused():  # it builds a dict per variable: no collections walking them all meanwhile
+                meta = export_meta_graph(None, saver=self)  # the graph as it is now, even if saved later
         job = SaveJob(_psave.for_save(self.var_map), path, extra, meta, self._history, latest_filename, meta_graph_suffix,
                       write_state, progress, self._sharded)
         prefix = os.path.basename(prefix_path.rstrip("/"))
