@@ -494,7 +494,7 @@ def _compute_device(var: Variable) -> Any:
     """Where an op on ``var`` computes its operands: the variable's device, or the host
     for a device that only stores (a ps task: the result is shipped to it)."""
     dev = var.device_object
-    return dev if dev.kind in ("cpu", "gpu") else devices.get_device("/cpu:0")
+    return dev if dev.kind in ("cpu", "gpu") else devices.get_device(None)  # None: the host CPU, no parse
 
 
 class Assign(Tensor):
@@ -606,7 +606,7 @@ class _Computed(Tensor):
         return self._fn()
 
     def _home_device(self) -> Any:
-        return devices.get_device("/cpu:0")
+        return devices.get_device(None)
 
 
 # -- module-level functions ---------------------------------------------------------
