@@ -146,3 +146,16 @@ def test_an_initializer_ignores_the_control_dependencies_around_its_variable():
         sess.run(b.initializer)
         assert float(sess.run(a)) == 0.0  # b's initializer did not run the assign
         assert float(sess.run(after)) == 1.0  # an op made inside does
+
+
+def test_an_eager_loop_registers_nothing_per_step():
+    """Eager ops have no names: a training loop of assigns and reads must not grow the graph."""
+    with tf.eager_mode():
+        v = tf.Variable([0.0, 0.0], name="v")
+        g = tf.get_default_graph()
+        before = len(g.__dict__.get("_ops_by_name", {}))
+        for _ in range(50):
+            v.assign(v.read_value() * 0.5 + 1.0)
+            tf.is_variable_initialized(v)
+        assert len(g.__dict__.get("_ops_by_name", {})) == before
+        np.testing.assert_allclose(v.numpy(), [2.0 - 2.0 ** -49] * 2)

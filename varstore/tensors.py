@@ -76,8 +76,13 @@ class Tensor:
 
     # -- identity: names, graph, op ----------------------------------------------------
     def _setup(self, base: str, name: str | None = None) -> Tensor:
-        """Name this tensor in the current graph and scope, and pick up control dependencies."""
+        """Name this tensor in the current graph and scope, and pick up control dependencies.
+
+        Eager mode names nothing: an eager loop would otherwise register a name per step.
+        """
         self.graph = get_default_graph()
+        if executing_eagerly():
+            return self
         self._scope = devices.current_device()
         self._op_name = op_name(base, name, self.graph)
         register(self.graph, self._op_name, self)
