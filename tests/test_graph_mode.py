@@ -159,3 +159,16 @@ def test_an_eager_loop_registers_nothing_per_step():
             tf.is_variable_initialized(v)
         assert len(g.__dict__.get("_ops_by_name", {})) == before
         np.testing.assert_allclose(v.numpy(), [2.0 - 2.0 ** -49] * 2)
+
+
+def test_a_tensors_op_works_as_a_control_input_and_in_a_group():
+    v = tf.Variable(0, name="v")
+    inc = v.assign_add(1)
+    step = tf.group(inc.op)
+    with tf.control_dependencies([inc.op]):
+        after = tf.identity(v)
+    with tf.Session() as sess:
+        sess.run(v.initializer)
+        assert sess.run(step) is None and int(sess.run(v)) == 1
+        assert int(sess.run(after)) == 2
+        assert sess.run(inc.op) is None and int(sess.run(v)) == 3

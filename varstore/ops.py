@@ -153,7 +153,7 @@ EvalContext = RunContext  # the name the initializers and the ps tier use
 
 def run_node(node: Any, ctx: RunContext) -> None:
     """Run an operation, or evaluate a tensor for its effects (control inputs, ``group``)."""
-    if isinstance(node, Operation):
+    if hasattr(node, "_run"):  # an Operation, or a tensor's op (t.op)
         node._run(ctx)
     elif hasattr(node, "_eval"):
         ctx.value(node, node._home_device())
