@@ -418,9 +418,10 @@ def seed_inputs() -> dict[str, bytes]:
             tf.Variable(tf.random_uniform([2, 2], -1, 1, seed=3), name="f")
         tf.Variable(-tf.ones([2], dtype=tf.float64), name="g", trainable=False)
         step = tf.train.get_or_create_global_step()
-        tf.global_variables_initializer().run()
-        tf.train.AdamOptimizer(0.1).apply_gradients(
+        train = tf.train.AdamOptimizer(0.1).apply_gradients(
             [(np.ones((3, 2), np.float32), a), (np.ones(2, np.float32), b)], global_step=step)
+        tf.global_variables_initializer().run()  # after the train op: its slots are initialized too
+        train.run()
         saver = tf.train.Saver({"renamed/a": a, "b": b}, max_to_keep=3)
         for name, s in (("meta-saver", saver), ("meta-plain", None)):
             p = os.path.join(d, name)
