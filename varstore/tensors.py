@@ -32,11 +32,6 @@ from .graph import get_default_graph
 from .ops import RunContext, current_control_inputs, executing_eagerly, op_name, register, run_now
 
 
-def _tensor_shape(shape: Any) -> TensorShape:
-    """The user-facing shape object: TF's TensorShape."""
-    return TensorShape(shape)
-
-
 class Tensor:
     """A deferred value with a ``shape`` (None for unknown dims or rank) and a numpy ``dtype``.
 
@@ -47,11 +42,13 @@ class Tensor:
     control_inputs: tuple = ()
     _shape: tuple | None = None  # dims as ints, None for an unknown one; None for an unknown rank
     _dtype: np.dtype | None = None  # numpy's: what computing with the value needs
+    _op_name: str | None = None
+    _base_name = "Tensor"
 
     @property
     def shape(self) -> Any:
         """TF's TensorShape (``as_list()``, ``ndims``; unknown dims for placeholders)."""
-        return _tensor_shape(self._shape)
+        return TensorShape(self._shape)
 
     @shape.setter
     def shape(self, value: Any) -> None:
@@ -71,8 +68,6 @@ class Tensor:
     @dtype.setter
     def dtype(self, value: Any) -> None:
         self._dtype = np.dtype(value)
-    _op_name: str | None = None
-    _base_name = "Tensor"
 
     # -- identity: names, graph, op ----------------------------------------------------
     def _setup(self, base: str, name: str | None = None) -> Tensor:
@@ -112,7 +107,7 @@ class Tensor:
         return self._home_device().name
 
     def get_shape(self) -> Any:
-        return _tensor_shape(self._shape)
+        return TensorShape(self._shape)
 
     # -- evaluation --------------------------------------------------------------------
     def evaluate(self, device: Any, ctx: RunContext) -> Any:
