@@ -186,7 +186,7 @@ def test_varstore_registers_its_operations_by_reference():
     import varstore.initializers as init
     from varstore.train import kernels
     ops = registered("apply_dense", "apply_sparse", "build_initial", "new_context")
-    assert ops == Operations(kernels.apply_dense, kernels.apply_sparse, init.from_description, init.EvalContext)
+    assert ops == Operations(kernels.apply_dense, kernels.apply_sparse, init.from_description, init.RunContext)
     import pickle
     assert pickle.loads(pickle.dumps(ops)) == ops  # module-level: a task gets them by name
 

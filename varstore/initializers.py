@@ -27,7 +27,7 @@ from devices.errors import InvalidArgumentError, InvalidTypeError
 from devices.shapes import as_shape, num_elements
 
 from .graph import as_seed, get_default_graph
-from .ops import EvalContext
+from .ops import RunContext
 from .tensors import Apply, Tensor
 
 DEFAULT_GRAPH_SEED = 87654321  # TF's, used when only the op-level seed is set
@@ -534,4 +534,4 @@ class Undescribed(InitialValue):
 
 
 # ps tasks rebuild and evaluate initial values with these (the driver sends them by reference).
-register_operations(build_initial=from_description, new_context=EvalContext)
+register_operations(build_initial=from_description, new_context=RunContext)

@@ -148,7 +148,6 @@ class RunContext:
 
 
 _MISSING = object()
-EvalContext = RunContext  # the name the initializers and the ps tier use
 
 
 def run_node(node: Any, ctx: RunContext) -> None:

@@ -288,7 +288,7 @@ class Variable:
         if isinstance(value, Variable):
             value = value._live()
         elif isinstance(value, _init.InitialValue):
-            value = self._device.evaluate(value, _init.EvalContext())
+            value = self._device.evaluate(value, RunContext())
         elif ((hasattr(value, "dtype") or hasattr(value, "__dlpack__"))
               and not isinstance(value, (np.ndarray, np.generic))
               and not isinstance(getattr(value, "dtype", None), np.dtype)):
@@ -392,7 +392,7 @@ class Variable:
             _scatter_into(dev.xp, arr, mode, idx, upd, self.name)
 
     # -- initialization -------------------------------------------------------
-    def _initialize_in(self, ctx: _init.EvalContext) -> None:
+    def _initialize_in(self, ctx: RunContext) -> None:
         """Run this variable's initializer within one run, at most once, dependencies first."""
         key = id(self)
         if key in ctx.done:
@@ -529,7 +529,7 @@ class Assign(Tensor):
             if self.validate:
                 var._assign_now(value)
             else:
-                var._store(var._device.asarray(value, dtype=var.dtype), fresh=ctx.adopt(value))
+                var._store(var._device.asarray(value, dtype=var._dtype), fresh=ctx.adopt(value))
         else:
             var._add_now(value, 1 if self.mode == "add" else -1)
         out = var.storage.require()

@@ -5,7 +5,7 @@ rebuilt from its description) belongs to the library that defines variables. It
 registers those functions here when it is imported::
 
     register_operations(apply_dense=kernels.apply_dense, apply_sparse=kernels.apply_sparse)
-    register_operations(build_initial=from_description, new_context=EvalContext)
+    register_operations(build_initial=from_description, new_context=RunContext)
 
 and the driver's PsDevice sends the registered :class:`Operations` with each call that
 needs them. Ray sends functions by reference (their module and name), so a task imports
