@@ -36,20 +36,6 @@ def any_parts() -> bool:
     return _any_parts
 
 
-def op_name(var: Any) -> str:
-    """A variable's op name, ``"scope/v"``: its checkpoint key (``v.name`` is ``"scope/v:0"``).
-
-    The one place that knows how the two relate, so a change of either touches only this.
-
-    >>> import varstore as tf
-    >>> tf.reset_default_graph()
-    >>> op_name(tf.Variable(1.0, name="v"))
-    'v'
-    """
-    name = var.name
-    return name[:-2] if name.endswith(":0") else name
-
-
 def _element_size(dtype: Any, bytes_per_string_element: int) -> int:
     if _is_string(dtype):
         return bytes_per_string_element

@@ -34,7 +34,7 @@ import numpy as np
 import devices
 from devices.errors import FailedPreconditionError, InvalidArgumentError
 
-from ..partitioned import PartitionedVariable, any_parts, op_name
+from ..partitioned import PartitionedVariable, any_parts
 from ..storage import Storage
 
 
@@ -76,7 +76,7 @@ class JoinedParts:
             with storage.lock:
                 if storage.array is None:
                     raise FailedPreconditionError(
-                        f"Attempting to use uninitialized value {op_name(part)} (part of {self.name})")
+                        f"Attempting to use uninitialized value {part.op.name} (part of {self.name})")
                 pieces.append(np.asarray(part.numpy()))
         return np.concatenate(pieces, axis=self.axis)
 
@@ -189,7 +189,7 @@ def join_parts(name: str, parts: list) -> JoinedParts:
             break
         covered += si.var_shape[axis]
     if covered != (full_shape[axis] if full_shape else 1):
-        have = sorted(op_name(p) for p in parts)
+        have = sorted(p.op.name for p in parts)
         raise InvalidArgumentError(
             f"Saver: the var list holds parts {have} of partitioned variable {name!r} (shape {full_shape}), "
             f"which do not cover it once; pass every part, or the PartitionedVariable itself")
