@@ -172,3 +172,19 @@ def test_a_tensors_op_works_as_a_control_input_and_in_a_group():
         assert sess.run(step) is None and int(sess.run(v)) == 1
         assert int(sess.run(after)) == 2
         assert sess.run(inc.op) is None and int(sess.run(v)) == 3
+
+
+@pytest.mark.parametrize("fn,formula", [
+    (tf.train.inverse_time_decay, lambda lr, r, p: lr / (1 + r * p)),
+    (tf.train.natural_exp_decay, lambda lr, r, p: lr * math.exp(-r * p)),
+])
+@pytest.mark.parametrize("staircase", [False, True])
+def test_the_other_progress_schedules_follow_tfs_formulas(fn, formula, staircase):
+    gs = tf.Variable(0, trainable=False, name="global_step")
+    lr = fn(0.5, gs, 3, 0.4, staircase=staircase)
+    with tf.Session() as sess:
+        sess.run(gs.initializer)
+        for step in (0, 2, 7):
+            gs.load(step)
+            p = math.floor(step / 3) if staircase else step / 3
+            assert float(sess.run(lr)) == pytest.approx(formula(0.5, 0.4, p), rel=1e-6)

@@ -50,47 +50,44 @@ class _Schedule(Tensor):
         return self._step.variables()
 
 
-def _value(x: Any) -> float:
-    return float(x)
+def _of_progress(global_step: Any, decay_steps: float, staircase: bool, rule: Callable[[float], float],
+                 name: str) -> Tensor:
+    """A schedule of ``p = global_step / decay_steps`` (floored with ``staircase``)."""
+    steps = float(decay_steps)
+
+    def f(step: float) -> float:
+        p = step / steps
+        return rule(math.floor(p) if staircase else p)
+    return _Schedule(global_step, f, name)
 
 
 def exponential_decay(learning_rate: float, global_step: Any, decay_steps: float, decay_rate: float,
                       staircase: bool = False, name: str | None = None) -> Tensor:
     """``learning_rate * decay_rate ** (global_step / decay_steps)`` (the exponent floored with ``staircase``)."""
-    lr, steps, rate = _value(learning_rate), _value(decay_steps), _value(decay_rate)
-
-    def f(step: float) -> float:
-        p = step / steps
-        return lr * rate ** (math.floor(p) if staircase else p)
-    return _Schedule(global_step, f, name or "ExponentialDecay")
+    lr, rate = float(learning_rate), float(decay_rate)
+    return _of_progress(global_step, decay_steps, staircase, lambda p: lr * rate ** p, name or "ExponentialDecay")
 
 
 def inverse_time_decay(learning_rate: float, global_step: Any, decay_steps: float, decay_rate: float,
                        staircase: bool = False, name: str | None = None) -> Tensor:
     """``learning_rate / (1 + decay_rate * global_step / decay_steps)``."""
-    lr, steps, rate = _value(learning_rate), _value(decay_steps), _value(decay_rate)
-
-    def f(step: float) -> float:
-        p = step / steps
-        return lr / (1.0 + rate * (math.floor(p) if staircase else p))
-    return _Schedule(global_step, f, name or "InverseTimeDecay")
+    lr, rate = float(learning_rate), float(decay_rate)
+    return _of_progress(global_step, decay_steps, staircase, lambda p: lr / (1.0 + rate * p),
+                        name or "InverseTimeDecay")
 
 
 def natural_exp_decay(learning_rate: float, global_step: Any, decay_steps: float, decay_rate: float,
                       staircase: bool = False, name: str | None = None) -> Tensor:
     """``learning_rate * exp(-decay_rate * global_step / decay_steps)``."""
-    lr, steps, rate = _value(learning_rate), _value(decay_steps), _value(decay_rate)
-
-    def f(step: float) -> float:
-        p = step / steps
-        return lr * math.exp(-rate * (math.floor(p) if staircase else p))
-    return _Schedule(global_step, f, name or "NaturalExpDecay")
+    lr, rate = float(learning_rate), float(decay_rate)
+    return _of_progress(global_step, decay_steps, staircase, lambda p: lr * math.exp(-rate * p),
+                        name or "NaturalExpDecay")
 
 
 def polynomial_decay(learning_rate: float, global_step: Any, decay_steps: float, end_learning_rate: float = 0.0001,
                      power: float = 1.0, cycle: bool = False, name: str | None = None) -> Tensor:
     """From ``learning_rate`` to ``end_learning_rate`` over ``decay_steps`` (restarting with ``cycle``)."""
-    lr, steps, end, pw = _value(learning_rate), _value(decay_steps), _value(end_learning_rate), _value(power)
+    lr, steps, end, pw = float(learning_rate), float(decay_steps), float(end_learning_rate), float(power)
 
     def f(step: float) -> float:
         span = steps
@@ -105,7 +102,7 @@ def polynomial_decay(learning_rate: float, global_step: Any, decay_steps: float,
 def cosine_decay(learning_rate: float, global_step: Any, decay_steps: float, alpha: float = 0.0,
                  name: str | None = None) -> Tensor:
     """Cosine from ``learning_rate`` down to ``alpha * learning_rate`` over ``decay_steps``."""
-    lr, steps, a = _value(learning_rate), _value(decay_steps), _value(alpha)
+    lr, steps, a = float(learning_rate), float(decay_steps), float(alpha)
 
     def f(step: float) -> float:
         done = min(step, steps) / steps
